@@ -1,0 +1,3 @@
+"""recsvc: personalized product recommendations for online shops."""
+
+__version__ = "0.1.0"

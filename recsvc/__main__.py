@@ -1,0 +1,5 @@
+import sys
+
+from recsvc.cli import main
+
+sys.exit(main())

@@ -1,0 +1,23 @@
+"""Errors that reach a user as one line, with the exit code a script can act on."""
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_BAD_INPUT = 2
+
+
+class RecsvcError(Exception):
+    """An expected failure: its message is shown as is, without a traceback."""
+
+    exit_code = EXIT_FAILURE
+
+
+class InputError(RecsvcError):
+    """Bad input given by the user: a missing, empty or malformed file or option."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
+class ModelError(RecsvcError):
+    """A model version that cannot be used: missing, corrupt, or of a foreign format."""
+
+    exit_code = EXIT_BAD_INPUT

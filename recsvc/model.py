@@ -1,0 +1,152 @@
+"""A trained model in memory: id maps, item metadata, user histories and the fitted
+algorithms, with their blend weights. Saved and loaded through `recsvc.artifacts`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from recsvc.artifacts import StoredVersion, open_version
+from recsvc.errors import ModelError
+from recsvc.models import REGISTRY, Recommender, UserBatch
+from recsvc.models.base import ArraySink, load_csr, save_csr
+
+
+def as_str_array(values: Any) -> np.ndarray:
+    """Fixed-width unicode: saved without pickle and memory-mappable."""
+    array = np.asarray(list(values), dtype=str)
+    return array if array.size else np.zeros(0, dtype="<U1")
+
+
+def lookup(sorted_ids: np.ndarray, ids: Any) -> np.ndarray:
+    """Positions of `ids` in the sorted id array; -1 where absent."""
+    query = np.asarray(ids, dtype=str).reshape(-1)
+    if sorted_ids.size == 0 or query.size == 0:
+        return np.full(query.shape, -1, dtype=np.int64)
+    pos = np.searchsorted(sorted_ids, query)
+    pos = np.minimum(pos, sorted_ids.size - 1)
+    return np.where(sorted_ids[pos] == query, pos, -1).astype(np.int64)
+
+
+@dataclass
+class RecommenderModel:
+    user_ids: np.ndarray  # sorted, so that lookups are a binary search
+    item_ids: np.ndarray  # sorted
+    user_items: sp.csr_matrix  # confidence, users x items
+    components: dict[str, Recommender]
+    weights: dict[str, float]
+    exclude_seen: bool
+    item_category: np.ndarray  # codes into category_names, -1 unknown
+    category_names: np.ndarray
+    item_price: np.ndarray  # NaN unknown
+    item_in_stock: np.ndarray  # bool
+    item_created_at: np.ndarray  # epoch seconds, 0 unknown
+    user_attributes: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    opted_out: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype="<U1"))
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_users(self) -> int:
+        return int(self.user_ids.size)
+
+    @property
+    def n_items(self) -> int:
+        return int(self.item_ids.size)
+
+    @property
+    def version(self) -> str:
+        return str(self.manifest.get("version", "unsaved"))
+
+    def user_index(self, ids: Any) -> np.ndarray:
+        return lookup(self.user_ids, ids)
+
+    def item_index(self, ids: Any) -> np.ndarray:
+        return lookup(self.item_ids, ids)
+
+    def is_opted_out(self, user_id: str) -> bool:
+        return bool(lookup(self.opted_out, [user_id])[0] >= 0)
+
+    def batch(self, users: np.ndarray) -> UserBatch:
+        """A batch of trained users, scored from their stored histories and vectors."""
+        users = np.asarray(users, dtype=np.int64)
+        return UserBatch(
+            users=users,
+            history=self.user_items[users],
+            attributes={name: codes[users] for name, (codes, _) in self.user_attributes.items()},
+        )
+
+    # -- persistence -------------------------------------------------------------------
+
+    def save(self, out: ArraySink) -> dict[str, Any]:
+        """Write every array; return the manifest entries that describe them."""
+        out.save_array("user_ids", self.user_ids)
+        out.save_array("item_ids", self.item_ids)
+        save_csr(out, "user_items", self.user_items)
+        out.save_array("item_category", self.item_category)
+        out.save_array("category_names", self.category_names)
+        out.save_array("item_price", self.item_price)
+        out.save_array("item_in_stock", self.item_in_stock)
+        out.save_array("item_created_at", self.item_created_at)
+        out.save_array("opted_out", self.opted_out)
+        for name, (codes, values) in self.user_attributes.items():
+            out.save_array(f"user_attr.{name}.codes", codes)
+            out.save_array(f"user_attr.{name}.values", values)
+        components = {}
+        for name, component in self.components.items():
+            component.save(out, f"model.{name}")
+            components[name] = {"kind": component.kind, "params": component.params()}
+        return {
+            "counts": {"users": self.n_users, "items": self.n_items,
+                       "interactions": int(self.user_items.nnz)},
+            "components": components,
+            "blend": {"weights": self.weights, "exclude_seen": self.exclude_seen},
+            "user_attributes": sorted(self.user_attributes),
+        }
+
+    @classmethod
+    def from_stored(cls, stored: StoredVersion) -> RecommenderModel:
+        m = stored.manifest
+        try:
+            components: dict[str, Recommender] = {}
+            for name, spec in m["components"].items():
+                kind = spec["kind"]
+                if kind not in REGISTRY:
+                    raise ModelError(f"model {stored.version}: unknown algorithm {kind!r}")
+                components[name] = REGISTRY[kind].load(stored, f"model.{name}", spec["params"])
+            attributes = {
+                name: (stored.array(f"user_attr.{name}.codes"),
+                       stored.array(f"user_attr.{name}.values"))
+                for name in m.get("user_attributes", [])
+            }
+            return cls(
+                user_ids=stored.array("user_ids"),
+                item_ids=stored.array("item_ids"),
+                user_items=load_csr(stored, "user_items"),
+                components=components,
+                weights={k: float(v) for k, v in m["blend"]["weights"].items()},
+                exclude_seen=bool(m["blend"]["exclude_seen"]),
+                item_category=stored.array("item_category"),
+                category_names=stored.array("category_names"),
+                item_price=stored.array("item_price"),
+                item_in_stock=stored.array("item_in_stock"),
+                item_created_at=stored.array("item_created_at"),
+                user_attributes=attributes,
+                opted_out=stored.array("opted_out"),
+                manifest=m,
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelError(f"model {stored.version}: malformed manifest ({exc})") from exc
+
+
+def load_model(
+    model_root: str | Path, version: str | None = None, verify: bool = True
+) -> RecommenderModel:
+    """Load `version` (default: current) after checking its schema and checksums."""
+    return RecommenderModel.from_stored(open_version(model_root, version, verify=verify))
+
+
+__all__ = ["RecommenderModel", "as_str_array", "load_model", "lookup"]

@@ -1,0 +1,134 @@
+"""Content model: items as vectors of their text (TF-IDF over title, description and
+tags), category path, brand and price band; a user as the weighted mean of the items they
+touched. It knows an item from its catalog row alone, so a brand-new item with no
+interactions can be recommended on its first day."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Self
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from sklearn.preprocessing import normalize
+
+from recsvc.artifacts import StoredVersion
+from recsvc.models.base import ArraySink, Recommender, TrainingData, UserBatch, load_csr, save_csr
+from recsvc.models.factors import confidence
+
+TAG_SEPARATORS = r"[|;,]"
+
+
+def _column(items: pd.DataFrame, name: str) -> pd.Series:
+    if name not in items.columns:
+        return pd.Series([""] * len(items), index=items.index, dtype=object)
+    return items[name].astype("string").fillna("").astype(object)
+
+
+def category_tokens(path: str) -> list[str]:
+    """`Home > Kitchen > Knives` -> every prefix, so siblings share their parent."""
+    parts = [p.strip() for p in str(path).replace("/", ">").split(">") if p.strip()]
+    return ["cat:" + " > ".join(parts[: i + 1]).lower() for i in range(len(parts))]
+
+
+def price_bands(prices: pd.Series, bands: int) -> list[list[str]]:
+    values = pd.to_numeric(prices, errors="coerce").to_numpy(dtype=float)
+    known = np.isfinite(values) & (values > 0)
+    tokens: list[list[str]] = [[] for _ in range(len(values))]
+    if known.sum() < 2:
+        return tokens
+    edges = np.unique(np.quantile(np.log(values[known]), np.linspace(0, 1, bands + 1)[1:-1]))
+    band = np.searchsorted(edges, np.log(np.where(known, values, 1.0)))
+    for i in np.flatnonzero(known):
+        tokens[i] = [f"price:{band[i]}"]
+    return tokens
+
+
+class ContentModel(Recommender):
+    kind = "content"
+
+    def __init__(
+        self,
+        text_weight: float = 1.0,
+        category_weight: float = 0.8,
+        brand_weight: float = 0.4,
+        price_weight: float = 0.2,
+        max_features: int = 50_000,
+        price_bands: int = 5,
+    ) -> None:
+        self.text_weight = float(text_weight)
+        self.category_weight = float(category_weight)
+        self.brand_weight = float(brand_weight)
+        self.price_weight = float(price_weight)
+        self.max_features = int(max_features)
+        self.price_bands = int(price_bands)
+        self.item_vectors = sp.csr_matrix((0, 0), dtype=np.float32)
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "text_weight": self.text_weight,
+            "category_weight": self.category_weight,
+            "brand_weight": self.brand_weight,
+            "price_weight": self.price_weight,
+            "max_features": self.max_features,
+            "price_bands": self.price_bands,
+        }
+
+    def fit(self, data: TrainingData) -> Self:
+        if data.items is None:
+            raise ValueError("the content model needs an item catalog")
+        self.item_vectors = self.vectorize(data.items)
+        return self
+
+    def vectorize(self, items: pd.DataFrame) -> sp.csr_matrix:
+        from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
+
+        text = (
+            _column(items, "title") + " " + _column(items, "description") + " "
+            + _column(items, "tags").str.replace(TAG_SEPARATORS, " ", regex=True)
+        )
+        blocks: list[sp.csr_matrix] = []
+        if self.text_weight > 0 and text.str.strip().astype(bool).any():
+            tfidf = TfidfVectorizer(
+                sublinear_tf=True, stop_words="english", max_features=self.max_features,
+                min_df=2 if len(items) >= 1000 else 1, dtype=np.float32,
+            )
+            with contextlib.suppress(ValueError):  # only stop words: no vocabulary at all
+                blocks.append(self.text_weight * normalize(tfidf.fit_transform(text)))
+        token_lists = [
+            (self.category_weight, [category_tokens(c) for c in _column(items, "category")]),
+            (self.brand_weight, [
+                [f"brand:{b.strip().lower()}"] if b.strip() else [] for b in _column(items, "brand")
+            ]),
+            (self.price_weight, price_bands(_column(items, "price"), self.price_bands)),
+        ]
+        for weight, tokens in token_lists:
+            if weight <= 0 or not any(tokens):
+                continue
+            onehot = CountVectorizer(analyzer=lambda t: t, binary=True, dtype=np.float32)
+            blocks.append(weight * normalize(onehot.fit_transform(tokens)))
+        if not blocks:
+            return sp.csr_matrix((len(items), 1), dtype=np.float32)
+        return sp.csr_matrix(normalize(sp.hstack(blocks, format="csr")), dtype=np.float32)
+
+    def profiles(self, history: sp.csr_matrix) -> sp.csr_matrix:
+        """Each user's decayed, weighted mean of the vectors of items they touched."""
+        return normalize(confidence(history), norm="l1") @ self.item_vectors
+
+    def score(self, batch: UserBatch) -> np.ndarray:
+        profiles = self.profiles(batch.history)
+        return np.asarray((self.item_vectors @ profiles.T).T.todense(), dtype=np.float32)
+
+    def similar(self, items: np.ndarray) -> np.ndarray:
+        query = self.item_vectors[items]
+        return np.asarray((self.item_vectors @ query.T).T.todense(), dtype=np.float32)
+
+    def save(self, out: ArraySink, prefix: str) -> None:
+        save_csr(out, f"{prefix}.item_vectors", self.item_vectors)
+
+    @classmethod
+    def load(cls, stored: StoredVersion, prefix: str, params: dict[str, Any]) -> Self:
+        model = cls(**params)
+        model.item_vectors = load_csr(stored, f"{prefix}.item_vectors")
+        return model

@@ -1,0 +1,125 @@
+"""Popularity and trending: the cold-start fallbacks, and a signal in the blend.
+
+Popularity counts people, not units: each user adds log(1 + confidence) to an item, so a
+few wholesalers cannot make an item look popular. It is also kept per value of each user
+attribute (segment, region, ...), for shoppers whose attributes are known."""
+
+from __future__ import annotations
+
+from typing import Any, Self
+
+import numpy as np
+import scipy.sparse as sp
+
+from recsvc.artifacts import StoredVersion
+from recsvc.models.base import (
+    SECONDS_PER_DAY,
+    ArraySink,
+    Recommender,
+    TrainingData,
+    UserBatch,
+)
+from recsvc.models.factors import confidence
+
+
+def _broadcast(vector: np.ndarray, n: int) -> np.ndarray:
+    return np.broadcast_to(vector.astype(np.float32), (n, vector.shape[0])).copy()
+
+
+class Popularity(Recommender):
+    kind = "popularity"
+
+    def __init__(self, attributes: list[str] | None = None) -> None:
+        self.attributes = list(attributes or [])
+        self.overall = np.zeros(0, dtype=np.float32)
+        self.by_attribute: dict[str, np.ndarray] = {}  # attribute -> values x items
+
+    def params(self) -> dict[str, Any]:
+        return {"attributes": self.attributes}
+
+    def fit(self, data: TrainingData) -> Self:
+        per_user = confidence(data.user_items)
+        self.overall = np.asarray(per_user.sum(axis=0), dtype=np.float32).ravel()
+        self.by_attribute = {}
+        for name in self.attributes:
+            if name not in data.user_attributes:
+                continue
+            codes, values = data.user_attributes[name]
+            known = codes >= 0
+            indicator = sp.csr_matrix(
+                (np.ones(int(known.sum()), dtype=np.float32),
+                 (codes[known], np.flatnonzero(known))),
+                shape=(len(values), data.n_users),
+            )
+            self.by_attribute[name] = np.asarray((indicator @ per_user).todense(),
+                                                 dtype=np.float32)
+        self.attributes = [a for a in self.attributes if a in self.by_attribute]
+        return self
+
+    def group_scores(self, attribute: str, code: int) -> np.ndarray:
+        """Popularity among users with this attribute value, on the overall scale."""
+        group = self.by_attribute[attribute][code]
+        total = float(group.sum())
+        if total <= 0:
+            return self.overall
+        return group * (float(self.overall.sum()) / total)
+
+    def score(self, batch: UserBatch) -> np.ndarray:
+        scores = _broadcast(np.log1p(self.overall), len(batch))
+        for row in range(len(batch)):
+            groups = [
+                np.log1p(self.group_scores(name, int(batch.attributes[name][row])))
+                for name in self.attributes
+                if name in batch.attributes and batch.attributes[name][row] >= 0
+            ]
+            if groups:
+                # Half the shopper's own groups, half everyone: small groups stay stable.
+                scores[row] = 0.5 * scores[row] + 0.5 * np.mean(groups, axis=0)
+        return scores
+
+    def save(self, out: ArraySink, prefix: str) -> None:
+        out.save_array(f"{prefix}.overall", self.overall)
+        for name, matrix in self.by_attribute.items():
+            out.save_array(f"{prefix}.by_{name}", matrix)
+
+    @classmethod
+    def load(cls, stored: StoredVersion, prefix: str, params: dict[str, Any]) -> Self:
+        model = cls(**params)
+        model.overall = stored.array(f"{prefix}.overall")
+        model.by_attribute = {a: stored.array(f"{prefix}.by_{a}") for a in model.attributes}
+        return model
+
+
+class Trending(Recommender):
+    """What is selling now: event weights in a recent window, decayed fast."""
+
+    kind = "trending"
+
+    def __init__(self, window_days: float = 14.0, half_life_days: float = 3.0) -> None:
+        self.window_days = float(window_days)
+        self.half_life_days = float(half_life_days)
+        self.trend = np.zeros(0, dtype=np.float32)
+
+    def params(self) -> dict[str, Any]:
+        return {"window_days": self.window_days, "half_life_days": self.half_life_days}
+
+    def fit(self, data: TrainingData) -> Self:
+        age_days = (data.reference_time - data.event_times) / SECONDS_PER_DAY
+        recent = (age_days <= self.window_days) & (data.event_weights > 0)
+        weights = data.event_weights[recent] * np.power(0.5, age_days[recent] / self.half_life_days)
+        self.trend = np.bincount(
+            data.event_items[recent], weights=weights, minlength=data.n_items
+        ).astype(np.float32)
+        return self
+
+    def score(self, batch: UserBatch) -> np.ndarray:
+        return _broadcast(np.log1p(self.trend), len(batch))
+
+    def save(self, out: ArraySink, prefix: str) -> None:
+        out.save_array(f"{prefix}.trend", self.trend)
+
+    @classmethod
+    def load(cls, stored: StoredVersion, prefix: str, params: dict[str, Any]) -> Self:
+        model = cls(**params)
+        model.trend = stored.array(f"{prefix}.trend")
+        return model

@@ -1,0 +1,99 @@
+"""The one scoring path: the service, the cache warmer, the evaluator and the tuner all
+rank items through these functions, so offline numbers measure what shoppers get."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from recsvc.blend import blend
+from recsvc.model import RecommenderModel
+from recsvc.models import Recommender, UserBatch
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """Top items per user: item numbers and blended scores, best first. Rows may hold
+    fewer than n items when filters leave fewer candidates."""
+
+    items: list[np.ndarray]
+    scores: list[np.ndarray]
+
+
+def source_scores(
+    components: Mapping[str, Recommender], batch: UserBatch, names: set[str] | None = None
+) -> dict[str, np.ndarray]:
+    """Each algorithm's raw scores for the batch (only those named, if `names`)."""
+    return {
+        name: component.score(batch)
+        for name, component in components.items()
+        if names is None or name in names
+    }
+
+
+def rank(
+    scores: np.ndarray,
+    n: int,
+    history: sp.csr_matrix | None = None,
+    allowed: np.ndarray | None = None,
+) -> Ranking:
+    """Top-n per row. Items in `history` (when given) and items not `allowed` never appear."""
+    scores = np.array(scores, dtype=np.float32, copy=True)
+    if allowed is not None:
+        scores[:, ~allowed] = -np.inf
+    if history is not None and history.nnz:
+        coo = history.tocoo()
+        scores[coo.row, coo.col] = -np.inf
+    n = max(0, min(n, scores.shape[1]))
+    if n == 0:
+        empty = [np.zeros(0, dtype=np.int64)] * scores.shape[0]
+        return Ranking(items=empty, scores=[np.zeros(0, dtype=np.float32)] * scores.shape[0])
+    top = np.argpartition(-scores, n - 1, axis=1)[:, :n]
+    top_scores = np.take_along_axis(scores, top, axis=1)
+    order = np.argsort(-top_scores, axis=1, kind="stable")
+    top = np.take_along_axis(top, order, axis=1)
+    top_scores = np.take_along_axis(top_scores, order, axis=1)
+    items, values = [], []
+    for row_items, row_scores in zip(top, top_scores, strict=True):
+        keep = np.isfinite(row_scores)
+        items.append(row_items[keep].astype(np.int64))
+        values.append(row_scores[keep])
+    return Ranking(items=items, scores=values)
+
+
+def rank_sources(
+    sources: Mapping[str, np.ndarray],
+    weights: Mapping[str, float],
+    n: int,
+    history: sp.csr_matrix,
+    exclude_seen: bool,
+    candidates: np.ndarray | None,
+    standardized: bool = False,
+) -> Ranking:
+    """Blend per-algorithm scores and rank: the step shared by serving and tuning."""
+    blended = blend(sources, weights, standardized=standardized)
+    return rank(blended, n, history=history if exclude_seen else None, allowed=candidates)
+
+
+def recommend(
+    model: RecommenderModel,
+    batch: UserBatch,
+    n: int,
+    exclude_seen: bool | None = None,
+    allowed: np.ndarray | None = None,
+    weights: Mapping[str, float] | None = None,
+) -> Ranking:
+    """Blend the model's algorithms for each user of the batch and rank the catalog.
+
+    Out-of-stock items are never recommended; `allowed` narrows the candidates further."""
+    weights = dict(model.weights if weights is None else weights)
+    exclude_seen = model.exclude_seen if exclude_seen is None else exclude_seen
+    active = {name for name, w in weights.items() if w != 0}
+    sources = source_scores(model.components, batch, active)
+    candidates = np.asarray(model.item_in_stock, dtype=bool)
+    if allowed is not None:
+        candidates = candidates & allowed
+    return rank_sources(sources, weights, n, batch.history, exclude_seen, candidates)

@@ -1,0 +1,74 @@
+"""Shared fixtures: tiny stores written as real files, and a trained model on them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from training.config import TrainConfig
+
+DAY = 86_400
+T0 = 1_767_225_600  # 2026-01-01T00:00:00Z
+
+
+def write_csv(path: Path, rows: list[dict] | pd.DataFrame) -> Path:
+    frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(rows)
+    frame.to_csv(path, index=False)
+    return path
+
+
+def planted_seen(user: str) -> list[str]:
+    """The 6 items (of their group's 10) a planted user touched: a seeded random pick."""
+    group, number = user[0], int(user[2:])
+    rng = np.random.default_rng([ord(group), number])
+    return [f"{group}{j}" for j in sorted(rng.choice(10, size=6, replace=False))]
+
+
+def planted_store(tmp_path: Path) -> dict[str, Path]:
+    """Two taste groups: group A buys kitchen items a0..a9, group B garden items b0..b9.
+    Each user touched 6 of their group's 10 items; the planted answer for a user is the
+    other 4 of their group. Item `a_new` is a kitchen item nobody has touched yet."""
+    rows = []
+    for group in ("a", "b"):
+        for u in range(30):
+            user = f"{group}u{u}"
+            for j, item in enumerate(planted_seen(user)):
+                t = T0 + (u * 7 + j) * 3600
+                rows.append({"user_id": user, "item_id": item, "event_type": "view",
+                             "timestamp": t})
+                rows.append({"user_id": user, "item_id": item, "event_type": "purchase",
+                             "timestamp": t + 60, "value": 1})
+    items = []
+    for group, cat, noun in (("a", "Kitchen > Cookware", "pan skillet"),
+                             ("b", "Garden > Tools", "rake shovel")):
+        for j in range(10):
+            items.append({"item_id": f"{group}{j}", "title": f"steel {noun} {j}",
+                          "description": f"{noun} for the {cat.split(' > ')[0].lower()}",
+                          "category": cat, "brand": f"{group}brand", "price": 20 + j,
+                          "in_stock": True})
+    items.append({"item_id": "a_new", "title": "steel pan skillet deluxe",
+                  "description": "pan skillet for the kitchen", "category": "Kitchen > Cookware",
+                  "brand": "abrand", "price": 25, "in_stock": True})
+    return {
+        "interactions": write_csv(tmp_path / "interactions.csv", rows),
+        "items": write_csv(tmp_path / "items.csv", items),
+    }
+
+
+def quick_config(model_root: Path, **inputs: Path) -> TrainConfig:
+    config = TrainConfig()
+    config.output.model_root = model_root
+    for key, value in inputs.items():
+        setattr(config.input, key, value)
+    config.tuning.enabled = False
+    config.model.factors = 2  # the planted structure has rank 2
+    config.model.iterations = 10
+    return config
+
+
+@pytest.fixture
+def planted(tmp_path: Path) -> dict[str, Path]:
+    return planted_store(tmp_path)

@@ -1,0 +1,151 @@
+"""Known answers on tiny data: the trained model recovers what was planted."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from recsvc.model import load_model
+from recsvc.models import UserBatch
+from recsvc.scoring import recommend
+from tests.conftest import DAY, T0, planted_seen, quick_config, write_csv
+from training.pipeline import train
+from training.progress import Progress
+
+QUIET = Progress(quiet=True)
+
+
+def top_ids(model, user_id: str, n: int, **kwargs) -> list[str]:
+    users = model.user_index([user_id])
+    ranking = recommend(model, model.batch(users), n, **kwargs)
+    return [str(model.item_ids[i]) for i in ranking.items[0]]
+
+
+def test_planted_tastes_are_recovered(tmp_path: Path, planted: dict[str, Path]) -> None:
+    result = train(quick_config(tmp_path / "models", **planted), QUIET)
+    model = load_model(tmp_path / "models")
+    assert model.version == result.version
+    for group, other in (("a", "b"), ("b", "a")):
+        for u in (0, 7, 13):
+            user = f"{group}u{u}"
+            seen = set(planted_seen(user))
+            top = top_ids(model, user, 4, exclude_seen=True)
+            # The 4 unseen items of the user's own group, none of the other group.
+            expected = {f"{group}{j}" for j in range(10)} - seen
+            if group == "a":
+                expected_or_new = expected | {"a_new"}
+                assert set(top) <= expected_or_new and len(set(top) & expected) >= 3, top
+            else:
+                assert set(top) == expected, top
+            assert not any(i.startswith(other) for i in top)
+
+
+def test_each_algorithm_alone_prefers_the_users_group(tmp_path: Path, planted) -> None:
+    train(quick_config(tmp_path / "models", **planted), QUIET)
+    model = load_model(tmp_path / "models")
+    users = model.user_index(["au3"])
+    for name in ("cf", "item_knn", "content"):
+        ranking = recommend(model, model.batch(users), 4, exclude_seen=True,
+                            weights={name: 1.0})
+        ids = [str(model.item_ids[i]) for i in ranking.items[0]]
+        assert all(i.startswith("a") for i in ids), (name, ids)
+
+
+def test_new_item_is_recommended_by_content(tmp_path: Path, planted) -> None:
+    train(quick_config(tmp_path / "models", **planted), QUIET)
+    model = load_model(tmp_path / "models")
+    new = int(model.item_index(["a_new"])[0])
+    assert model.user_items[:, new].nnz == 0  # no interactions at all
+    # A kitchen shopper gets it from content, above every garden item (the top 5 are the
+    # 4 kitchen items they have not bought and the new one); a garden shopper does not.
+    top = top_ids(model, "au0", 5, exclude_seen=True, weights={"content": 1.0})
+    assert "a_new" in top and all(i.startswith("a") for i in top)
+    assert "a_new" not in top_ids(model, "bu0", 10, exclude_seen=True,
+                                  weights={"content": 1.0})
+    # And it has content neighbours on a product page from its attributes alone.
+    similar = model.components["content"].similar(np.array([new]))[0]
+    similar[new] = -1
+    best = [str(model.item_ids[i]) for i in np.argsort(-similar)[:5]]
+    assert all(i.startswith("a") for i in best)
+
+
+def test_anonymous_session_is_scored_from_recent_items(tmp_path: Path, planted) -> None:
+    train(quick_config(tmp_path / "models", **planted), QUIET)
+    model = load_model(tmp_path / "models")
+    import scipy.sparse as sp
+
+    viewed = model.item_index(["b1", "b2"])
+    history = sp.csr_matrix((np.ones(2, np.float32), ([0, 0], viewed)),
+                            shape=(1, model.n_items))
+    batch = UserBatch(users=np.array([-1]), history=history)
+    ranking = recommend(model, batch, 5, exclude_seen=True)
+    ids = [str(model.item_ids[i]) for i in ranking.items[0]]
+    assert all(i.startswith("b") for i in ids), ids
+
+
+def test_refund_cancels_the_purchase(tmp_path: Path) -> None:
+    rows = [
+        {"user_id": "u1", "item_id": "x", "event_type": "purchase", "timestamp": T0},
+        {"user_id": "u1", "item_id": "x", "event_type": "refund", "timestamp": T0 + DAY},
+        {"user_id": "u1", "item_id": "y", "event_type": "purchase", "timestamp": T0},
+        {"user_id": "u2", "item_id": "x", "event_type": "purchase", "timestamp": T0},
+    ]
+    path = write_csv(tmp_path / "i.csv", rows)
+    train(quick_config(tmp_path / "m", interactions=path), QUIET)
+    model = load_model(tmp_path / "m")
+    u1, x, y = model.user_index(["u1"])[0], model.item_index(["x"])[0], model.item_index(["y"])[0]
+    assert model.user_items[u1, x] == 0
+    assert model.user_items[u1, y] > 0
+    assert model.user_items[model.user_index(["u2"])[0], x] > 0
+
+
+def test_repeat_purchases_add_up_and_old_events_decay(tmp_path: Path) -> None:
+    rows = [{"user_id": "u", "item_id": "often", "event_type": "purchase",
+             "timestamp": T0 + d * DAY} for d in range(3)]
+    rows += [{"user_id": "u", "item_id": "once", "event_type": "purchase",
+              "timestamp": T0 + 2 * DAY}]
+    rows += [{"user_id": "u", "item_id": "old", "event_type": "purchase",
+              "timestamp": T0 + 2 * DAY - 90 * DAY}]
+    path = write_csv(tmp_path / "i.csv", rows)
+    config = quick_config(tmp_path / "m", interactions=path)
+    train(config, QUIET)
+    model = load_model(tmp_path / "m")
+    u = model.user_index(["u"])[0]
+    conf = {i: model.user_items[u, model.item_index([i])[0]] for i in ("often", "once", "old")}
+    assert conf["often"] > 2.9 * conf["once"] * 0.97  # three purchases, slightly decayed
+    # 90 days at the default 90-day half-life: exactly half the weight.
+    assert np.isclose(conf["old"], conf["once"] / 2, rtol=1e-4)
+
+
+def test_consent_false_user_is_left_out(tmp_path: Path, planted) -> None:
+    users = write_csv(tmp_path / "users.csv", [
+        {"user_id": "au1", "segment": "s1", "consent": "false"},
+        {"user_id": "au2", "segment": "s1", "consent": "true"},
+        {"user_id": "cold", "segment": "s2", "consent": "yes"},
+    ])
+    result = train(quick_config(tmp_path / "m", users=users, **planted), QUIET)
+    model = load_model(tmp_path / "m")
+    assert model.user_index(["au1"])[0] == -1
+    assert model.is_opted_out("au1") and not model.is_opted_out("au2")
+    assert model.user_index(["cold"])[0] >= 0  # known attributes, no events
+    assert result.manifest["data_quality"]["rows_dropped"]["consent_withdrawn"] == 12
+    # Nothing about au1 is in any array of the model: its items' counts exclude it.
+    interactions = pd.read_csv(planted["interactions"])
+    kept = interactions[interactions.user_id != "au1"]
+    assert model.user_items.nnz == kept.groupby(["user_id", "item_id"]).ngroups
+
+
+def test_repeat_buying_shop_keeps_bought_items_and_other_shop_excludes_them(
+    tmp_path: Path, planted
+) -> None:
+    result = train(quick_config(tmp_path / "m1", **planted), QUIET)
+    assert result.manifest["blend"]["exclude_seen"] is True  # nobody buys twice here
+    rows = pd.read_csv(planted["interactions"])
+    again = rows[rows.event_type == "purchase"].assign(timestamp=lambda f: f.timestamp + 30 * DAY)
+    path = write_csv(tmp_path / "again.csv", pd.concat([rows, again]))
+    result = train(quick_config(tmp_path / "m2", interactions=path, items=planted["items"]),
+                   QUIET)
+    assert result.manifest["blend"]["exclude_seen"] is False
+    assert result.manifest["blend"]["weights"]["history"] > 0

@@ -1,0 +1,70 @@
+"""Align the optional item catalog and user table with the model's id arrays."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from recsvc.model import as_str_array
+from training.clean import CleanData, parse_flag, parse_timestamps
+
+
+def id_universe(clean: CleanData) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted user and item ids. Items: the catalog when given (so items without events
+    can still be recommended by content), else the items seen in events. Users: those with
+    events, plus consenting users of the user table (cold users with known attributes)."""
+    users = set(clean.events["user_id"].unique())
+    if clean.users is not None:
+        users.update(clean.users["user_id"].to_numpy(dtype=str))
+    if clean.items is not None:
+        items = clean.items["item_id"].to_numpy(dtype=str)
+    else:
+        items = clean.events["item_id"].unique()
+    return np.sort(as_str_array(users)), np.sort(as_str_array(items))
+
+
+def aligned_items(clean: CleanData, item_ids: np.ndarray) -> pd.DataFrame:
+    """Catalog rows in item-number order (empty rows for items not in the catalog)."""
+    index = pd.Index(item_ids, name="item_id")
+    if clean.items is None:
+        return pd.DataFrame(index=index).reset_index()
+    return clean.items.set_index("item_id").reindex(index).reset_index()
+
+
+def item_metadata(items: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Arrays the service filters and explains with: category, price, stock, arrival."""
+    n = len(items)
+    if "category" in items.columns:
+        codes, names = pd.factorize(items["category"].astype("string").str.strip(), sort=True)
+        category, category_names = codes.astype(np.int32), as_str_array(names)
+    else:
+        category, category_names = np.full(n, -1, np.int32), as_str_array([])
+    price = (pd.to_numeric(items["price"], errors="coerce").to_numpy(dtype=np.float32)
+             if "price" in items.columns else np.full(n, np.nan, np.float32))
+    in_stock = (parse_flag(items["in_stock"]) if "in_stock" in items.columns
+                else np.ones(n, dtype=bool))
+    created = (parse_timestamps(items["created_at"]).fillna(0).to_numpy(dtype=np.int64)
+               if "created_at" in items.columns else np.zeros(n, np.int64))
+    return {
+        "item_category": category,
+        "category_names": category_names,
+        "item_price": price,
+        "item_in_stock": in_stock,
+        "item_created_at": created,
+    }
+
+
+def user_attributes(
+    clean: CleanData, user_ids: np.ndarray, names: list[str]
+) -> dict[str, tuple[np.ndarray, list[str]]]:
+    """For each attribute column present: a code per user (-1 unknown) and the values."""
+    if clean.users is None:
+        return {}
+    table = clean.users.set_index("user_id").reindex(pd.Index(user_ids))
+    out: dict[str, tuple[np.ndarray, list[str]]] = {}
+    for name in names:
+        if name not in table.columns:
+            continue
+        codes, values = pd.factorize(table[name].astype("string").str.strip(), sort=True)
+        out[name] = (codes.astype(np.int32), [str(v) for v in values])
+    return out

@@ -1,0 +1,155 @@
+"""The whole trainer: load -> clean -> weight -> fit -> tune -> write, one stage each."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from recsvc import __version__
+from recsvc.artifacts import VersionWriter, prune, publish, sha256_file
+from recsvc.errors import InputError
+from recsvc.model import RecommenderModel, as_str_array
+from training.catalog import aligned_items, id_universe, item_metadata, user_attributes
+from training.clean import CleanData, clean, format_report
+from training.config import TrainConfig
+from training.fit import build_components, cf_params, fit_components
+from training.progress import Progress
+from training.readers import read_interactions, read_items, read_users
+from training.signals import build_training_data, repeat_purchase_rate
+from training.tune import TuningResult, tune
+
+# Blend weights before tuning (and with --no-tune); `history` and `exclude_seen` come
+# from the data: see default_blend.
+BASE_WEIGHTS = {"cf": 1.0, "item_knn": 0.5, "content": 0.25, "popularity": 0.25,
+                "trending": 0.1}
+REPEAT_RATE_THRESHOLD = 0.1
+
+
+@dataclass
+class TrainResult:
+    version: str
+    manifest: dict[str, Any]
+    model: RecommenderModel
+
+
+def load_inputs(config: TrainConfig, progress: Progress) -> tuple[CleanData, dict[str, Any]]:
+    """Load and clean stages. Returns the clean data and the description of the inputs."""
+    paths = {"interactions": config.input.interactions, "items": config.input.items,
+             "users": config.input.users}
+    if paths["interactions"] is None:
+        raise InputError("no interactions file given (--interactions or [input] interactions)")
+    readers = {"interactions": read_interactions, "items": read_items, "users": read_users}
+    tables: dict[str, Any] = {}
+    inputs: dict[str, Any] = {}
+    for role, path in paths.items():
+        if path is None:
+            tables[role] = None
+            continue
+        with progress.step(f"load.{role}", path=str(path)) as step:
+            tables[role] = readers[role](path)
+            inputs[role] = {"path": str(Path(path).resolve()), "sha256": sha256_file(Path(path)),
+                            "rows": int(len(tables[role]))}
+            step.note(rows=len(tables[role]))
+    with progress.step("clean") as step:
+        data = clean(tables["interactions"], tables["items"], tables["users"],
+                     config.events, config.cleaning)
+        step.note(kept=data.report["rows_kept"])
+    if data.report["rows_kept"] == 0:
+        raise InputError(f"interactions file {paths['interactions']}: no usable events "
+                         f"after cleaning ({data.report['rows_dropped']})")
+    return data, inputs
+
+
+def default_blend(config: TrainConfig, repeat_rate: float) -> tuple[dict[str, float], bool]:
+    """Starting weights. Repeat buying decides whether bought items come back: in a shop
+    where people reorder (groceries, supplies) their own history is the best signal."""
+    repeats = repeat_rate >= REPEAT_RATE_THRESHOLD
+    weights = {**BASE_WEIGHTS, "history": 1.0 if repeats else 0.0, **config.blend.weights}
+    exclude = (not repeats) if config.blend.exclude_seen is None else config.blend.exclude_seen
+    return weights, exclude
+
+
+def train(config: TrainConfig, progress: Progress | None = None) -> TrainResult:
+    progress = progress or Progress()
+    if config.output.model_root is None:
+        raise InputError("no model root given (--model-root or [output] model_root)")
+    data, inputs = load_inputs(config, progress)
+    progress.text(format_report(data.report))
+
+    user_ids, item_ids = id_universe(data)
+    items = aligned_items(data, item_ids)
+    attributes = user_attributes(data, user_ids, config.model.popularity_attributes)
+    metadata = item_metadata(items)
+    repeat_rate = repeat_purchase_rate(data.events)
+    weights, exclude_seen = default_blend(config, repeat_rate)
+    result = TuningResult(cf_params=cf_params(config.model),
+                          half_life_days=config.signals.half_life_days,
+                          weights=weights, exclude_seen=exclude_seen)
+    if config.tuning.enabled:
+        result = tune(data.events, user_ids, item_ids, items, attributes,
+                      metadata["item_in_stock"], result, config, progress)
+    else:
+        result.skipped = "disabled (--no-tune)"
+
+    with progress.step("weight", half_life_days=result.half_life_days):
+        training = build_training_data(data.events, user_ids, item_ids, result.half_life_days,
+                                       items, attributes)
+    components = fit_components(build_components(config.model, training, result.cf_params),
+                                training, progress)
+    weights = {name: w for name, w in result.weights.items() if name in components}
+    model = RecommenderModel(
+        user_ids=user_ids,
+        item_ids=item_ids,
+        user_items=training.user_items,
+        components=components,
+        weights=weights,
+        exclude_seen=result.exclude_seen,
+        user_attributes={n: (codes, as_str_array(values))
+                         for n, (codes, values) in attributes.items()},
+        opted_out=as_str_array(data.opted_out),
+        **metadata,
+    )
+    manifest_extra = {
+        "recsvc_version": __version__,
+        "inputs": inputs,
+        "data_quality": data.report,
+        "training": {"half_life_days": result.half_life_days,
+                     "reference_time": training.reference_time,
+                     "repeat_purchase_rate": round(repeat_rate, 4),
+                     "config": config.model_dump(mode="json")},
+        "tuning": result.summary(),
+        "metrics": {"validation": result.metrics},
+    }
+    with progress.step("write", model_root=str(config.output.model_root)) as step:
+        with VersionWriter(config.output.model_root) as writer:
+            manifest = {**model.save(writer), **manifest_extra}
+            version = writer.commit(manifest)
+        publish(config.output.model_root, version)
+        removed = prune(config.output.model_root, config.output.keep_versions)
+        step.note(version=version, pruned=len(removed))
+    model.manifest = {"version": version, **manifest}
+    return TrainResult(version=version, manifest=model.manifest, model=model)
+
+
+def format_summary(result: TrainResult) -> str:
+    m = result.manifest
+    lines = [f"model {result.version}: {m['counts']['users']:,} users, "
+             f"{m['counts']['items']:,} items, {m['counts']['interactions']:,} user-item pairs"]
+    blend = m["blend"]
+    weights = ", ".join(f"{k} {v:g}" for k, v in blend["weights"].items() if v)
+    lines.append(f"blend: {weights}; already-bought items "
+                 f"{'excluded' if blend['exclude_seen'] else 'may be recommended again'}")
+    tuning = m["tuning"]
+    if tuning["skipped"]:
+        lines.append(f"tuning: skipped ({tuning['skipped']})")
+    else:
+        lines.append(f"tuning: {len(tuning['trials'])} trials in {tuning['seconds']:.1f}s "
+                     f"(budget {tuning['budget_s']:g}s)")
+        metrics = m["metrics"]["validation"]
+        lines.append("validation (time split): " + ", ".join(
+            f"{k} {v:.4f}" for k, v in metrics.items()))
+    return "\n".join(lines)
+
+
+__all__ = ["TrainResult", "default_blend", "format_summary", "load_inputs", "train"]

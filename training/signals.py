@@ -1,0 +1,70 @@
+"""Weight stage: events -> one confidence per user and item.
+
+confidence(u, i) = sum over u's events on i of weight(event) * 0.5 ** (age / half-life),
+clipped at zero, so a refund cancels its purchase and repeat purchases add up."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from recsvc.model import lookup
+from recsvc.models import TrainingData
+from recsvc.models.base import SECONDS_PER_DAY
+
+
+def decay(ages_seconds: np.ndarray, half_life_days: float) -> np.ndarray:
+    return np.power(0.5, np.maximum(ages_seconds, 0) / (half_life_days * SECONDS_PER_DAY))
+
+
+def confidence_matrix(
+    users: np.ndarray, items: np.ndarray, weights: np.ndarray, shape: tuple[int, int]
+) -> sp.csr_matrix:
+    matrix = sp.csr_matrix(
+        (weights.astype(np.float64), (users, items)), shape=shape
+    )  # duplicates are summed
+    matrix.data = np.maximum(matrix.data, 0.0)
+    matrix.eliminate_zeros()
+    return sp.csr_matrix(matrix, dtype=np.float32)
+
+
+def repeat_purchase_rate(events: pd.DataFrame) -> float:
+    """Share of purchases of an item the same user had bought before."""
+    purchases = events.loc[events["event_type"] == "purchase", ["user_id", "item_id", "timestamp"]]
+    if len(purchases) == 0:
+        return 0.0
+    ordered = purchases.sort_values("timestamp", kind="stable")
+    return float(ordered.duplicated(subset=["user_id", "item_id"]).mean())
+
+
+def build_training_data(
+    events: pd.DataFrame,
+    user_ids: np.ndarray,
+    item_ids: np.ndarray,
+    half_life_days: float,
+    items: pd.DataFrame | None = None,
+    user_attributes: dict[str, tuple[np.ndarray, list[str]]] | None = None,
+    reference_time: int | None = None,
+) -> TrainingData:
+    """Index events by the given (sorted) id arrays and build the decayed matrix."""
+    users = lookup(user_ids, events["user_id"].to_numpy(dtype=str))
+    items_idx = lookup(item_ids, events["item_id"].to_numpy(dtype=str))
+    keep = (users >= 0) & (items_idx >= 0)
+    users, items_idx = users[keep], items_idx[keep]
+    times = events["timestamp"].to_numpy(dtype=np.int64)[keep]
+    weights = events["weight"].to_numpy(dtype=np.float64)[keep]
+    if reference_time is None:
+        reference_time = int(times.max()) if times.size else 0
+    decayed = weights * decay(reference_time - times, half_life_days)
+    matrix = confidence_matrix(users, items_idx, decayed, (len(user_ids), len(item_ids)))
+    return TrainingData(
+        user_items=matrix,
+        event_users=users,
+        event_items=items_idx,
+        event_weights=weights.astype(np.float32),
+        event_times=times,
+        reference_time=int(reference_time),
+        items=items,
+        user_attributes=dict(user_attributes or {}),
+    )
