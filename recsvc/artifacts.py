@@ -3,8 +3,8 @@
 Layout::
 
     MODEL_ROOT/
-        current -> 20261122T101500Z-3fa2c1     (a symlink, swapped atomically)
-        20261122T101500Z-3fa2c1/
+        current -> 20261122T101500.123456Z-3fa2c1  (a symlink, swapped atomically)
+        20261122T101500.123456Z-3fa2c1/
             manifest.json                     (schema, inputs, params, report, sha256 of files)
             *.npy                             (numpy arrays, no pickle, memory-mappable)
 
@@ -40,9 +40,9 @@ STALE_TMP_SECONDS = 24 * 3600
 
 
 def new_version_id(now: datetime | None = None) -> str:
-    """Sortable by creation time, unique across concurrent writers."""
+    """Sortable by creation time (to the microsecond), unique across concurrent writers."""
     now = now or datetime.now(UTC)
-    return f"{now:%Y%m%dT%H%M%S}Z-{secrets.token_hex(3)}"
+    return f"{now:%Y%m%dT%H%M%S.%f}Z-{secrets.token_hex(3)}"
 
 
 def sha256_file(path: Path) -> str:

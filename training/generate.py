@@ -235,18 +235,21 @@ def _chunk_events(
     })
 
 
-def _bot_events(users: dict[str, np.ndarray], n_items: int, rng: np.random.Generator,
+def _bot_events(users: dict[str, np.ndarray], catalog: Catalog, rng: np.random.Generator,
                 end: int) -> pa.Table | None:
     bots = np.flatnonzero(users["bot"])
     if bots.size == 0:
         return None
     per_bot = 2000
+    existing = np.flatnonzero(catalog.created_at <= START)  # bots crawl the old catalog
+    if existing.size == 0:
+        existing = np.arange(catalog.created_at.size)
     user = np.repeat(bots, per_bot)
     day_start = START + rng.integers(0, max(1, (end - START) // DAY - 1), bots.size) * DAY
     t = np.repeat(day_start, per_bot) + rng.integers(0, DAY, user.size)
     return pa.table({
         "user_id": users["user_id"][user],
-        "item_id": np.char.add("I", rng.integers(0, n_items, user.size).astype(str)),
+        "item_id": np.char.add("I", rng.choice(existing, user.size).astype(str)),
         "event_type": np.full(user.size, "view"),
         "timestamp": pa.array(t.astype("datetime64[s]")).cast(pa.timestamp("s", "UTC")),
         "value": pa.nulls(user.size, pa.float64()),
@@ -299,7 +302,7 @@ def generate_store(spec: StoreSpec, out: str | Path, progress: Progress | None =
                 writer.write_table(table.cast(schema))
                 written += table.num_rows
                 step.advance()
-            bots = _bot_events(users, spec.items, rng, end)
+            bots = _bot_events(users, catalog, rng, end)
             if bots is not None and writer is not None:
                 writer.write_table(bots.cast(schema))
                 written += bots.num_rows

@@ -195,13 +195,13 @@ def tune(
                 params = _sample_cf(rng, config.model.cf_algorithm)
             sources, history = run_trial(half_life, params)
             weights, exclude = (best.weights, best.exclude_seen)
-            if trial == 0:
-                weights, exclude = _search_weights(evaluator, sources, history, weights,
-                                                   began + budget)
             exclude = max((True, False),
                           key=lambda e: evaluator.value(sources, history, weights, e))
+            last = time.perf_counter() - t0  # what the next trial will cost, about
+            if trial == 0:  # compare later trials under a blend fitted to the data
+                weights, exclude = _search_weights(evaluator, sources, history, weights,
+                                                   began + budget)
             metrics = evaluator.metrics(sources, history, weights, exclude)
-            last = time.perf_counter() - t0
             trials.append({"half_life_days": half_life, "cf": params,
                            "metric": round(metrics[evaluator.metric], 5),
                            "seconds": round(last, 2)})

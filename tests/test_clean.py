@@ -1,0 +1,73 @@
+"""Cleaning: every row is kept or dropped for a named reason, and the sums add up."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from tests.conftest import DAY, T0
+from training.clean import clean, parse_timestamps
+from training.config import CleaningConfig, EventConfig
+
+
+def test_report_counts_every_reason() -> None:
+    rows = [
+        {"user_id": "u1", "item_id": "i1", "event_type": "purchase", "timestamp": str(T0),
+         "value": "2"},
+        {"user_id": "u1", "item_id": "i1", "event_type": "purchase", "timestamp": str(T0),
+         "value": "2"},  # exact duplicate
+        {"user_id": None, "item_id": "i1", "event_type": "view", "timestamp": str(T0)},
+        {"user_id": "u2", "item_id": None, "event_type": "view", "timestamp": str(T0)},
+        {"user_id": "u2", "item_id": "i1", "event_type": "wishlist", "timestamp": str(T0)},
+        {"user_id": "u2", "item_id": "i1", "event_type": "wishlist", "timestamp": str(T0 + 1)},
+        {"user_id": "u2", "item_id": "i1", "event_type": "hover", "timestamp": str(T0)},
+        {"user_id": "u2", "item_id": "i1", "event_type": "view", "timestamp": "yesterday"},
+        {"user_id": "u2", "item_id": "i1", "event_type": "rating", "timestamp": str(T0)},
+        {"user_id": "u2", "item_id": "ghost", "event_type": "view", "timestamp": str(T0)},
+        {"user_id": "u3", "item_id": "i1", "event_type": "Add To Cart",
+         "timestamp": "2026-01-02T10:00:00+02:00"},
+        {"user_id": "u4", "item_id": "i1", "event_type": "cart", "timestamp": str(T0)},
+        {"user_id": "gone", "item_id": "i1", "event_type": "view", "timestamp": str(T0)},
+    ]
+    rows += [{"user_id": "bot", "item_id": "i1", "event_type": "view",
+              "timestamp": str(T0 + s)} for s in range(20)]
+    items = pd.DataFrame({"item_id": ["i1", "i2"]})
+    users = pd.DataFrame({"user_id": ["gone", "u1"], "consent": ["no", "yes"]})
+    data = clean(pd.DataFrame(rows), items, users, EventConfig(),
+                 CleaningConfig(max_events_per_day=10))
+    r = data.report
+    assert r["rows_read"] == 33
+    assert r["rows_dropped"] == {
+        "missing_ids": 2, "unknown_event_types": 3, "bad_timestamps": 1,
+        "ratings_without_value": 1, "consent_withdrawn": 1, "exact_duplicates": 1,
+        "items_missing_from_catalog": 1, "bot_like_users": 20,
+    }
+    assert r["unknown_event_types"] == {"wishlist": 2, "hover": 1}
+    assert r["rows_kept"] == 3 == r["rows_read"] - sum(r["rows_dropped"].values())
+    assert r["bot_users"] == 1
+    events = data.events.set_index("user_id")
+    assert events.loc["u3", "event_type"] == "add_to_cart"  # aliases and case folded
+    assert events.loc["u4", "event_type"] == "add_to_cart"
+    assert events.loc["u3", "timestamp"] == T0 + DAY + 8 * 3600  # converted to UTC
+    # Purchase of 2 units weighs 10 * (1 + ln 2).
+    assert np.isclose(events.loc["u1", "weight"], 10 * (1 + np.log(2)))
+    assert list(data.opted_out) == ["gone"]
+
+
+def test_timestamps_in_every_form() -> None:
+    values = pd.Series(["2026-01-01T00:00:00Z", "1767225600", "2026-01-01 00:00:00",
+                        "2026-01-01", "1767225600.4", "not a time", None])
+    parsed = parse_timestamps(values)
+    assert list(parsed[:5]) == [T0] * 5
+    assert parsed[5:].isna().all()
+    assert list(parse_timestamps(pd.Series([T0, T0 + 1]))) == [T0, T0 + 1]
+    datetimes = pd.Series(pd.to_datetime(["2026-01-01T00:00:00Z"], utc=True))
+    assert list(parse_timestamps(datetimes)) == [T0]
+
+
+def test_rating_weight_follows_the_stars() -> None:
+    rows = [{"user_id": "u", "item_id": f"i{s}", "event_type": "rating", "timestamp": T0,
+             "value": s} for s in (1, 3, 5)]
+    data = clean(pd.DataFrame(rows), None, None, EventConfig(), CleaningConfig())
+    weights = dict(zip(data.events["item_id"], data.events["weight"], strict=True))
+    assert weights == {"i1": 2.0 * (1 - 2.5), "i3": 2.0 * 0.5, "i5": 2.0 * 2.5}
