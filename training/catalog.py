@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from recsvc.model import as_str_array
+from recsvc.model import as_str_array, lookup
 from training.clean import CleanData, parse_flag, parse_timestamps
 
 
@@ -13,14 +13,27 @@ def id_universe(clean: CleanData) -> tuple[np.ndarray, np.ndarray]:
     """Sorted user and item ids. Items: the catalog when given (so items without events
     can still be recommended by content), else the items seen in events. Users: those with
     events, plus consenting users of the user table (cold users with known attributes)."""
-    users = set(clean.events["user_id"].unique())
+    users = [_observed(clean.events["user_id"])]
     if clean.users is not None:
-        users.update(clean.users["user_id"].to_numpy(dtype=str))
+        users.append(clean.users["user_id"].to_numpy(dtype=str))
     if clean.items is not None:
         items = clean.items["item_id"].to_numpy(dtype=str)
     else:
-        items = clean.events["item_id"].unique()
-    return np.sort(as_str_array(users)), np.sort(as_str_array(items))
+        items = _observed(clean.events["item_id"])
+    return _sorted_unique(np.concatenate(users)), _sorted_unique(as_str_array(items))
+
+
+def _sorted_unique(values: np.ndarray) -> np.ndarray:
+    """np.unique for strings, but hashing first: sorting only the distinct values is
+    several times faster on a million ids."""
+    distinct = pd.unique(pd.Series(values, dtype=object))
+    return np.sort(as_str_array(distinct)) if len(distinct) else as_str_array([])
+
+
+def _observed(values: pd.Series) -> np.ndarray:
+    """Distinct values that occur (a Categorical may carry unused categories)."""
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    return np.asarray(uniques, dtype=str)
 
 
 def aligned_items(clean: CleanData, item_ids: np.ndarray) -> pd.DataFrame:
@@ -60,11 +73,16 @@ def user_attributes(
     """For each attribute column present: a code per user (-1 unknown) and the values."""
     if clean.users is None:
         return {}
-    table = clean.users.set_index("user_id").reindex(pd.Index(user_ids))
+    table = clean.users
+    position = lookup(user_ids, table["user_id"].to_numpy(dtype=str))
+    known = position >= 0
     out: dict[str, tuple[np.ndarray, list[str]]] = {}
     for name in names:
         if name not in table.columns:
             continue
-        codes, values = pd.factorize(table[name].astype("string").str.strip(), sort=True)
-        out[name] = (codes.astype(np.int32), [str(v) for v in values])
+        values = table[name].astype("string").str.strip()
+        codes, uniques = pd.factorize(values.mask(values == ""), sort=True)
+        per_user = np.full(len(user_ids), -1, dtype=np.int32)
+        per_user[position[known]] = codes[known]
+        out[name] = (per_user, [str(v) for v in uniques])
     return out

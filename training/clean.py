@@ -78,6 +78,46 @@ def event_weights(events: pd.DataFrame, config: EventConfig) -> np.ndarray:
     return base
 
 
+def _codes(values: pd.Series) -> tuple[np.ndarray, pd.Index]:
+    """Integer codes (-1 for missing) and the distinct values: every later test works on
+    integers, which keeps cleaning fast on millions of rows."""
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    return codes.astype(np.int64), pd.Index(np.asarray(uniques, dtype=object))
+
+
+def exact_duplicates(columns: dict[str, np.ndarray]) -> np.ndarray:
+    """Rows equal in every column to an earlier row. A 64-bit hash of each row finds the
+    candidates fast; an exact comparison among the candidates alone decides."""
+    n = len(next(iter(columns.values())))
+    digest = np.zeros(n, dtype=np.uint64)
+    for i, values in enumerate(columns.values()):
+        bits = np.ascontiguousarray(values, dtype=np.float64 if values.dtype.kind == "f"
+                                    else np.int64).view(np.uint64)
+        digest = (digest ^ bits) * np.uint64(0x9E3779B97F4A7C15 + 2 * i)
+    maybe = np.flatnonzero(pd.Series(digest).duplicated(keep=False).to_numpy())
+    out = np.zeros(n, dtype=bool)
+    if maybe.size:
+        exact = pd.DataFrame({k: v[maybe] for k, v in columns.items()})
+        out[maybe] = exact.duplicated(keep="first").to_numpy()
+    return out
+
+
+def member(names: pd.Index, allowed: Any) -> np.ndarray:
+    """names.isin(allowed), by binary search over sorted strings (fast for many names)."""
+    pool = np.sort(np.asarray(list(allowed), dtype=str))
+    if pool.size == 0:
+        return np.zeros(len(names), dtype=bool)
+    query = np.asarray(names, dtype=str)
+    pos = np.minimum(np.searchsorted(pool, query), pool.size - 1)
+    return pool[pos] == query
+
+
+def _distinct(values: np.ndarray) -> np.ndarray:
+    """Sorted distinct integers (a sort beats hashing at this size)."""
+    ordered = np.sort(values)
+    return ordered[np.r_[True, ordered[1:] != ordered[:-1]]] if ordered.size else ordered
+
+
 def clean(
     interactions: pd.DataFrame,
     items: pd.DataFrame | None,
@@ -87,33 +127,46 @@ def clean(
 ) -> CleanData:
     report: dict[str, Any] = {"rows_read": int(len(interactions))}
     dropped: dict[str, int] = {}
+    alive = np.ones(len(interactions), dtype=bool)
 
-    def drop(mask: np.ndarray | pd.Series, reason: str) -> None:
-        nonlocal df
-        mask = np.asarray(mask, dtype=bool)
-        count = int(mask.sum())
+    def drop(mask: np.ndarray, reason: str) -> None:
+        """Drop rows for `reason`; a row counts only for the first reason that drops it."""
+        newly = np.asarray(mask, dtype=bool) & alive
+        count = int(newly.sum())
         if count:
-            dropped[reason] = dropped.get(reason, 0) + count
-            df = df.loc[~mask]
+            dropped[reason] = count
+            alive[newly] = False
 
     df = interactions
-    drop(df["user_id"].isna().to_numpy() | df["item_id"].isna().to_numpy(), "missing_ids")
+    user, user_names = _codes(df["user_id"])
+    item, item_names = _codes(df["item_id"])
+    drop((user < 0) | (item < 0), "missing_ids")
 
-    df = df.assign(event_type=canonical_events(df["event_type"], events_config))
-    known = df["event_type"].isin(list(events_config.weights)).to_numpy()
-    unknown_names = df.loc[~known, "event_type"].fillna("<empty>").value_counts()
-    report["unknown_event_types"] = {str(k): int(v) for k, v in unknown_names.items()}
+    raw_event, raw_names = _codes(df["event_type"])
+    canonical = canonical_events(pd.Series(raw_names, dtype=object), events_config)
+    canon_code, canon_names = pd.factorize(canonical, use_na_sentinel=True)
+    event = np.where(raw_event >= 0, canon_code[np.maximum(raw_event, 0)], -1)
+    name_known = pd.Index(canon_names).isin(list(events_config.weights))
+    known = (event >= 0) & name_known[np.maximum(event, 0)]
+    unknown = ~known & alive
+    names = np.where(event[unknown] >= 0,
+                     np.asarray(canon_names, dtype=object)[np.maximum(event[unknown], 0)],
+                     "<empty>")
+    report["unknown_event_types"] = {
+        str(k): int(v) for k, v in pd.Series(names, dtype=object).value_counts().items()
+    }
     drop(~known, "unknown_event_types")
+    event_type = pd.Categorical.from_codes(np.where(known, event, -1),
+                                           categories=pd.Index(canon_names, dtype=object))
 
-    df = df.assign(timestamp=parse_timestamps(df["timestamp"]))
-    drop(df["timestamp"].isna().to_numpy(), "bad_timestamps")
+    timestamp = parse_timestamps(df["timestamp"])
+    drop(timestamp.isna().to_numpy(), "bad_timestamps")
+    ts = timestamp.fillna(0).to_numpy(dtype=np.int64)
 
-    if "value" in df.columns:
-        df = df.assign(value=pd.to_numeric(df["value"], errors="coerce").astype(float))
-    else:
-        df = df.assign(value=np.nan)
-    drop((df["event_type"] == "rating").to_numpy() & ~np.isfinite(df["value"].to_numpy()),
-         "ratings_without_value")
+    value = (pd.to_numeric(df["value"], errors="coerce").to_numpy(dtype=float)
+             if "value" in df.columns else np.full(len(df), np.nan))
+    is_rating = np.asarray(event_type == "rating", dtype=bool)
+    drop(is_rating & ~np.isfinite(value), "ratings_without_value")
 
     opted_out = np.zeros(0, dtype=str)
     if users is not None:
@@ -122,42 +175,64 @@ def clean(
             consent = parse_flag(users["consent"])
             opted_out = np.sort(users.loc[~consent, "user_id"].to_numpy(dtype=str))
             users = users.loc[consent]
-        drop(df["user_id"].isin(opted_out).to_numpy(), "consent_withdrawn")
+        refused = member(user_names, opted_out)
+        drop((user >= 0) & refused[np.maximum(user, 0)], "consent_withdrawn")
 
-    subset = [c for c in ("user_id", "item_id", "event_type", "timestamp", "value", "channel")
-              if c in df.columns]
-    drop(df.duplicated(subset=subset, keep="first").to_numpy(), "exact_duplicates")
+    # One integer for (user, item, event) makes the duplicate search three columns wide.
+    n_events = max(len(event_type.categories), 1) + 1
+    packed = (user * len(item_names) + item) * n_events + (np.asarray(event_type.codes) + 1)
+    key = {"who_what": packed, "ts": ts, "value": np.nan_to_num(value, nan=-1.0)}
+    if "channel" in df.columns:
+        key["channel"] = _codes(df["channel"])[0]
+    rows = np.flatnonzero(alive)
+    duplicate = np.zeros(len(df), dtype=bool)
+    duplicate[rows] = exact_duplicates({k: v[rows] for k, v in key.items()})
+    drop(duplicate, "exact_duplicates")
 
     if items is not None:
         items = items.dropna(subset=["item_id"]).drop_duplicates("item_id", keep="last")
-        drop(~df["item_id"].isin(items["item_id"]).to_numpy(), "items_missing_from_catalog")
+        in_catalog = member(item_names, items["item_id"])
+        drop((item >= 0) & ~in_catalog[np.maximum(item, 0)], "items_missing_from_catalog")
 
-    day = df["timestamp"].to_numpy(dtype=np.int64) // SECONDS_PER_DAY
-    per_user = pd.DataFrame({"user_id": df["user_id"].to_numpy(), "day": day})
-    counts = per_user.groupby("user_id", sort=False).agg(
-        events=("day", "size"), days=("day", "nunique")
-    )
-    bots = counts.index[(counts["events"] / counts["days"]) > cleaning.max_events_per_day]
-    report["bot_users"] = int(len(bots))
-    drop(df["user_id"].isin(bots).to_numpy(), "bot_like_users")
+    # Bots: more events per active day than a person makes.
+    rows = np.flatnonzero(alive)
+    if rows.size:
+        day = ts[rows] // SECONDS_PER_DAY
+        day -= day.min()
+        n_days = int(day.max()) + 1
+        active_days = _distinct(user[rows] * n_days + day) // n_days  # one per user-day
+        days = np.bincount(active_days, minlength=len(user_names))
+        per_user = np.bincount(user[rows], minlength=len(user_names))
+        bot = per_user / np.maximum(days, 1) > cleaning.max_events_per_day
+        report["bot_users"] = int(bot.sum())
+        drop((user >= 0) & bot[np.maximum(user, 0)], "bot_like_users")
+    else:
+        report["bot_users"] = 0
 
-    df = df.reset_index(drop=True)
-    df = df.assign(weight=event_weights(df, events_config))
-    report["rows_kept"] = int(len(df))
+    rows = np.flatnonzero(alive)
+    events = pd.DataFrame({
+        "user_id": pd.Categorical.from_codes(user[rows], categories=user_names),
+        "item_id": pd.Categorical.from_codes(item[rows], categories=item_names),
+        "event_type": event_type[rows],
+        "timestamp": ts[rows],
+        "value": value[rows],
+    })
+    events["event_type"] = events["event_type"].cat.remove_unused_categories()
+    events["weight"] = event_weights(events, events_config)
+    report["rows_kept"] = int(len(events))
     report["rows_dropped"] = dropped
-    report["event_counts"] = {str(k): int(v) for k, v in df["event_type"].value_counts().items()}
-    report["users"] = int(df["user_id"].nunique())
-    report["items_with_events"] = int(df["item_id"].nunique())
+    report["event_counts"] = {
+        str(k): int(v) for k, v in events["event_type"].value_counts().items() if v
+    }
+    report["users"] = int(np.count_nonzero(np.bincount(user[rows])))
+    report["items_with_events"] = int(np.count_nonzero(np.bincount(item[rows])))
     report["catalog_items"] = int(len(items)) if items is not None else None
     report["consent_withdrawn_users"] = int(len(opted_out))
-    if len(df):
-        ts = df["timestamp"].to_numpy(dtype=np.int64)
+    if len(events):
         report["time_range"] = [
-            pd.Timestamp(int(ts.min()), unit="s", tz="UTC").isoformat(),
-            pd.Timestamp(int(ts.max()), unit="s", tz="UTC").isoformat(),
+            pd.Timestamp(int(ts[rows].min()), unit="s", tz="UTC").isoformat(),
+            pd.Timestamp(int(ts[rows].max()), unit="s", tz="UTC").isoformat(),
         ]
-    columns = ["user_id", "item_id", "event_type", "timestamp", "value", "weight"]
-    events = df[columns].astype({"timestamp": np.int64})
     return CleanData(events=events, items=items, users=users, opted_out=opted_out, report=report)
 
 

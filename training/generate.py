@@ -52,7 +52,7 @@ class StoreSpec:
     events: int = 100_000
     seed: int = 0
     days: int = 180
-    bot_share: float = 0.001
+    bot_share: float = 0.02
     consent_false_share: float = 0.02
     repeat_probability: float = 0.3
 
@@ -121,6 +121,17 @@ def _make_catalog(spec: StoreSpec, rng: np.random.Generator, end: int) -> tuple[
                    by_category, cdf), table
 
 
+BOT_EVENTS = 2000  # views per bot, all in one day
+
+
+def _bots(spec: StoreSpec, rng: np.random.Generator) -> np.ndarray:
+    """A few bots, making about `bot_share` of all events."""
+    n_bots = min(spec.users // 50, int(round(spec.bot_share * spec.events / BOT_EVENTS)))
+    bots = np.zeros(spec.users, dtype=bool)
+    bots[rng.choice(spec.users, size=max(n_bots, 0), replace=False)] = True
+    return bots
+
+
 def _make_users(spec: StoreSpec, rng: np.random.Generator, n_depts: int) -> dict[str, np.ndarray]:
     n = spec.users
     primary = rng.integers(0, n_depts, size=n)
@@ -134,7 +145,7 @@ def _make_users(spec: StoreSpec, rng: np.random.Generator, n_depts: int) -> dict
         "tier": rng.choice(2, size=n, p=[0.8, 0.2]),
         "consent": rng.random(n) >= spec.consent_false_share,
         "activity": rng.lognormal(0.0, 1.0, size=n),
-        "bot": rng.random(n) < spec.bot_share,
+        "bot": _bots(spec, rng),
     }
 
 
@@ -240,7 +251,7 @@ def _bot_events(users: dict[str, np.ndarray], catalog: Catalog, rng: np.random.G
     bots = np.flatnonzero(users["bot"])
     if bots.size == 0:
         return None
-    per_bot = 2000
+    per_bot = BOT_EVENTS
     existing = np.flatnonzero(catalog.created_at <= START)  # bots crawl the old catalog
     if existing.size == 0:
         existing = np.arange(catalog.created_at.size)
@@ -282,7 +293,7 @@ def generate_store(spec: StoreSpec, out: str | Path, progress: Progress | None =
     }), paths["users"])
 
     # Views per user: proportional to activity, for the requested total of events.
-    n_bot_events = int(users["bot"].sum()) * 2000
+    n_bot_events = int(users["bot"].sum()) * BOT_EVENTS
     n_views = max(1, int((spec.events - n_bot_events) / EVENTS_PER_VIEW))
     weights = users["activity"] * ~users["bot"]
     views = rng.multinomial(n_views, weights / weights.sum())

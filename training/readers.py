@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from recsvc.errors import InputError
 
@@ -21,6 +22,7 @@ INTERACTION_COLUMNS = ("user_id", "item_id", "event_type", "timestamp")
 ITEM_COLUMNS = ("item_id",)
 USER_COLUMNS = ("user_id",)
 ID_COLUMNS = ("user_id", "item_id")
+CATEGORICAL_COLUMNS = ("event_type", "channel")
 
 
 def file_format(path: Path) -> str:
@@ -33,7 +35,9 @@ def file_format(path: Path) -> str:
 
 
 def _read_arrow(path: Path, fmt: str, string_columns: Iterable[str]) -> pa.Table:
-    strings = {c: pa.string() for c in string_columns}
+    # Text columns with few distinct values (ids, event names) are dictionary-encoded while
+    # parsing: cheaper than strings, and pandas receives them as Categoricals.
+    strings = {c: pa.dictionary(pa.int32(), pa.string()) for c in string_columns}
     if fmt in ("csv", "tsv"):
         import pyarrow.csv as pcsv
 
@@ -83,22 +87,33 @@ def read_table(
             )
     if table.num_rows == 0:
         raise InputError(f"{role} file {path}: has a header but no rows")
-    frame = table.to_pandas()
-    for column in ID_COLUMNS:
-        if column in frame.columns:
-            frame[column] = _id_strings(frame[column])
-    return frame
+    table = table.unify_dictionaries()
+    for column in (*ID_COLUMNS, *CATEGORICAL_COLUMNS):
+        if column in columns:
+            table = table.set_column(columns.index(column), column,
+                                     _categorical_text(table.column(column)))
+    return table.to_pandas()
 
 
-def _id_strings(values: pd.Series) -> pd.Series:
-    """Ids as stripped strings; numbers read from JSON/Parquet lose no leading zeros we
-    could have kept, and whole floats (1.0, from a column with gaps) become '1'."""
-    if pd.api.types.is_float_dtype(values):
-        whole = values.dropna()
-        if (whole == whole.round()).all():
-            values = values.astype("Int64")
-    out = values.astype("string").str.strip()
-    return out.mask(out == "")
+def _categorical_text(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Ids and event names as trimmed text, empty as missing, dictionary-encoded: pandas
+    gets a Categorical, so millions of rows are compared as integers. Whole numbers from
+    JSON/Parquet become '1', not '1.0'."""
+    if pa.types.is_dictionary(column.type) and column.num_chunks:
+        values = column.chunk(0).dictionary  # the same in every chunk, once unified
+        if pa.types.is_string(values.type):
+            trimmed = pc.utf8_trim_whitespace(values)
+            clean = pc.all(pc.and_(pc.equal(trimmed, values), pc.not_equal(values, ""))).as_py()
+            if clean is not False:
+                return column  # the common case: nothing to trim, no empty ids
+        column = column.cast(column.type.value_type)
+    if pa.types.is_floating(column.type):
+        whole = pc.all(pc.equal(pc.floor(column), column)).as_py()
+        if whole is not False:
+            column = column.cast(pa.int64())
+    text = pc.utf8_trim_whitespace(column.cast(pa.string()))
+    text = pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
+    return text.dictionary_encode()
 
 
 def read_interactions(path: str | Path) -> pd.DataFrame:

@@ -29,6 +29,14 @@ def confidence_matrix(
     return sp.csr_matrix(matrix, dtype=np.float32)
 
 
+def index_of(values: pd.Series, sorted_ids: np.ndarray) -> np.ndarray:
+    """Position of each value in `sorted_ids` (-1 if absent), looking up each distinct
+    value once: millions of events name far fewer users and items."""
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    positions = lookup(sorted_ids, np.asarray(uniques, dtype=str))
+    return np.where(codes >= 0, positions[np.maximum(codes, 0)], -1)
+
+
 def repeat_purchase_rate(events: pd.DataFrame) -> float:
     """Share of purchases of an item the same user had bought before."""
     purchases = events.loc[events["event_type"] == "purchase", ["user_id", "item_id", "timestamp"]]
@@ -48,8 +56,8 @@ def build_training_data(
     reference_time: int | None = None,
 ) -> TrainingData:
     """Index events by the given (sorted) id arrays and build the decayed matrix."""
-    users = lookup(user_ids, events["user_id"].to_numpy(dtype=str))
-    items_idx = lookup(item_ids, events["item_id"].to_numpy(dtype=str))
+    users = index_of(events["user_id"], user_ids)
+    items_idx = index_of(events["item_id"], item_ids)
     keep = (users >= 0) & (items_idx >= 0)
     users, items_idx = users[keep], items_idx[keep]
     times = events["timestamp"].to_numpy(dtype=np.int64)[keep]

@@ -11,13 +11,24 @@ from typing import Any, Self
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from sklearn.preprocessing import normalize
 
 from recsvc.artifacts import StoredVersion
 from recsvc.models.base import ArraySink, Recommender, TrainingData, UserBatch, load_csr, save_csr
 from recsvc.models.factors import confidence
 
 TAG_SEPARATORS = r"[|;,]"
+
+
+def normalize(matrix: sp.spmatrix, norm: str = "l2") -> sp.csr_matrix:
+    """Scale rows to unit length (l2) or unit sum (l1); empty rows stay empty. (scikit-learn
+    has this too, but importing it would add a second and a half to the service's start.)"""
+    matrix = sp.csr_matrix(matrix, dtype=np.float32)
+    if norm == "l2":
+        lengths = np.sqrt(np.asarray(matrix.multiply(matrix).sum(axis=1)).ravel())
+    else:
+        lengths = np.asarray(abs(matrix).sum(axis=1)).ravel()
+    lengths[lengths == 0] = 1.0
+    return sp.csr_matrix(sp.diags((1.0 / lengths).astype(np.float32)) @ matrix)
 
 
 def _column(items: pd.DataFrame, name: str) -> pd.Series:
@@ -32,17 +43,36 @@ def category_tokens(path: str) -> list[str]:
     return ["cat:" + " > ".join(parts[: i + 1]).lower() for i in range(len(parts))]
 
 
-def price_bands(prices: pd.Series, bands: int) -> list[list[str]]:
+def price_bands(prices: pd.Series, bands: int) -> np.ndarray:
+    """Quantile band of each item's log price; -1 where the price is unknown."""
     values = pd.to_numeric(prices, errors="coerce").to_numpy(dtype=float)
     known = np.isfinite(values) & (values > 0)
-    tokens: list[list[str]] = [[] for _ in range(len(values))]
+    out = np.full(len(values), -1, dtype=np.int64)
     if known.sum() < 2:
-        return tokens
+        return out
     edges = np.unique(np.quantile(np.log(values[known]), np.linspace(0, 1, bands + 1)[1:-1]))
-    band = np.searchsorted(edges, np.log(np.where(known, values, 1.0)))
-    for i in np.flatnonzero(known):
-        tokens[i] = [f"price:{band[i]}"]
-    return tokens
+    out[known] = np.searchsorted(edges, np.log(values[known]))
+    return out
+
+
+def one_hot(codes: np.ndarray, width: int) -> sp.csr_matrix:
+    """One row per item with a single 1 at its code; an empty row where the code is -1."""
+    rows = np.flatnonzero(codes >= 0)
+    return sp.csr_matrix((np.ones(rows.size, dtype=np.float32), (rows, codes[rows])),
+                         shape=(len(codes), max(width, 1)))
+
+
+def category_block(categories: pd.Series) -> sp.csr_matrix:
+    """Items x category-path prefixes. Built per distinct path (a catalog has few), then
+    expanded to items by indexing, which keeps 200k items fast."""
+    codes, paths = pd.factorize(categories.str.strip().replace("", None))
+    tokens = [category_tokens(p) for p in paths]
+    vocabulary = {t: j for j, t in enumerate(sorted({t for ts in tokens for t in ts}))}
+    rows = [i for i, ts in enumerate(tokens) for _ in ts]
+    cols = [vocabulary[t] for ts in tokens for t in ts]
+    per_path = sp.csr_matrix((np.ones(len(cols), dtype=np.float32), (rows, cols)),
+                             shape=(len(paths) + 1, max(len(vocabulary), 1)))
+    return sp.csr_matrix(per_path[np.where(codes >= 0, codes, len(paths))])  # last row: none
 
 
 class ContentModel(Recommender):
@@ -82,7 +112,7 @@ class ContentModel(Recommender):
         return self
 
     def vectorize(self, items: pd.DataFrame) -> sp.csr_matrix:
-        from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
+        from sklearn.feature_extraction.text import TfidfVectorizer
 
         text = (
             _column(items, "title") + " " + _column(items, "description") + " "
@@ -96,18 +126,18 @@ class ContentModel(Recommender):
             )
             with contextlib.suppress(ValueError):  # only stop words: no vocabulary at all
                 blocks.append(self.text_weight * normalize(tfidf.fit_transform(text)))
-        token_lists = [
-            (self.category_weight, [category_tokens(c) for c in _column(items, "category")]),
-            (self.brand_weight, [
-                [f"brand:{b.strip().lower()}"] if b.strip() else [] for b in _column(items, "brand")
-            ]),
-            (self.price_weight, price_bands(_column(items, "price"), self.price_bands)),
+        brand, brands = pd.factorize(_column(items, "brand").str.strip().str.lower()
+                                     .replace("", None))
+        band = (price_bands(items["price"], self.price_bands) if "price" in items.columns
+                else np.full(len(items), -1))
+        attribute_blocks = [
+            (self.category_weight, category_block(_column(items, "category"))),
+            (self.brand_weight, one_hot(brand, len(brands))),
+            (self.price_weight, one_hot(band, self.price_bands)),
         ]
-        for weight, tokens in token_lists:
-            if weight <= 0 or not any(tokens):
-                continue
-            onehot = CountVectorizer(analyzer=lambda t: t, binary=True, dtype=np.float32)
-            blocks.append(weight * normalize(onehot.fit_transform(tokens)))
+        for weight, block in attribute_blocks:
+            if weight > 0 and block.nnz:
+                blocks.append(weight * normalize(block))
         if not blocks:
             return sp.csr_matrix((len(items), 1), dtype=np.float32)
         return sp.csr_matrix(normalize(sp.hstack(blocks, format="csr")), dtype=np.float32)

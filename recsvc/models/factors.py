@@ -62,27 +62,25 @@ class MatrixFactorization(Recommender):
         }
 
     def fit(self, data: TrainingData) -> Self:
+        # Imported here: the service scores without implicit. Imported before limiting
+        # BLAS, so that any BLAS library it loads is limited too.
+        from implicit.cpu.als import AlternatingLeastSquares
+        from implicit.cpu.bpr import BayesianPersonalizedRanking
+
         matrix = confidence(data.user_items)
-        # implicit warns unless BLAS is single-threaded: its own threads do the work.
+        # implicit warns (when built, and rightly) unless BLAS is single-threaded: its own
+        # threads do the work.
         with threadpool_limits(limits=1, user_api="blas"):
             if self.algorithm == "als":
-                from implicit.cpu.als import AlternatingLeastSquares
-
                 model = AlternatingLeastSquares(
-                    factors=self.factors,
-                    regularization=self.regularization,
-                    alpha=self.alpha,
-                    iterations=self.iterations,
+                    factors=self.factors, regularization=self.regularization,
+                    alpha=self.alpha, iterations=self.iterations,
                     random_state=self.random_state,
                 )
             else:
-                from implicit.cpu.bpr import BayesianPersonalizedRanking
-
                 model = BayesianPersonalizedRanking(
-                    factors=self.factors,
-                    learning_rate=self.learning_rate,
-                    regularization=self.regularization,
-                    iterations=self.iterations,
+                    factors=self.factors, learning_rate=self.learning_rate,
+                    regularization=self.regularization, iterations=self.iterations,
                     random_state=self.random_state,
                 )
             model.fit(matrix, show_progress=False)

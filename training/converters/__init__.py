@@ -1,0 +1,1 @@
+"""Converters from public or vendor log formats into recsvc's input format."""
