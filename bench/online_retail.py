@@ -45,7 +45,8 @@ def main() -> int:
     tables["items"].to_csv(args.workdir / "items.csv", index=False)
     tables["users"].to_csv(args.workdir / "users.csv", index=False)
     test = events[(when >= CUTOFF) & (events["event_type"] == "purchase")]
-    test = test[test["user_id"].isin(events.loc[when < CUTOFF, "user_id"])]
+    bought_before = events.loc[(when < CUTOFF) & (events["event_type"] == "purchase"), "user_id"]
+    test = test[test["user_id"].isin(bought_before)]
 
     config = TrainConfig()
     config.input.interactions = train_path
