@@ -112,3 +112,15 @@ def test_all_formats_read_the_same(tmp_path: Path, capsys) -> None:
     for table in tables:
         assert list(table["user_id"]) == ["007", "008"] * 3  # leading zeros kept
         assert list(table["item_id"]) == ["i1"] * 6
+
+
+def test_ids_are_trimmed_and_blank_ids_are_missing(tmp_path: Path) -> None:
+    from training.readers import read_interactions
+
+    path = tmp_path / "e.csv"
+    path.write_text("user_id,item_id,event_type,timestamp\n u1 ,i1, view,1\n,i2,view,2\n"
+                    "u2,  ,view,3\n")
+    table = read_interactions(path)
+    assert table["user_id"].iloc[0] == "u1" and table["item_id"].iloc[0] == "i1"
+    assert table["user_id"].isna().tolist() == [False, True, False]
+    assert table["item_id"].isna().tolist() == [False, False, True]

@@ -1,7 +1,7 @@
 """Popularity and trending: the cold-start fallbacks, and a signal in the blend.
 
-Popularity counts people, not units: each user adds log(1 + confidence) to an item, so a
-few wholesalers cannot make an item look popular. It is also kept per value of each user
+Popularity counts people, not units: each user adds log(1 + min(confidence, cap)) to an
+item, so one wholesaler counts no more than a shopper who bought it twice. It is also kept per value of each user
 attribute (segment, region, ...), for shoppers whose attributes are known."""
 
 from __future__ import annotations
@@ -29,16 +29,19 @@ def _broadcast(vector: np.ndarray, n: int) -> np.ndarray:
 class Popularity(Recommender):
     kind = "popularity"
 
-    def __init__(self, attributes: list[str] | None = None) -> None:
+    def __init__(self, attributes: list[str] | None = None, cap: float = 20.0) -> None:
         self.attributes = list(attributes or [])
+        self.cap = float(cap)
         self.overall = np.zeros(0, dtype=np.float32)
         self.by_attribute: dict[str, np.ndarray] = {}  # attribute -> values x items
 
     def params(self) -> dict[str, Any]:
-        return {"attributes": self.attributes}
+        return {"attributes": self.attributes, "cap": self.cap}
 
     def fit(self, data: TrainingData) -> Self:
-        per_user = confidence(data.user_items)
+        per_user = sp.csr_matrix(data.user_items, dtype=np.float32, copy=True)
+        np.minimum(per_user.data, self.cap, out=per_user.data)
+        per_user = confidence(per_user)
         self.overall = np.asarray(per_user.sum(axis=0), dtype=np.float32).ravel()
         self.by_attribute = {}
         for name in self.attributes:

@@ -1,0 +1,126 @@
+"""Algorithms in isolation: fold-in, content features, popularity, blending, ranking."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+from threadpoolctl import threadpool_limits
+
+from recsvc.blend import blend, standardize
+from recsvc.models import ContentModel, MatrixFactorization, Popularity, TrainingData, Trending
+from recsvc.models.content import category_tokens, normalize, price_bands
+from recsvc.models.factors import confidence
+from recsvc.scoring import rank
+
+
+def random_data(seed: int = 0, users: int = 200, items: int = 50) -> TrainingData:
+    m = sp.random(users, items, density=0.1, format="csr", dtype=np.float32,
+                  random_state=seed) * 10
+    n = m.nnz
+    return TrainingData(user_items=sp.csr_matrix(m), event_users=np.zeros(n, np.int64),
+                        event_items=np.zeros(n, np.int64), event_weights=np.ones(n, np.float32),
+                        event_times=np.zeros(n, np.int64), reference_time=0)
+
+
+def test_fold_in_matches_implicits_own_user_step() -> None:
+    data = random_data()
+    mf = MatrixFactorization(factors=8, regularization=0.1, alpha=2.0, iterations=10).fit(data)
+    from implicit.cpu.als import AlternatingLeastSquares
+
+    with threadpool_limits(1, "blas"):
+        als = AlternatingLeastSquares(factors=8, regularization=0.1, alpha=2.0)
+    als.item_factors = np.asarray(mf.item_factors)
+    als.user_factors = np.asarray(mf.user_factors)
+    rows = np.flatnonzero(np.diff(data.user_items.indptr) > 0)[:5]
+    ours = mf.fold_in(data.user_items[rows])
+    with threadpool_limits(1, "blas"):
+        theirs = als.recalculate_user(rows, confidence(data.user_items[rows]))
+    cos = (ours * theirs).sum(1) / np.linalg.norm(ours, axis=1) / np.linalg.norm(theirs, axis=1)
+    assert (cos > 0.99).all(), cos
+    # A user with no history folds in to the zero vector: no personal signal.
+    assert not mf.fold_in(sp.csr_matrix((1, data.n_items), dtype=np.float32)).any()
+
+
+def test_category_paths_share_their_parents() -> None:
+    assert category_tokens("Home > Kitchen > Knives") == [
+        "cat:home", "cat:home > kitchen", "cat:home > kitchen > knives"]
+    assert category_tokens("Home/Garden") == ["cat:home", "cat:home > garden"]
+    assert category_tokens("") == []
+
+
+def test_price_bands_are_quantiles_and_unknown_prices_have_none() -> None:
+    bands = price_bands(pd.Series([1, 2, 3, 4, 100, None, "n/a", -1]), bands=2)
+    assert list(bands[:5]) == [0, 0, 1, 1, 1] or list(bands[:5]) == [0, 0, 0, 1, 1]
+    assert list(bands[5:]) == [-1, -1, -1]
+
+
+def test_content_vectors_weigh_text_category_brand_and_price() -> None:
+    items = pd.DataFrame({
+        "title": ["red kettle", "red kettle", "blue tent", "camping stove", ""],
+        "category": ["Kitchen > Kettles", "Kitchen > Kettles", "Outdoor > Tents",
+                     "Outdoor > Stoves", "Kitchen > Pans"],
+        "brand": ["acme", "other", "acme", "camp", None],
+        "price": [20, 20, 200, 50, None],
+    })
+    model = ContentModel()
+    vectors = model.vectorize(items)
+    norms = np.sqrt(np.asarray(vectors.multiply(vectors).sum(axis=1)).ravel())
+    np.testing.assert_allclose(norms, 1.0, rtol=1e-5)
+    model.item_vectors = vectors
+    sim = model.similar(np.array([0, 2, 4]))
+    assert np.argsort(-sim[0])[1] == 1  # same title, category and price; other brand
+    assert sim[1, 3] > sim[1, 0]  # tent: the other outdoor item beats the kettle
+    assert sim[2, 0] > sim[2, 2]  # an untitled pan shares 'Kitchen' with the kettles only
+
+
+def test_normalize_rows() -> None:
+    m = sp.csr_matrix(np.array([[3.0, 4.0], [0.0, 0.0], [1.0, 3.0]]))
+    np.testing.assert_allclose(normalize(m).toarray(), [[0.6, 0.8], [0, 0],
+                                                        [1 / 10**0.5, 3 / 10**0.5]], rtol=1e-6)
+    np.testing.assert_allclose(normalize(m, "l1").toarray()[2], [0.25, 0.75])
+
+
+def test_popularity_counts_people_not_units_and_groups() -> None:
+    # Item 0: one wholesaler with a huge confidence; item 1: three ordinary buyers.
+    m = sp.csr_matrix(np.array([[1000.0, 0], [0, 5], [0, 5], [0, 5]], dtype=np.float32))
+    data = random_data()
+    data.user_items = m
+    data.user_attributes = {"segment": (np.array([0, 1, 1, 1]), ["pro", "home"])}
+    pop = Popularity(["segment"]).fit(data)
+    assert pop.overall[1] > pop.overall[0]
+    assert pop.group_scores("segment", 0)[0] > pop.group_scores("segment", 0)[1]
+
+
+def test_trending_favours_recent_events() -> None:
+    day = 86_400
+    data = random_data(items=3)
+    data.event_items = np.array([0, 0, 0, 1, 2])
+    data.event_weights = np.ones(5, np.float32)
+    data.event_times = np.array([0, 0, 0, 29 * day, 10 * day])
+    data.reference_time = 30 * day
+    trend = Trending(window_days=14, half_life_days=3).fit(data).trend
+    assert trend[1] > 0 and trend[0] == 0 and trend[2] == 0  # old events are out of window
+    assert trend[1] == pytest.approx(0.5 ** (1 / 3))
+
+
+def test_standardize_and_blend() -> None:
+    a = np.array([[1.0, 2.0, 3.0], [5.0, 5.0, 5.0]], dtype=np.float32)
+    z = standardize(a)
+    np.testing.assert_allclose(z[0], [-1.2247449, 0, 1.2247449], rtol=1e-5)
+    assert not z[1].any()  # no spread, no signal
+    b = np.array([[3.0, 2.0, 1.0], [0.0, 1.0, 0.0]], dtype=np.float32)
+    np.testing.assert_allclose(blend({"a": a, "b": b}, {"a": 1.0, "b": 1.0})[0], 0, atol=1e-6)
+    np.testing.assert_allclose(blend({"a": a, "b": b}, {"a": 2.0, "b": 0.0}), 2 * z)
+
+
+def test_rank_filters_and_orders() -> None:
+    scores = np.array([[0.1, 0.9, 0.5, 0.7]], dtype=np.float32)
+    history = sp.csr_matrix(np.array([[0, 1, 0, 0]], dtype=np.float32))
+    allowed = np.array([True, True, True, False])
+    r = rank(scores, 3, history=history, allowed=allowed)
+    assert list(r.items[0]) == [2, 0]  # 1 was bought, 3 is not allowed: only two left
+    assert list(r.scores[0]) == pytest.approx([0.5, 0.1])
+    r = rank(scores, 10)
+    assert list(r.items[0]) == [1, 3, 2, 0]
