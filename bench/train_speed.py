@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -61,6 +62,8 @@ def main() -> int:
     p.add_argument("--events", type=int, default=5_000_000)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--workdir", type=Path, default=Path("bench/results/train_speed"))
+    p.add_argument("--repeat", type=int, default=3,
+                   help="alternate the two runs this many times; medians are reported")
     args = p.parse_args()
     store = args.workdir / f"store-{args.users}-{args.items}-{args.events}-{args.seed}"
     recsvc = [sys.executable, "-m", "recsvc"]
@@ -69,18 +72,24 @@ def main() -> int:
                         "--items", str(args.items), "--events", str(args.events),
                         "--seed", str(args.seed)], check=True, capture_output=True)
     root = args.workdir / "models"
-    train_s, train_mib, version = run([
-        *recsvc, "train", "--interactions", str(store / "interactions.csv"),
-        "--items", str(store / "items.csv"), "--users", str(store / "users.csv"),
-        "--model-root", str(root), "--no-tune", "--quiet"])
-    bare_s, bare_mib, out = run([sys.executable, "-c", BARE_ALS, str(root)])
-    fit_s = json.loads(out)["fit_seconds"]
+    runs = []
+    for _ in range(args.repeat):
+        train_s, train_mib, version = run([
+            *recsvc, "train", "--interactions", str(store / "interactions.csv"),
+            "--items", str(store / "items.csv"), "--users", str(store / "users.csv"),
+            "--model-root", str(root), "--no-tune", "--quiet"])
+        bare_s, bare_mib, out = run([sys.executable, "-c", BARE_ALS, str(root)])
+        fit_s = json.loads(out)["fit_seconds"]
+        runs.append({"train_s": round(train_s, 2), "train_peak_mib": train_mib,
+                     "bare_fit_s": round(fit_s, 2), "bare_process_s": round(bare_s, 2),
+                     "bare_peak_mib": bare_mib, "ratio": round(train_s / fit_s, 3)})
+    manifest = json.loads((root / version.strip() / "manifest.json").read_text())
+    quality = manifest["data_quality"]
     result = {
-        "events": args.events, "users": args.users, "items": args.items,
-        "recsvc_train_seconds": round(train_s, 2), "recsvc_train_peak_mib": train_mib,
-        "bare_als_fit_seconds": round(fit_s, 2), "bare_als_process_seconds": round(bare_s, 2),
-        "bare_als_peak_mib": bare_mib, "ratio_train_to_bare_fit": round(train_s / fit_s, 3),
-        "version": version.strip(),
+        "events_read": quality["rows_read"], "events_kept": quality["rows_kept"],
+        "users": manifest["counts"]["users"], "items": manifest["counts"]["items"],
+        "median": {k: statistics.median(r[k] for r in runs) for k in runs[0]},
+        "runs": runs,
     }
     print(json.dumps(result, indent=2))
     return 0

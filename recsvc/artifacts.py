@@ -21,6 +21,7 @@ import os
 import secrets
 import shutil
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -78,6 +79,10 @@ class VersionWriter:
         self.tmp_dir = self.model_root / f"{TMP_PREFIX}{self.version}"
         self.tmp_dir.mkdir()
         self._files: dict[str, dict[str, Any]] = {}
+        # Checksums are computed in threads while later arrays are written (hashlib
+        # releases the GIL): the write stage then costs little more than the writing.
+        self._hasher = ThreadPoolExecutor(max_workers=2)
+        self._digests: dict[str, Future[str]] = {}
         self._committed = False
 
     def save_array(self, name: str, array: np.ndarray) -> None:
@@ -94,8 +99,8 @@ class VersionWriter:
             np.save(fh, array, allow_pickle=False)
             fh.flush()
             os.fsync(fh.fileno())
+        self._digests[filename] = self._hasher.submit(sha256_file, path)
         self._files[filename] = {
-            "sha256": sha256_file(path),
             "bytes": path.stat().st_size,
             "dtype": array.dtype.str,
             "shape": list(array.shape),
@@ -106,6 +111,9 @@ class VersionWriter:
 
         It does not make the version current: call `publish` for that.
         """
+        for filename, digest in self._digests.items():
+            self._files[filename]["sha256"] = digest.result()
+        self._hasher.shutdown()
         full = {
             "format": FORMAT_NAME,
             "schema_version": SCHEMA_VERSION,
@@ -135,6 +143,7 @@ class VersionWriter:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self._hasher.shutdown(wait=True)
         if not self._committed:
             shutil.rmtree(self.tmp_dir, ignore_errors=True)
 

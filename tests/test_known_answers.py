@@ -9,7 +9,7 @@ import pandas as pd
 
 from recsvc.model import load_model
 from recsvc.models import UserBatch
-from recsvc.scoring import recommend
+from recsvc.scoring import rank, recommend
 from tests.conftest import DAY, T0, planted_seen, quick_config, write_csv
 from training.pipeline import train
 from training.progress import Progress
@@ -149,3 +149,33 @@ def test_repeat_buying_shop_keeps_bought_items_and_other_shop_excludes_them(
                    QUIET)
     assert result.manifest["blend"]["exclude_seen"] is False
     assert result.manifest["blend"]["weights"]["history"] > 0
+
+
+def test_popular_per_category_and_per_segment(tmp_path: Path, planted) -> None:
+    """Cold-start lists: the most bought items overall, within a category, within a segment."""
+    rows = pd.read_csv(planted["interactions"])
+    # Everyone in segment 'pro' also buys b9 twice: b9 is the pros' favourite.
+    pros = [f"au{u}" for u in range(10)]
+    extra = pd.DataFrame([{"user_id": u, "item_id": "b9", "event_type": "purchase",
+                           "timestamp": T0 + DAY * k} for u in pros for k in (1, 2)])
+    path = write_csv(tmp_path / "e.csv", pd.concat([rows, extra]))
+    users = write_csv(tmp_path / "u.csv", [{"user_id": u, "segment": "pro"} for u in pros]
+                      + [{"user_id": f"bu{u}", "segment": "home"} for u in range(30)])
+    train(quick_config(tmp_path / "m", interactions=path, items=planted["items"], users=users),
+          QUIET)
+    model = load_model(tmp_path / "m")
+    pop = model.components["popularity"]
+    counts = pd.concat([rows, extra]).query("event_type == 'purchase'").groupby(
+        "item_id").user_id.nunique()
+    overall = [str(model.item_ids[i]) for i in np.argsort(-pop.overall, kind="stable")[:1]]
+    assert overall == ["b9"] == [counts.idxmax()]
+    # Within the kitchen category: only kitchen items, most bought first.
+    kitchen = np.flatnonzero(model.category_names == "Kitchen > Cookware")[0]
+    ranking = rank(pop.overall[None, :], 3, allowed=model.item_category == kitchen)
+    top = [str(model.item_ids[i]) for i in ranking.items[0]]
+    assert all(i.startswith("a") for i in top)
+    assert counts[top[0]] == counts[[i for i in counts.index if i.startswith("a")]].max()
+    # Per segment: the pros' list starts with b9; the home segment's does not need to.
+    codes, values = model.user_attributes["segment"]
+    pro = list(values).index("pro")
+    assert np.argmax(pop.group_scores("segment", pro)) == model.item_index(["b9"])[0]

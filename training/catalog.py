@@ -38,10 +38,18 @@ def _observed(values: pd.Series) -> np.ndarray:
 
 def aligned_items(clean: CleanData, item_ids: np.ndarray) -> pd.DataFrame:
     """Catalog rows in item-number order (empty rows for items not in the catalog)."""
-    index = pd.Index(item_ids, name="item_id")
     if clean.items is None:
-        return pd.DataFrame(index=index).reset_index()
-    return clean.items.set_index("item_id").reindex(index).reset_index()
+        return pd.DataFrame({"item_id": item_ids})
+    catalog = clean.items.reset_index(drop=True)
+    position = lookup(item_ids, catalog["item_id"].to_numpy(dtype=str))
+    rows = np.full(len(item_ids), -1, dtype=np.int64)
+    rows[position[position >= 0]] = np.flatnonzero(position >= 0)
+    if (rows >= 0).all():  # the usual case: every model item is a catalog row
+        aligned = catalog.take(rows).reset_index(drop=True)
+    else:
+        aligned = catalog.reindex(rows).reset_index(drop=True)  # -1: an empty row
+    aligned["item_id"] = item_ids
+    return aligned
 
 
 def item_metadata(items: pd.DataFrame) -> dict[str, np.ndarray]:
@@ -80,8 +88,11 @@ def user_attributes(
     for name in names:
         if name not in table.columns:
             continue
-        values = table[name].astype("string").str.strip()
-        codes, uniques = pd.factorize(values.mask(values == ""), sort=True)
+        raw_codes, raw_values = pd.factorize(table[name], use_na_sentinel=True)
+        # Tidy the few distinct values, not the many rows.
+        tidy = pd.Series(np.asarray(raw_values, dtype=object), dtype="string").str.strip()
+        value_codes, uniques = pd.factorize(tidy.mask(tidy == ""), sort=True)
+        codes = np.where(raw_codes >= 0, value_codes[np.maximum(raw_codes, 0)], -1)
         per_user = np.full(len(user_ids), -1, dtype=np.int32)
         per_user[position[known]] = codes[known]
         out[name] = (per_user, [str(v) for v in uniques])

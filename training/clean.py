@@ -31,8 +31,11 @@ def parse_timestamps(values: pd.Series) -> pd.Series:
     """Epoch seconds (int64) from ISO-8601 strings, datetimes or epoch seconds; <NA> when
     a value is none of these."""
     if pd.api.types.is_datetime64_any_dtype(values):
-        parsed = pd.to_datetime(values, utc=True)
-        return _to_epoch(parsed)
+        if values.dt.tz is None:
+            values = values.dt.tz_localize("UTC")
+        seconds = values.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy("datetime64[s]")
+        return pd.Series(seconds.astype(np.int64), index=values.index, dtype="Int64").mask(
+            values.isna())
     if pd.api.types.is_numeric_dtype(values):
         return pd.to_numeric(values, errors="coerce").round().astype("Int64")
     text = values.astype("string").str.strip()
@@ -81,6 +84,8 @@ def event_weights(events: pd.DataFrame, config: EventConfig) -> np.ndarray:
 def _codes(values: pd.Series) -> tuple[np.ndarray, pd.Index]:
     """Integer codes (-1 for missing) and the distinct values: every later test works on
     integers, which keeps cleaning fast on millions of rows."""
+    if isinstance(values.dtype, pd.CategoricalDtype):  # as the readers give ids: no work
+        return values.cat.codes.to_numpy(dtype=np.int64), values.cat.categories
     codes, uniques = pd.factorize(values, use_na_sentinel=True)
     return codes.astype(np.int64), pd.Index(np.asarray(uniques, dtype=object))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,15 +43,20 @@ def load_inputs(config: TrainConfig, progress: Progress) -> tuple[CleanData, dic
     readers = {"interactions": read_interactions, "items": read_items, "users": read_users}
     tables: dict[str, Any] = {}
     inputs: dict[str, Any] = {}
-    for role, path in paths.items():
-        if path is None:
-            tables[role] = None
-            continue
-        with progress.step(f"load.{role}", path=str(path)) as step:
-            tables[role] = readers[role](path)
-            inputs[role] = {"path": str(Path(path).resolve()), "sha256": sha256_file(Path(path)),
+    # Checksums are computed in a thread while the files are parsed (hashlib releases
+    # the GIL), so recording them costs next to nothing.
+    with ThreadPoolExecutor(max_workers=1) as hasher:
+        digests = {role: hasher.submit(sha256_file, Path(path))
+                   for role, path in paths.items() if path is not None and Path(path).is_file()}
+        for role, path in paths.items():
+            if path is None:
+                tables[role] = None
+                continue
+            with progress.step(f"load.{role}", path=str(path)) as step:
+                tables[role] = readers[role](path)
+                step.note(rows=len(tables[role]))
+            inputs[role] = {"path": str(Path(path).resolve()), "sha256": digests[role].result(),
                             "rows": int(len(tables[role]))}
-            step.note(rows=len(tables[role]))
     with progress.step("clean") as step:
         data = clean(tables["interactions"], tables["items"], tables["users"],
                      config.events, config.cleaning)

@@ -15,7 +15,8 @@ from recsvc.models.base import SECONDS_PER_DAY
 
 
 def decay(ages_seconds: np.ndarray, half_life_days: float) -> np.ndarray:
-    return np.power(0.5, np.maximum(ages_seconds, 0) / (half_life_days * SECONDS_PER_DAY))
+    half_lives = np.maximum(ages_seconds, 0) / (half_life_days * SECONDS_PER_DAY)
+    return np.exp2(-half_lives.astype(np.float32))
 
 
 def confidence_matrix(
@@ -32,7 +33,10 @@ def confidence_matrix(
 def index_of(values: pd.Series, sorted_ids: np.ndarray) -> np.ndarray:
     """Position of each value in `sorted_ids` (-1 if absent), looking up each distinct
     value once: millions of events name far fewer users and items."""
-    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        codes, uniques = values.cat.codes.to_numpy(), values.cat.categories
+    else:
+        codes, uniques = pd.factorize(values, use_na_sentinel=True)
     positions = lookup(sorted_ids, np.asarray(uniques, dtype=str))
     return np.where(codes >= 0, positions[np.maximum(codes, 0)], -1)
 

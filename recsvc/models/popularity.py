@@ -1,8 +1,9 @@
 """Popularity and trending: the cold-start fallbacks, and a signal in the blend.
 
 Popularity counts people, not units: each user adds log(1 + min(confidence, cap)) to an
-item, so one wholesaler counts no more than a shopper who bought it twice. It is also kept per value of each user
-attribute (segment, region, ...), for shoppers whose attributes are known."""
+item, so one wholesaler counts no more than a shopper who bought it twice. It is also
+kept per value of each user attribute (segment, region, ...), for shoppers whose
+attributes are known."""
 
 from __future__ import annotations
 
