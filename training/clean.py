@@ -10,10 +10,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from recsvc.models.base import SECONDS_PER_DAY
 from training.config import CleaningConfig, EventConfig
 
 FALSE_WORDS = {"false", "f", "no", "n", "0", "off", "withdrawn", "denied"}
-SECONDS_PER_DAY = 86_400
 
 
 @dataclass
@@ -202,7 +202,7 @@ def clean(
     # Bots: more events per active day than a person makes.
     rows = np.flatnonzero(alive)
     if rows.size:
-        day = ts[rows] // SECONDS_PER_DAY
+        day = ts[rows] // int(SECONDS_PER_DAY)
         day -= day.min()
         n_days = int(day.max()) + 1
         active_days = _distinct(user[rows] * n_days + day) // n_days  # one per user-day
