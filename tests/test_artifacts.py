@@ -118,8 +118,10 @@ def test_trained_model_round_trips(tmp_path: Path, planted) -> None:
     result = train(quick_config(tmp_path / "m", **planted), Progress(quiet=True))
     model = load_model(tmp_path / "m")
     assert model.version == result.version
-    assert set(model.components) == {"cf", "item_knn", "content", "popularity", "trending",
-                                     "history"}
+    assert set(model.components) == {"cf", "ease", "item_knn", "content", "popularity",
+                                     "trending", "history"}
+    np.testing.assert_array_equal(model.components["ease"].weights,
+                                  result.model.components["ease"].weights)
     np.testing.assert_allclose(model.components["cf"].item_factors,
                                result.model.components["cf"].item_factors)
     assert (model.user_items != result.model.user_items).nnz == 0

@@ -48,11 +48,14 @@ def test_killed_trainer_process_keeps_current(tmp_path: Path) -> None:
     args = [sys.executable, "-m", "recsvc", "train", "--interactions",
             str(paths["interactions"]), "--items", str(paths["items"]), "--model-root",
             str(root), "--no-tune", "--quiet"]
+    began = time.perf_counter()
     subprocess.run(args, check=True, capture_output=True)
+    duration = time.perf_counter() - began
     first = current_version(root)
-    # Kill at spread-out moments: while loading, fitting and writing.
+    # Kill at moments spread over a run: while loading, fitting and writing.
     killed = 0
-    for delay in (0.3, 1.0, 1.8, 2.6, 3.4):
+    for fraction in (0.2, 0.4, 0.6, 0.75, 0.9):
+        delay = fraction * duration
         proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         time.sleep(delay)
         if proc.poll() is None:

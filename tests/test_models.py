@@ -9,7 +9,15 @@ import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
 from recsvc.blend import blend, standardize
-from recsvc.models import ContentModel, MatrixFactorization, Popularity, TrainingData, Trending
+from recsvc.models import (
+    EASE,
+    ContentModel,
+    MatrixFactorization,
+    Popularity,
+    TrainingData,
+    Trending,
+    UserBatch,
+)
 from recsvc.models.content import category_tokens, normalize, price_bands
 from recsvc.models.factors import confidence
 from recsvc.scoring import rank
@@ -124,3 +132,39 @@ def test_rank_filters_and_orders() -> None:
     assert list(r.scores[0]) == pytest.approx([0.5, 0.1])
     r = rank(scores, 10)
     assert list(r.items[0]) == [1, 3, 2, 0]
+
+
+def test_ease_weights_are_the_closed_form_of_each_items_ridge_regression() -> None:
+    """Column j of B solves min ||X_j - X_{-j} b||² + λ||b||² (Steck, 2019), with B_jj = 0."""
+    data = random_data(seed=3, users=120, items=12)
+    model = EASE(regularization=0.5).fit(data)
+    x = (data.user_items.toarray() > 0).astype(np.float64)
+    gram = x.T @ x
+    lam = 0.5 * gram.diagonal().mean()
+    for j in range(12):
+        rest = [i for i in range(12) if i != j]
+        expected = np.linalg.solve(gram[np.ix_(rest, rest)] + lam * np.eye(11), gram[rest, j])
+        np.testing.assert_allclose(model.weights[rest, j], expected, rtol=1e-4, atol=1e-6)
+        assert model.weights[j, j] == 0
+
+
+def test_ease_recovers_two_taste_groups_and_scores_anonymous_sessions() -> None:
+    # Users 0-49 buy from items 0-4, users 50-99 from items 5-9, each all but one item.
+    rows, cols = [], []
+    for u in range(100):
+        group = range(0, 5) if u < 50 else range(5, 10)
+        for i in group:
+            if i != (u % 5) + (0 if u < 50 else 5):
+                rows.append(u)
+                cols.append(i)
+    matrix = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(100, 10))
+    data = TrainingData(user_items=matrix, event_users=np.zeros(0, np.int64),
+                        event_items=np.zeros(0, np.int64), event_weights=np.zeros(0, np.float32),
+                        event_times=np.zeros(0, np.int64), reference_time=0)
+    model = EASE(regularization=0.1).fit(data)
+    session = sp.csr_matrix(([1.0, 1.0], ([0, 0], [5, 6])), shape=(1, 10), dtype=np.float32)
+    scores = model.score(UserBatch(users=np.array([-1]), history=session))[0]
+    top = rank(scores[None, :], 3, history=session).items[0]
+    assert set(top) <= {7, 8, 9}
+    related = model.similar(np.array([0]))[0]
+    assert related[1:5].min() > related[5:].max()

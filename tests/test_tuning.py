@@ -36,6 +36,13 @@ def test_tuning_beats_popularity_within_budget(tmp_path: Path) -> None:
     assert time.perf_counter() - t0 < 20 * 1.5 + 20
     metrics = result.manifest["metrics"]["validation"]
     assert set(metrics) >= {"precision@10", "recall@10", "ndcg@10", "map@10"}
+    # The generated store records purchase quantities: both weightings were tried, and
+    # EASE's regularization was searched (it differs from nothing else but the default).
+    assert {t["quantity_scaling"] for t in tuning["trials"]} == {"log", "none"}
+    assert tuning["best"]["quantity_scaling"] == result.manifest["training"]["quantity_scaling"]
+    assert tuning["best"]["ease_regularization"] > 0
+    assert result.model.components["ease"].regularization == tuning["best"][
+        "ease_regularization"]
 
     # The tuned blend beats popularity alone on the same split, ranked the same way.
     model = load_model(tmp_path / "m")

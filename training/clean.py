@@ -68,6 +68,13 @@ def canonical_events(values: pd.Series, config: EventConfig) -> pd.Series:
     return text.replace(config.aliases)
 
 
+def has_quantities(events: pd.DataFrame) -> bool:
+    """Do purchases or refunds record quantities other than 1?"""
+    counted = events["event_type"].isin(["purchase", "refund"]).to_numpy()
+    value = np.asarray(events["value"], dtype=np.float64)[counted]
+    return bool(np.any(np.isfinite(value) & (value > 1)))
+
+
 def event_weights(events: pd.DataFrame, config: EventConfig) -> np.ndarray:
     """Base weight of each event (before time decay)."""
     base = np.array(events["event_type"].map(config.weights), dtype=np.float64)

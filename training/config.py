@@ -59,6 +59,9 @@ class ModelConfig(Section):
     item_knn_measure: Literal["cosine", "bm25"] = "cosine"
     item_knn_neighbours: int = Field(100, ge=1)
     content: bool = True
+    ease: bool = True
+    ease_regularization: float = Field(16.0, gt=0, description="times the mean item count")
+    ease_max_items: int = Field(10_000, ge=0, description="dense items x items above: off")
     trending_window_days: float = Field(14.0, gt=0)
     trending_half_life_days: float = Field(3.0, gt=0)
     popularity_attributes: list[str] = Field(default_factory=lambda: ["segment", "region", "tier"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from recsvc.models import (
+    EASE,
     ContentModel,
     ItemKNN,
     MatrixFactorization,
@@ -29,8 +30,15 @@ def build_cf(config: ModelConfig, params: dict[str, Any]) -> MatrixFactorization
                                **params)
 
 
+def ease_enabled(config: ModelConfig, n_items: int) -> bool:
+    return config.ease and 0 < n_items <= config.ease_max_items
+
+
 def build_components(
-    config: ModelConfig, data: TrainingData, params: dict[str, Any] | None = None
+    config: ModelConfig,
+    data: TrainingData,
+    params: dict[str, Any] | None = None,
+    ease_regularization: float | None = None,
 ) -> dict[str, Recommender]:
     """Unfitted algorithms, by the name the blend weights use."""
     components: dict[str, Recommender] = {
@@ -40,6 +48,8 @@ def build_components(
         "trending": Trending(config.trending_window_days, config.trending_half_life_days),
         "history": PurchaseHistory(),
     }
+    if ease_enabled(config, data.n_items):
+        components["ease"] = EASE(ease_regularization or config.ease_regularization)
     if config.content and data.items is not None and len(data.items.columns) > 1:
         components["content"] = ContentModel()
     return components

@@ -12,7 +12,7 @@ from recsvc.artifacts import VersionWriter, prune, publish, sha256_file
 from recsvc.errors import InputError
 from recsvc.model import RecommenderModel, as_str_array
 from training.catalog import aligned_items, id_universe, item_metadata, user_attributes
-from training.clean import CleanData, clean, format_report
+from training.clean import CleanData, clean, event_weights, format_report
 from training.config import TrainConfig
 from training.fit import build_components, cf_params, fit_components
 from training.progress import Progress
@@ -22,7 +22,7 @@ from training.tune import TuningResult, tune
 
 # Blend weights before tuning (and with --no-tune); `history` and `exclude_seen` come
 # from the data: see default_blend.
-BASE_WEIGHTS = {"cf": 1.0, "item_knn": 0.5, "content": 0.25, "popularity": 0.25,
+BASE_WEIGHTS = {"cf": 1.0, "ease": 1.0, "item_knn": 0.5, "content": 0.25, "popularity": 0.25,
                 "trending": 0.1}
 REPEAT_RATE_THRESHOLD = 0.1
 
@@ -91,18 +91,25 @@ def train(config: TrainConfig, progress: Progress | None = None) -> TrainResult:
     weights, exclude_seen = default_blend(config, repeat_rate)
     result = TuningResult(cf_params=cf_params(config.model),
                           half_life_days=config.signals.half_life_days,
-                          weights=weights, exclude_seen=exclude_seen)
+                          weights=weights, exclude_seen=exclude_seen,
+                          quantity_scaling=config.events.quantity_scaling)
     if config.tuning.enabled:
         result = tune(data.events, user_ids, item_ids, items, attributes,
                       metadata["item_in_stock"], result, config, progress)
     else:
         result.skipped = "disabled (--no-tune)"
 
-    with progress.step("weight", half_life_days=result.half_life_days):
-        training = build_training_data(data.events, user_ids, item_ids, result.half_life_days,
+    events = data.events
+    if result.quantity_scaling != config.events.quantity_scaling:
+        events = events.assign(weight=event_weights(events, config.events.model_copy(
+            update={"quantity_scaling": result.quantity_scaling})))
+    with progress.step("weight", half_life_days=result.half_life_days,
+                       quantity_scaling=result.quantity_scaling):
+        training = build_training_data(events, user_ids, item_ids, result.half_life_days,
                                        items, attributes)
-    components = fit_components(build_components(config.model, training, result.cf_params),
-                                training, progress)
+    components = fit_components(
+        build_components(config.model, training, result.cf_params, result.ease_regularization),
+        training, progress)
     weights = {name: w for name, w in result.weights.items() if name in components}
     model = RecommenderModel(
         user_ids=user_ids,
@@ -121,6 +128,7 @@ def train(config: TrainConfig, progress: Progress | None = None) -> TrainResult:
         "inputs": inputs,
         "data_quality": data.report,
         "training": {"half_life_days": result.half_life_days,
+                     "quantity_scaling": result.quantity_scaling,
                      "reference_time": training.reference_time,
                      "repeat_purchase_rate": round(repeat_rate, 4),
                      "config": config.model_dump(mode="json")},

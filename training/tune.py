@@ -18,9 +18,11 @@ import scipy.sparse as sp
 from recsvc.blend import standardize
 from recsvc.model import lookup
 from recsvc.models import Recommender, TrainingData, UserBatch
+from recsvc.models.ease import EASE, interaction_gram
 from recsvc.scoring import rank_sources, source_scores
+from training.clean import event_weights, has_quantities
 from training.config import TrainConfig
-from training.fit import build_cf, build_components, fit_components
+from training.fit import build_cf, build_components, ease_enabled, fit_components
 from training.metrics import ranking_metrics
 from training.progress import Progress
 from training.signals import build_training_data
@@ -45,6 +47,8 @@ class TuningResult:
     half_life_days: float
     weights: dict[str, float]
     exclude_seen: bool
+    ease_regularization: float | None = None
+    quantity_scaling: str = "log"
     metrics: dict[str, float] = field(default_factory=dict)
     trials: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
@@ -58,6 +62,8 @@ class TuningResult:
             "budget_s": self.budget_s,
             "trials": self.trials,
             "best": {"cf": self.cf_params, "half_life_days": self.half_life_days,
+                     "quantity_scaling": self.quantity_scaling,
+                     "ease_regularization": self.ease_regularization,
                      "weights": self.weights, "exclude_seen": self.exclude_seen},
             "validation_metrics": self.metrics,
         }
@@ -159,24 +165,37 @@ def tune(
     evaluator = _Evaluator(split, candidates, config)
     rng = np.random.default_rng(config.tuning.seed)
     quiet = Progress(quiet=True)
-    cache: dict[float, tuple[TrainingData, dict[str, np.ndarray]]] = {}
+    cache: dict[tuple[float, str], tuple[TrainingData, dict[str, np.ndarray]]] = {}
+    # Does buying 50 units say more than buying 1? Only where quantities are recorded,
+    # and the data decides: repeat occasions often say more than volume.
+    scalings = (["log", "none"] if has_quantities(split.train_events)
+                else [start.quantity_scaling])
+    other_scalings = [s for s in scalings if s != start.quantity_scaling]
+    reweighted = {
+        scaling: split.train_events.assign(weight=event_weights(
+            split.train_events, config.events.model_copy(update={"quantity_scaling": scaling})))
+        for scaling in scalings
+    }
 
-    def prepare(half_life: float) -> tuple[TrainingData, dict[str, np.ndarray]]:
-        """Data and the non-CF algorithms' scores: they depend on the decay alone."""
-        if half_life not in cache:
-            data = build_training_data(split.train_events, user_ids, item_ids, half_life,
+    def prepare(half_life: float, scaling: str) -> tuple[TrainingData, dict[str, np.ndarray]]:
+        """Data and the non-CF algorithms' scores: they depend on the weighting alone."""
+        if (half_life, scaling) not in cache:
+            data = build_training_data(reweighted[scaling], user_ids, item_ids, half_life,
                                        items, attributes, reference_time=split.cutoff)
             components = build_components(config.model, data)
             components.pop("cf")
+            components.pop("ease", None)  # fitted once below: it ignores the decay
             fit_components(components, data, quiet)
-            cache[half_life] = (data, _standardized(components, data, split.users))
-        return cache[half_life]
+            cache[half_life, scaling] = (data, _standardized(components, data, split.users))
+        return cache[half_life, scaling]
 
-    def run_trial(half_life: float, params: dict[str, Any]) -> tuple[dict[str, np.ndarray],
-                                                                    sp.csr_matrix]:
-        data, sources = prepare(half_life)
+    ease: dict[str, np.ndarray] = {}
+
+    def run_trial(half_life: float, scaling: str, params: dict[str, Any]
+                  ) -> tuple[dict[str, np.ndarray], sp.csr_matrix]:
+        data, sources = prepare(half_life, scaling)
         cf = build_cf(config.model, params).fit(data)
-        return {**sources, **_standardized({"cf": cf}, data, split.users)}, \
+        return {**sources, **ease, **_standardized({"cf": cf}, data, split.users)}, \
             data.user_items[split.users]
 
     best = start
@@ -188,12 +207,22 @@ def tune(
             if trial > 0 and elapsed + 1.5 * last > budget:
                 break
             t0 = time.perf_counter()
+            scaling = start.quantity_scaling
             if trial == 0:
                 half_life, params = start.half_life_days, dict(start.cf_params)
+                if ease_enabled(config.model, len(item_ids)):
+                    data, _ = prepare(half_life, scaling)
+                    start.ease_regularization, ease["ease"] = _search_ease(
+                        evaluator, data, split.users, start, began + budget / 3)
+                    step.note(ease_regularization=start.ease_regularization)
+            elif trial <= len(other_scalings):  # the same settings, weighted otherwise
+                half_life, params = start.half_life_days, dict(start.cf_params)
+                scaling = other_scalings[trial - 1]
             else:
                 half_life = float(rng.choice(HALF_LIVES))
                 params = _sample_cf(rng, config.model.cf_algorithm)
-            sources, history = run_trial(half_life, params)
+                scaling = str(rng.choice(scalings))
+            sources, history = run_trial(half_life, scaling, params)
             weights, exclude = (best.weights, best.exclude_seen)
             exclude = max((True, False),
                           key=lambda e: evaluator.value(sources, history, weights, e))
@@ -202,11 +231,12 @@ def tune(
                 weights, exclude = _search_weights(evaluator, sources, history, weights,
                                                    began + budget)
             metrics = evaluator.metrics(sources, history, weights, exclude)
-            trials.append({"half_life_days": half_life, "cf": params,
+            trials.append({"half_life_days": half_life, "quantity_scaling": scaling, "cf": params,
                            "metric": round(metrics[evaluator.metric], 5),
                            "seconds": round(last, 2)})
             if trial == 0 or metrics[evaluator.metric] > best.metrics[evaluator.metric]:
-                best = TuningResult(params, half_life, dict(weights), exclude, metrics)
+                best = TuningResult(params, half_life, dict(weights), exclude,
+                                    start.ease_regularization, scaling, metrics)
                 best_sources, best_history = sources, history
             step.advance()
         # Refine the blend around the best algorithms, if time is left.
@@ -232,6 +262,44 @@ def _standardized(components: dict[str, Recommender], data: TrainingData,
     )
     return {name: standardize(scores)
             for name, scores in source_scores(components, batch).items()}
+
+
+def _search_ease(
+    evaluator: _Evaluator,
+    data: TrainingData,
+    users: np.ndarray,
+    start: TuningResult,
+    deadline: float,
+) -> tuple[float, np.ndarray]:
+    """EASE's one hyperparameter, by the model's own ranking quality: a coarse step of
+    4x each way from the default, walking uphill, then one 2x refinement. XᵀX is computed
+    once; each candidate costs one matrix inversion."""
+    gram = interaction_gram(data.user_items)
+    history = data.user_items[users]
+    batch = UserBatch(users=users, history=history)
+    tried: dict[float, tuple[float, np.ndarray]] = {}
+
+    def value(r: float) -> float:
+        if r not in tried:
+            scores = standardize(EASE(r).fit_gram(gram).score(batch))
+            tried[r] = (evaluator.value({"ease": scores}, history, {"ease": 1.0},
+                                        start.exclude_seen), scores)
+        return tried[r][0]
+
+    best = start.ease_regularization or 16.0
+    value(best)
+    for factor in (4.0, 0.25):  # coarse: walk while it improves, in one direction
+        moved = False
+        while time.perf_counter() < deadline and len(tried) < 8:
+            if value(best * factor) <= value(best):
+                break
+            best, moved = best * factor, True
+        if moved:
+            break
+    for factor in (2.0, 0.5):  # fine
+        if time.perf_counter() < deadline and value(best * factor) > value(best):
+            best *= factor
+    return best, tried[best][1]
 
 
 def _search_weights(

@@ -2,6 +2,7 @@
 
 from recsvc.models.base import Recommender, TrainingData, UserBatch
 from recsvc.models.content import ContentModel
+from recsvc.models.ease import EASE
 from recsvc.models.factors import MatrixFactorization
 from recsvc.models.history import PurchaseHistory
 from recsvc.models.item_knn import ItemKNN
@@ -10,11 +11,13 @@ from recsvc.models.popularity import Popularity, Trending
 # Name in the manifest -> class. A new algorithm registers itself here.
 REGISTRY: dict[str, type[Recommender]] = {
     cls.kind: cls
-    for cls in (MatrixFactorization, ItemKNN, ContentModel, Popularity, Trending, PurchaseHistory)
+    for cls in (MatrixFactorization, ItemKNN, EASE, ContentModel, Popularity, Trending,
+                PurchaseHistory)
 }
 
 __all__ = [
     "REGISTRY",
+    "EASE",
     "ContentModel",
     "ItemKNN",
     "MatrixFactorization",
