@@ -26,6 +26,9 @@ dev: $(VENV)/.installed-dev
 
 demo: install
 	$(BIN)/recsvc generate --out $(DEMO)/data --users 3000 --items 800 --events 150000 --seed 7
+	$(BIN)/recsvc evaluate --interactions $(DEMO)/data/interactions.csv \
+		--items $(DEMO)/data/items.csv --users $(DEMO)/data/users.csv \
+		--split time --tune-budget 60 --quiet --report $(DEMO)/evaluation
 	$(BIN)/recsvc train --interactions $(DEMO)/data/interactions.csv \
 		--items $(DEMO)/data/items.csv --users $(DEMO)/data/users.csv \
 		--model-root $(DEMO)/models

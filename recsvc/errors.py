@@ -3,6 +3,7 @@
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_BAD_INPUT = 2
+EXIT_NOT_PROMOTED = 3  # a candidate model failed the quality gate
 
 
 class RecsvcError(Exception):

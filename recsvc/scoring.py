@@ -40,7 +40,8 @@ def rank(
     history: sp.csr_matrix | None = None,
     allowed: np.ndarray | None = None,
 ) -> Ranking:
-    """Top-n per row. Items in `history` (when given) and items not `allowed` never appear."""
+    """Top-n per row, best first; equal scores rank by item number (lower first). Items in
+    `history` (when given) and items not `allowed` never appear."""
     scores = np.array(scores, dtype=np.float32, copy=True)
     if allowed is not None:
         scores[:, ~allowed] = -np.inf
@@ -52,16 +53,34 @@ def rank(
         empty = [np.zeros(0, dtype=np.int64)] * scores.shape[0]
         return Ranking(items=empty, scores=[np.zeros(0, dtype=np.float32)] * scores.shape[0])
     top = np.argpartition(-scores, n - 1, axis=1)[:, :n]
+    top.sort(axis=1)  # item order first, so the stable sort below breaks ties by item number
     top_scores = np.take_along_axis(scores, top, axis=1)
     order = np.argsort(-top_scores, axis=1, kind="stable")
     top = np.take_along_axis(top, order, axis=1)
     top_scores = np.take_along_axis(top_scores, order, axis=1)
+    _settle_boundary_ties(scores, top, top_scores)
     items, values = [], []
     for row_items, row_scores in zip(top, top_scores, strict=True):
         keep = np.isfinite(row_scores)
         items.append(row_items[keep].astype(np.int64))
         values.append(row_scores[keep])
     return Ranking(items=items, scores=values)
+
+
+def _settle_boundary_ties(scores: np.ndarray, top: np.ndarray, top_scores: np.ndarray) -> None:
+    """argpartition picks arbitrarily among items tied at the last place; take the
+    lowest-numbered ones instead, so that rankings (and metrics) are reproducible."""
+    n = top.shape[1]
+    last = top_scores[:, -1:]
+    tied_everywhere = (scores == last).sum(axis=1)
+    tied_kept = (top_scores == last).sum(axis=1)
+    for row in np.flatnonzero((tied_everywhere > tied_kept) & np.isfinite(last[:, 0])):
+        row_scores = scores[row]
+        above = np.flatnonzero(row_scores > last[row, 0])
+        tied = np.flatnonzero(row_scores == last[row, 0])[: n - above.size]
+        chosen = np.concatenate([above, tied])
+        chosen = chosen[np.lexsort((chosen, -row_scores[chosen]))]
+        top[row], top_scores[row] = chosen, row_scores[chosen]
 
 
 def rank_sources(

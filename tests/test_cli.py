@@ -15,7 +15,7 @@ from tests.conftest import planted_store
 def test_python_m_and_help_list_the_commands() -> None:
     out = subprocess.run([sys.executable, "-m", "recsvc", "--help"], capture_output=True,
                          text=True, check=True).stdout
-    assert "generate" in out and "train" in out
+    assert "generate" in out and "train" in out and "evaluate" in out
 
 
 def test_train_prints_only_the_version_on_stdout(tmp_path: Path, capsys) -> None:

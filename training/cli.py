@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from recsvc.cli import Command
-from recsvc.errors import EXIT_OK, InputError
+from recsvc.errors import EXIT_NOT_PROMOTED, EXIT_OK, InputError
 from training.config import load_config
 from training.progress import Progress
 
@@ -70,7 +70,52 @@ def _run_generate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _configure_evaluate(p: argparse.ArgumentParser) -> None:
+    one = p.add_argument_group("a trained model on a held-out file")
+    one.add_argument("--model-root", type=Path, help="directory holding model versions")
+    one.add_argument("--version", help="version to evaluate (default: current)")
+    one.add_argument("--test", type=Path, help="held-out interactions, in the input format")
+    one.add_argument("--baseline", metavar="VERSION",
+                     help="gate: compare with this version ('current' allowed) on the same "
+                          "test; exit 3 when the evaluated one is worse beyond --tolerance")
+    one.add_argument("--tolerance", type=float, default=0.0,
+                     help="gate: allowed relative drop of --gate-metric (0.02 = 2%%)")
+    one.add_argument("--gate-metric", default="ndcg@10", help="gate metric (ndcg@10)")
+    two = p.add_argument_group("split one log, train on the past part, test on the rest")
+    two.add_argument("--interactions", type=Path, help="events file to split")
+    two.add_argument("--items", type=Path, help="optional item catalog")
+    two.add_argument("--split", choices=["time", "leave-last", "random"], default="time")
+    two.add_argument("--test-fraction", type=float, default=0.2,
+                     help="time: share of events after the cut-off; random: share of pairs")
+    two.add_argument("--cutoff", help="time split at this date (ISO-8601) instead")
+    two.add_argument("--leave-last", type=int, default=1, metavar="K",
+                     help="leave-last: target events held out per user")
+    two.add_argument("--random-by", choices=["user", "item"], default="user",
+                     help="random: stratify the held-out pairs per user or per item")
+    two.add_argument("--seed", type=int, default=0)
+    two.add_argument("--no-tune", action="store_true", help="train with configured values")
+    two.add_argument("--tune-budget", type=float, metavar="SECONDS")
+    p.add_argument("--users", type=Path, help="user table (attributes of test users)")
+    p.add_argument("--config", type=Path, help="trainer TOML (events, target events, ...)")
+    p.add_argument("--k", default="5,10,20", help="cut-offs, comma-separated (5,10,20)")
+    p.add_argument("--algorithms", help="blend and algorithms to compare (default: all)")
+    p.add_argument("--json", type=Path, metavar="OUT", help="write the metrics as JSON")
+    p.add_argument("--report", type=Path, metavar="DIR",
+                   help="report directory (default: with the model, or ./recsvc-evaluation)")
+    p.add_argument("--no-report", action="store_true", help="write no report files")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    from training.evaluate_command import run_evaluate
+
+    result = run_evaluate(args)
+    return EXIT_NOT_PROMOTED if result.gate is not None and not result.gate.passed else EXIT_OK
+
+
 TRAIN = Command("train", "train a model from interaction logs and make it current",
                 _configure_train, _run_train)
+EVALUATE = Command("evaluate", "score a model on held-out interactions; compare; gate",
+                   _configure_evaluate, _run_evaluate)
 GENERATE = Command("generate", "write a synthetic store (interactions, items, users)",
                    _configure_generate, _run_generate)

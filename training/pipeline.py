@@ -76,13 +76,11 @@ def default_blend(config: TrainConfig, repeat_rate: float) -> tuple[dict[str, fl
     return weights, exclude
 
 
-def train(config: TrainConfig, progress: Progress | None = None) -> TrainResult:
-    progress = progress or Progress()
-    if config.output.model_root is None:
-        raise InputError("no model root given (--model-root or [output] model_root)")
-    data, inputs = load_inputs(config, progress)
-    progress.text(format_report(data.report))
-
+def fit_model(
+    config: TrainConfig, data: CleanData, progress: Progress, inputs: dict[str, Any] | None = None
+) -> RecommenderModel:
+    """Weight, tune and fit stages on clean data: a complete model in memory, its manifest
+    entries (except the file list) in `model.manifest`. Nothing is written."""
     user_ids, item_ids = id_universe(data)
     items = aligned_items(data, item_ids)
     attributes = user_attributes(data, user_ids, config.model.popularity_attributes)
@@ -111,7 +109,7 @@ def train(config: TrainConfig, progress: Progress | None = None) -> TrainResult:
         build_components(config.model, training, result.cf_params, result.ease_regularization),
         training, progress)
     weights = {name: w for name, w in result.weights.items() if name in components}
-    model = RecommenderModel(
+    return RecommenderModel(
         user_ids=user_ids,
         item_ids=item_ids,
         user_items=training.user_items,
@@ -121,28 +119,45 @@ def train(config: TrainConfig, progress: Progress | None = None) -> TrainResult:
         user_attributes={n: (codes, as_str_array(values))
                          for n, (codes, values) in attributes.items()},
         opted_out=as_str_array(data.opted_out),
+        manifest={
+            "recsvc_version": __version__,
+            "inputs": inputs or {},
+            "data_quality": data.report,
+            "training": {"half_life_days": result.half_life_days,
+                         "quantity_scaling": result.quantity_scaling,
+                         "reference_time": training.reference_time,
+                         "repeat_purchase_rate": round(repeat_rate, 4),
+                         "config": config.model_dump(mode="json")},
+            "tuning": result.summary(),
+            "metrics": {"validation": result.metrics},
+        },
         **metadata,
     )
-    manifest_extra = {
-        "recsvc_version": __version__,
-        "inputs": inputs,
-        "data_quality": data.report,
-        "training": {"half_life_days": result.half_life_days,
-                     "quantity_scaling": result.quantity_scaling,
-                     "reference_time": training.reference_time,
-                     "repeat_purchase_rate": round(repeat_rate, 4),
-                     "config": config.model_dump(mode="json")},
-        "tuning": result.summary(),
-        "metrics": {"validation": result.metrics},
-    }
+
+
+def write_model(config: TrainConfig, model: RecommenderModel, progress: Progress) -> str:
+    """Write stage: a new version under the model root, made current; old ones pruned."""
+    if config.output.model_root is None:
+        raise InputError("no model root given (--model-root or [output] model_root)")
     with progress.step("write", model_root=str(config.output.model_root)) as step:
         with VersionWriter(config.output.model_root) as writer:
-            manifest = {**model.save(writer), **manifest_extra}
+            manifest = {**model.save(writer), **model.manifest}
             version = writer.commit(manifest)
         publish(config.output.model_root, version)
         removed = prune(config.output.model_root, config.output.keep_versions)
         step.note(version=version, pruned=len(removed))
     model.manifest = {"version": version, **manifest}
+    return version
+
+
+def train(config: TrainConfig, progress: Progress | None = None) -> TrainResult:
+    progress = progress or Progress()
+    if config.output.model_root is None:
+        raise InputError("no model root given (--model-root or [output] model_root)")
+    data, inputs = load_inputs(config, progress)
+    progress.text(format_report(data.report))
+    model = fit_model(config, data, progress, inputs)
+    version = write_model(config, model, progress)
     return TrainResult(version=version, manifest=model.manifest, model=model)
 
 
@@ -166,4 +181,5 @@ def format_summary(result: TrainResult) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["TrainResult", "default_blend", "format_summary", "load_inputs", "train"]
+__all__ = ["TrainResult", "default_blend", "fit_model", "format_summary", "load_inputs", "train",
+           "write_model"]
