@@ -1,8 +1,9 @@
 """Quality benchmark on the online-retail protocol (../shared/data/online-retail/README.md).
 
 Converts the log, trains the default pipeline (no hand-set hyperparameters) on the events
-before 2011-10-01, and scores the returning customers through `recsvc.scoring` — the
-service's own ranking code — against what they bought from 2011-10-01 on.
+before 2011-10-01, and scores the returning customers with `recsvc evaluate` (the
+service's own ranking code) against what they bought from 2011-10-01 on; the report
+lands beside the model.
 
     .venv/bin/python bench/online_retail.py [--data ../shared/data/online-retail]
 """
@@ -15,15 +16,12 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 
+from recsvc.cli import main as recsvc_main
 from recsvc.model import load_model
-from recsvc.scoring import recommend
 from training.config import TrainConfig
 from training.converters.online_retail import convert, read_online_retail
-from training.metrics import ranking_metrics
 from training.pipeline import train
 from training.progress import Progress
 
@@ -47,6 +45,8 @@ def main() -> int:
     test = events[(when >= CUTOFF) & (events["event_type"] == "purchase")]
     bought_before = events.loc[(when < CUTOFF) & (events["event_type"] == "purchase"), "user_id"]
     test = test[test["user_id"].isin(bought_before)]
+    test_path = args.workdir / "test.csv"
+    test.to_csv(test_path, index=False)
 
     config = TrainConfig()
     config.input.interactions = train_path
@@ -58,25 +58,25 @@ def main() -> int:
     train_seconds = time.perf_counter() - t0
     model = load_model(config.output.model_root)
 
-    users = model.user_index(test["user_id"].unique())
-    assert (users >= 0).all()
-    row = {u: r for r, u in enumerate(users)}
-    items = model.item_index(test["item_id"])
-    known = items >= 0
-    rows = np.array([row[u] for u in model.user_index(test["user_id"])])[known]
-    relevant = sp.csr_matrix((np.ones(rows.size), (rows, items[known])),
-                             shape=(users.size, model.n_items))
-    relevant.data[:] = 1.0
-    ranking = recommend(model, model.batch(users), args.k)
-    metrics = ranking_metrics(ranking.items, relevant, args.k)
+    # Scored by `recsvc evaluate`, exactly as a user would run it.
+    metrics_path = args.workdir / "evaluation.json"
+    code = recsvc_main(["evaluate", "--model-root", str(config.output.model_root), "--test",
+                 str(test_path), "--k", f"5,{args.k},20", "--json", str(metrics_path),
+                 "--quiet"])
+    if code != 0:
+        return code
+    evaluation = json.loads(metrics_path.read_text())
     result = {
-        "test_customers": int(users.size),
+        "test_customers": evaluation["test"]["users"],
         "test_rows": int(len(test)),
-        **{k: round(v, 4) for k, v in metrics.items()},
+        **{f"{m}@{args.k}": round(evaluation[f"{m}@{args.k}"], 4)
+           for m in ("precision", "recall", "ndcg", "map", "hit_rate", "coverage")},
         "train_seconds_with_tuning": round(train_seconds, 1),
         "blend": model.manifest["blend"],
-        "tuned_cf": model.manifest["tuning"]["best"]["cf"],
-        "half_life_days": model.manifest["training"]["half_life_days"],
+        "tuned": model.manifest["tuning"]["best"],
+        "algorithms_alone": {name: {f"precision@{args.k}": round(row[f"precision@{args.k}"], 4),
+                                    f"ndcg@{args.k}": round(row[f"ndcg@{args.k}"], 4)}
+                             for name, row in evaluation["models"].items()},
     }
     print(json.dumps(result, indent=2))
     return 0
