@@ -45,6 +45,9 @@ class RecommenderModel:
     item_price: np.ndarray  # NaN unknown
     item_in_stock: np.ndarray  # bool
     item_created_at: np.ndarray  # epoch seconds, 0 unknown
+    item_tags: sp.csr_matrix = field(
+        default_factory=lambda: sp.csr_matrix((0, 0), dtype=np.int8))  # items x tags
+    tag_names: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype="<U1"))
     user_attributes: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     opted_out: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype="<U1"))
     manifest: dict[str, Any] = field(default_factory=dict)
@@ -92,6 +95,8 @@ class RecommenderModel:
         out.save_array("item_in_stock", self.item_in_stock)
         out.save_array("item_created_at", self.item_created_at)
         out.save_array("opted_out", self.opted_out)
+        save_csr(out, "item_tags", self.item_tags)
+        out.save_array("tag_names", self.tag_names)
         for name, (codes, values) in self.user_attributes.items():
             out.save_array(f"user_attr.{name}.codes", codes)
             out.save_array(f"user_attr.{name}.values", values)
@@ -106,6 +111,13 @@ class RecommenderModel:
             "blend": {"weights": self.weights, "exclude_seen": self.exclude_seen},
             "user_attributes": sorted(self.user_attributes),
         }
+
+    @staticmethod
+    def _tags(stored: StoredVersion) -> dict[str, Any]:
+        if not stored.has_array("tag_names"):  # written before tags were kept
+            return {}
+        return {"item_tags": load_csr(stored, "item_tags"),
+                "tag_names": stored.array("tag_names")}
 
     @classmethod
     def from_stored(cls, stored: StoredVersion) -> RecommenderModel:
@@ -136,6 +148,7 @@ class RecommenderModel:
                 item_created_at=stored.array("item_created_at"),
                 user_attributes=attributes,
                 opted_out=stored.array("opted_out"),
+                **cls._tags(stored),
                 manifest=m,
             )
         except (KeyError, TypeError, ValueError) as exc:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from recsvc.blend import blend
+from recsvc.blend import blend, standardize
 from recsvc.model import RecommenderModel
 from recsvc.models import Recommender, UserBatch
 
@@ -21,6 +21,8 @@ class Ranking:
 
     items: list[np.ndarray]
     scores: list[np.ndarray]
+    # With `explain`: each algorithm's weighted, standardized score at each listed item.
+    contributions: dict[str, list[np.ndarray]] | None = None
 
 
 def source_scores(
@@ -104,10 +106,15 @@ def recommend(
     exclude_seen: bool | None = None,
     allowed: np.ndarray | None = None,
     weights: Mapping[str, float] | None = None,
+    bias: np.ndarray | None = None,
+    explain: bool = False,
 ) -> Ranking:
     """Blend the model's algorithms for each user of the batch and rank the catalog.
 
-    Out-of-stock items are never recommended; `allowed` narrows the candidates further."""
+    Out-of-stock items are never recommended; `allowed` narrows the candidates further.
+    `bias` (per item) is added to the blended scores: business rules' boosts and burials.
+    With `explain`, the ranking carries each algorithm's part of every listed item's score.
+    """
     weights = dict(model.weights if weights is None else weights)
     exclude_seen = model.exclude_seen if exclude_seen is None else exclude_seen
     active = {name for name, w in weights.items() if w != 0}
@@ -115,4 +122,17 @@ def recommend(
     candidates = np.asarray(model.item_in_stock, dtype=bool)
     if allowed is not None:
         candidates = candidates & allowed
-    return rank_sources(sources, weights, n, batch.history, exclude_seen, candidates)
+    if not explain and bias is None:
+        return rank_sources(sources, weights, n, batch.history, exclude_seen, candidates)
+    parts = {name: standardize(scores) * np.float32(weights[name])
+             for name, scores in sources.items()}
+    blended = blend(parts, {name: 1.0 for name in parts}, standardized=True)
+    if bias is not None:
+        blended += bias.astype(np.float32)[np.newaxis, :]
+    ranking = rank(blended, n, history=batch.history if exclude_seen else None,
+                   allowed=candidates)
+    if not explain:
+        return ranking
+    contributions = {name: [part[row, items] for row, items in enumerate(ranking.items)]
+                     for name, part in parts.items()}
+    return Ranking(ranking.items, ranking.scores, contributions)

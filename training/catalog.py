@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from recsvc.model import as_str_array, lookup
+from recsvc.models.content import TAG_SEPARATORS
 from training.clean import CleanData, parse_flag, parse_timestamps
 
 
@@ -66,13 +68,34 @@ def item_metadata(items: pd.DataFrame) -> dict[str, np.ndarray]:
                 else np.ones(n, dtype=bool))
     created = (parse_timestamps(items["created_at"]).fillna(0).to_numpy(dtype=np.int64)
                if "created_at" in items.columns else np.zeros(n, np.int64))
+    tags, tag_names = item_tags(items)
     return {
+        "item_tags": tags,
+        "tag_names": tag_names,
         "item_category": category,
         "category_names": category_names,
         "item_price": price,
         "item_in_stock": in_stock,
         "item_created_at": created,
     }
+
+
+def item_tags(items: pd.DataFrame) -> tuple[sp.csr_matrix, np.ndarray]:
+    """Items x tags indicator (tags lower-cased, split on , ; |), for the service's
+    rules ("boost tag sale")."""
+    n = len(items)
+    if "tags" not in items.columns:
+        return sp.csr_matrix((n, 0), dtype=np.int8), as_str_array([])
+    text = items["tags"].astype("string").fillna("").str.lower()
+    exploded = text.str.split(TAG_SEPARATORS, regex=True).explode().str.strip()
+    exploded = exploded[exploded.notna() & (exploded != "")]
+    codes, names = pd.factorize(exploded, sort=True)
+    rows = exploded.index.to_numpy()
+    matrix = sp.csr_matrix((np.ones(codes.size, dtype=np.int8), (rows, codes)),
+                           shape=(n, len(names)))
+    matrix.sum_duplicates()
+    matrix.data[:] = 1
+    return matrix, as_str_array(names)
 
 
 def user_attributes(
