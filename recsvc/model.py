@@ -49,6 +49,7 @@ class RecommenderModel:
         default_factory=lambda: sp.csr_matrix((0, 0), dtype=np.int8))  # items x tags
     tag_names: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype="<U1"))
     user_attributes: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    user_last_seen: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # epoch s
     opted_out: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype="<U1"))
     manifest: dict[str, Any] = field(default_factory=dict)
 
@@ -96,6 +97,7 @@ class RecommenderModel:
         out.save_array("item_created_at", self.item_created_at)
         out.save_array("opted_out", self.opted_out)
         save_csr(out, "item_tags", self.item_tags)
+        out.save_array("user_last_seen", self.user_last_seen)
         out.save_array("tag_names", self.tag_names)
         for name, (codes, values) in self.user_attributes.items():
             out.save_array(f"user_attr.{name}.codes", codes)
@@ -113,11 +115,14 @@ class RecommenderModel:
         }
 
     @staticmethod
-    def _tags(stored: StoredVersion) -> dict[str, Any]:
-        if not stored.has_array("tag_names"):  # written before tags were kept
-            return {}
-        return {"item_tags": load_csr(stored, "item_tags"),
-                "tag_names": stored.array("tag_names")}
+    def _optional(stored: StoredVersion) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if stored.has_array("tag_names"):  # absent in models written before they were kept
+            out["item_tags"] = load_csr(stored, "item_tags")
+            out["tag_names"] = stored.array("tag_names")
+        if stored.has_array("user_last_seen"):
+            out["user_last_seen"] = stored.array("user_last_seen")
+        return out
 
     @classmethod
     def from_stored(cls, stored: StoredVersion) -> RecommenderModel:
@@ -148,7 +153,7 @@ class RecommenderModel:
                 item_created_at=stored.array("item_created_at"),
                 user_attributes=attributes,
                 opted_out=stored.array("opted_out"),
-                **cls._tags(stored),
+                **cls._optional(stored),
                 manifest=m,
             )
         except (KeyError, TypeError, ValueError) as exc:

@@ -108,18 +108,19 @@ def recommend(
     weights: Mapping[str, float] | None = None,
     bias: np.ndarray | None = None,
     explain: bool = False,
+    in_stock: np.ndarray | None = None,
 ) -> Ranking:
     """Blend the model's algorithms for each user of the batch and rank the catalog.
 
     Out-of-stock items are never recommended; `allowed` narrows the candidates further.
     `bias` (per item) is added to the blended scores: business rules' boosts and burials.
     With `explain`, the ranking carries each algorithm's part of every listed item's score.
-    """
+    `in_stock` replaces the model's stock flags (the service's live catalog)."""
     weights = dict(model.weights if weights is None else weights)
     exclude_seen = model.exclude_seen if exclude_seen is None else exclude_seen
     active = {name for name, w in weights.items() if w != 0}
     sources = source_scores(model.components, batch, active)
-    candidates = np.asarray(model.item_in_stock, dtype=bool)
+    candidates = np.asarray(model.item_in_stock if in_stock is None else in_stock, dtype=bool)
     if allowed is not None:
         candidates = candidates & allowed
     if not explain and bias is None:
@@ -135,4 +136,44 @@ def recommend(
         return ranking
     contributions = {name: [part[row, items] for row, items in enumerate(ranking.items)]
                      for name, part in parts.items()}
+    return Ranking(ranking.items, ranking.scores, contributions)
+
+
+# Related items ("goes with"): item-item CF where interactions exist, content for the rest,
+# so a brand-new item still gets neighbours by its attributes.
+SIMILAR_WEIGHTS = {"ease": 1.0, "item_knn": 1.0, "content": 0.5}
+
+
+def similar(
+    model: RecommenderModel,
+    items: np.ndarray,
+    n: int,
+    allowed: np.ndarray | None = None,
+    in_stock: np.ndarray | None = None,
+    weights: Mapping[str, float] = SIMILAR_WEIGHTS,
+    explain: bool = False,
+) -> Ranking:
+    """Items related to each of `items` (never the item itself), best first."""
+    items = np.asarray(items, dtype=np.int64)
+    sources = {}
+    for name, weight in weights.items():
+        component = model.components.get(name)
+        if component is None or weight == 0:
+            continue
+        scores = component.similar(items)
+        if scores is not None:
+            sources[name] = standardize(scores) * np.float32(weight)
+    if not sources:
+        raise ValueError("the model has no algorithm that relates items")
+    blended = blend(sources, {name: 1.0 for name in sources}, standardized=True)
+    itself = sp.csr_matrix((np.ones(items.size, dtype=np.float32),
+                            (np.arange(items.size), items)), shape=blended.shape)
+    candidates = np.asarray(model.item_in_stock if in_stock is None else in_stock, dtype=bool)
+    if allowed is not None:
+        candidates = candidates & allowed
+    ranking = rank(blended, n, history=itself, allowed=candidates)
+    if not explain:
+        return ranking
+    contributions = {name: [part[row, picked] for row, picked in enumerate(ranking.items)]
+                     for name, part in sources.items()}
     return Ranking(ranking.items, ranking.scores, contributions)

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from recsvc import __version__
 from recsvc.artifacts import VersionWriter, prune, publish, sha256_file
 from recsvc.errors import InputError
@@ -109,7 +111,10 @@ def fit_model(
         build_components(config.model, training, result.cf_params, result.ease_regularization),
         training, progress)
     weights = {name: w for name, w in result.weights.items() if name in components}
+    last_seen = np.zeros(len(user_ids), dtype=np.int64)
+    np.maximum.at(last_seen, training.event_users, training.event_times)
     return RecommenderModel(
+        user_last_seen=last_seen,
         user_ids=user_ids,
         item_ids=item_ids,
         user_items=training.user_items,

@@ -1,0 +1,256 @@
+"""What the endpoints do, as plain functions of the engine and a query: rank (through
+`recsvc.scoring`), apply the shop's rules, explain, and shape the response.
+
+A list has two stages. `compute_entries` ranks up to `cache_list_size` candidates with
+scores and reasons: the part worth caching. `finalize` applies what may change between
+two requests (stock, delistings, the request's own filters, the per-category cap) and
+cuts the list to n, on fresh and cached lists alike, so a cached list can never show a
+delisted item."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from recsvc.engine import Engine
+from recsvc.explain import Anchors, explain
+from recsvc.models import UserBatch
+from recsvc.rules import Variant, category_mask
+from recsvc.scoring import Ranking, recommend, similar
+
+# A shopper we know nothing about: what sells, in their segment when we know it.
+COLD_START_WEIGHTS = {"popularity": 1.0, "trending": 0.5}
+MAX_ANCHORS = 50  # past items considered when explaining a pick
+
+Entry = list[Any]  # [item number, item id, score, reasons]
+
+
+class QueryError(ValueError):
+    """A query the catalog cannot answer as asked (an unknown category): a 4xx."""
+
+
+@dataclass(frozen=True)
+class RecommendQuery:
+    user_id: str
+    n: int = 10
+    exclude_seen: bool | None = None
+    category: str | None = None
+    exclude: tuple[str, ...] = ()
+    min_price: float | None = None
+    max_price: float | None = None
+    recent_items: tuple[str, ...] = ()
+    attributes: dict[str, str] = field(default_factory=dict)  # segment, region of a stranger
+
+    @property
+    def cacheable(self) -> bool:
+        """Only the plain per-user list is cached; options make a list of their own."""
+        return not (self.exclude_seen is not None or self.category or self.exclude
+                    or self.min_price is not None or self.max_price is not None
+                    or self.recent_items or self.attributes)
+
+
+def query_mask(engine: Engine, price: np.ndarray, category: str | None = None,
+               exclude: tuple[str, ...] = (), min_price: float | None = None,
+               max_price: float | None = None) -> np.ndarray | None:
+    """The request's own filters over the catalog, or None without any."""
+    mask = None
+    if category:
+        mask = category_mask(engine.model, category)
+        if not mask.any():
+            raise QueryError(f"unknown category {category!r}")
+    if min_price is not None or max_price is not None:
+        price = price.astype(np.float64)  # a bound like 1e308 must not overflow float32
+        with np.errstate(invalid="ignore"):
+            in_range = np.ones(price.size, dtype=bool)
+            if min_price is not None:
+                in_range &= price >= min_price
+            if max_price is not None:
+                in_range &= price <= max_price
+        mask = in_range if mask is None else mask & in_range
+    if exclude:
+        excluded = engine.model.item_index(list(exclude))
+        keep = np.ones(engine.model.n_items, dtype=bool)
+        keep[excluded[excluded >= 0]] = False
+        mask = keep if mask is None else mask & keep
+    return mask
+
+
+def compute_entries(
+    engine: Engine,
+    query: RecommendQuery,
+    variant: Variant,
+    fresh: list[tuple[str, float]],
+    live: np.ndarray,
+    price: np.ndarray,
+    size: int,
+    now: float,
+    new_arrival_days: float,
+) -> tuple[list[Entry], str | None]:
+    """Rank, pin and explain up to `size` items for one shopper. Returns the entries and
+    the fallback used, if any (cold start, or nothing unseen left)."""
+    model = engine.model
+    user = int(model.user_index([query.user_id])[0])
+    opted_out = model.is_opted_out(query.user_id)
+    if opted_out:  # never personalized: no stored past, no fresh events
+        user, fresh = -1, []
+    view = engine.events.weights.get("view", 1.0)
+    session = [] if opted_out else [
+        int(i) for i in model.item_index(list(query.recent_items)) if i >= 0]
+    fresh_items = model.item_index([item for item, _ in fresh]) if fresh else np.zeros(0, int)
+    extra = [(i, view) for i in session] + [
+        (int(i), w) for i, (_, w) in zip(fresh_items, fresh, strict=True) if i >= 0]
+    history = engine.history_row(user, extra)
+    attributes = engine.attribute_codes(user, query.attributes)
+    batch = UserBatch(users=np.array([user if not extra else -1]), history=history,
+                      attributes=attributes)
+
+    allowed = live & engine.rules.allowed
+    mask = query_mask(engine, price, query.category, query.exclude, query.min_price,
+                      query.max_price)
+    if mask is not None:
+        allowed = allowed & mask
+    weights = variant.weights or model.weights
+    fallback = None
+    if history.nnz == 0:
+        weights = {k: v for k, v in COLD_START_WEIGHTS.items() if k in model.components}
+        known = any(int(codes[0]) >= 0 for codes in attributes.values())
+        fallback = "segment_popular" if known else "popular"
+    exclude_seen = next(x for x in (query.exclude_seen, variant.exclude_seen,
+                                    model.exclude_seen) if x is not None)
+    ranking = recommend(model, batch, size, exclude_seen, allowed, weights,
+                        bias=engine.rules.bias, explain=True, in_stock=live)
+    if ranking.items[0].size == 0 and exclude_seen and history.nnz:
+        # Everything allowed was already seen: better the seen items than an empty page.
+        ranking = recommend(model, batch, size, False, allowed, weights,
+                            bias=engine.rules.bias, explain=True, in_stock=live)
+        fallback = "seen_items"
+    entries = ranked_entries(engine, ranking, history, [np.asarray(session, np.int64)],
+                             allowed, now, new_arrival_days, personal=user >= 0 or bool(fresh))
+    return entries[0], fallback
+
+
+def ranked_entries(
+    engine: Engine,
+    ranking: Ranking,
+    histories: sp.csr_matrix,
+    sessions: list[np.ndarray],
+    allowed: np.ndarray,
+    now: float,
+    new_arrival_days: float,
+    personal: bool = True,
+) -> list[list[Entry]]:
+    """Pinned items first, then the ranking; each item explained. One list per row of
+    the ranking: the service calls this for one shopper, `warm-cache` for thousands."""
+    model = engine.model
+    size = max((len(items) for items in ranking.items), default=0)
+    pins = np.array([p for p in engine.rules.pins if allowed[p]], dtype=np.int64)
+    out = []
+    for row, (picks, scores) in enumerate(zip(ranking.items, ranking.scores, strict=True)):
+        contributions = {name: values[row]
+                         for name, values in (ranking.contributions or {}).items()}
+        pinned = np.zeros(picks.size, dtype=bool)
+        if pins.size:
+            rest = ~np.isin(picks, pins)
+            top = float(scores[0]) if scores.size else 0.0
+            limit = max(size, pins.size)
+            picks = np.concatenate([pins, picks[rest]])[:limit]
+            scores = np.concatenate([np.full(pins.size, top, np.float32), scores[rest]])[:limit]
+            contributions = {name: np.concatenate([np.zeros(pins.size, np.float32),
+                                                   values[rest]])[:limit]
+                             for name, values in contributions.items()}
+            pinned = np.arange(picks.size) < pins.size
+        history = histories[row]
+        session = sessions[row] if row < len(sessions) else np.zeros(0, np.int64)
+        past = (history.indices[np.argsort(-history.data, kind="stable")][:MAX_ANCHORS]
+                if personal else np.zeros(0, np.int64))
+        past = past[~np.isin(past, session)]
+        anchors = Anchors(past=np.asarray(past, dtype=np.int64), session=session)
+        reasons = explain(engine, picks, contributions, anchors, now, new_arrival_days, pinned)
+        out.append([[int(i), str(model.item_ids[i]), round(float(s), 5), r]
+                    for i, s, r in zip(picks, scores, reasons, strict=True)])
+    return out
+
+
+def finalize(engine: Engine, entries: list[Entry], n: int, allowed: np.ndarray,
+             max_per_category: int | None) -> list[Entry]:
+    """The first n entries still allowed, with at most `max_per_category` per category."""
+    out: list[Entry] = []
+    per_category: dict[int, int] = {}
+    category = engine.model.item_category
+    for entry in entries:
+        i = entry[0]
+        if not allowed[i]:
+            continue
+        if max_per_category is not None:
+            c = int(category[i])
+            if c >= 0:
+                if per_category.get(c, 0) >= max_per_category:
+                    continue
+                per_category[c] = per_category.get(c, 0) + 1
+        out.append(entry)
+        if len(out) == n:
+            break
+    return out
+
+
+def items_payload(entries: list[Entry]) -> list[dict[str, Any]]:
+    return [{"item_id": e[1], "score": e[2], "reasons": e[3]} for e in entries]
+
+
+def similar_entries(engine: Engine, item: int, n: int, allowed: np.ndarray,
+                    live: np.ndarray) -> list[Entry]:
+    """Related items for a product page, each with why it is related."""
+    model = engine.model
+    ranking = similar(model, np.array([item]), n, allowed=allowed, in_stock=live, explain=True)
+    picks, scores = ranking.items[0], ranking.scores[0]
+    anchor = str(model.item_ids[item])
+    contributions = ranking.contributions or {}
+    entries = []
+    for j, (i, s) in enumerate(zip(picks, scores, strict=True)):
+        parts = sorted(((float(v[0][j]), name) for name, v in contributions.items()),
+                       reverse=True)
+        reasons = []
+        for value, name in parts:
+            if value <= 0:
+                break
+            code = "similar_to" if name == "content" else "bought_together"
+            if all(r["code"] != code for r in reasons):
+                reasons.append({"code": code, "item_id": anchor})
+        entries.append([int(i), str(model.item_ids[i]), round(float(s), 5),
+                        reasons or [{"code": "similar_to", "item_id": anchor}]])
+    return entries
+
+
+def popular_entries(engine: Engine, kind: str, n: int, allowed: np.ndarray,
+                    attributes: dict[str, str]) -> list[Entry]:
+    """Most popular (overall, or among shoppers with the given attributes) or trending."""
+    model = engine.model
+    if kind == "trending" and "trending" in model.components:
+        scores = np.log1p(np.asarray(model.components["trending"].trend))  # type: ignore[attr-defined]
+        reason: dict[str, Any] = {"code": "trending"}
+    else:
+        popularity = model.components.get("popularity")
+        if popularity is None:
+            scores = np.asarray(model.user_items.sum(axis=0), dtype=np.float32).ravel()
+        else:
+            groups = [popularity.group_scores(name, code)  # type: ignore[attr-defined]
+                      for name, value in attributes.items()
+                      if name in popularity.by_attribute  # type: ignore[attr-defined]
+                      and (code := engine.attribute_values[name].get(value.lower(), -1)) >= 0]
+            overall = np.asarray(popularity.overall)  # type: ignore[attr-defined]
+            scores = np.log1p(np.mean(groups, axis=0) if groups else overall)
+        reason = {"code": "popular"}
+    scores = np.where(allowed, scores, -np.inf)
+    order = np.lexsort((np.arange(scores.size), -scores))[:n]
+    order = order[np.isfinite(scores[order])]
+    entries = []
+    for i in order:
+        r = reason
+        if reason["code"] == "popular" and model.item_category[i] >= 0:
+            r = {"code": "popular_in",
+                 "category": str(model.category_names[model.item_category[i]])}
+        entries.append([int(i), str(model.item_ids[i]), round(float(scores[i]), 5), [r]])
+    return entries

@@ -1,0 +1,107 @@
+"""The running service's state: the current engine (swapped whole on a new model), the
+cache, the catalog overrides and the events log, and the watcher that notices a new
+`current` model by itself."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+from recsvc import telemetry
+from recsvc.artifacts import current_version, list_versions, publish
+from recsvc.cache import Cache, LocalCache, RedisCache
+from recsvc.catalog import CatalogOverrides
+from recsvc.engine import Engine, load_engine
+from recsvc.errors import ModelError, RecsvcError
+from recsvc.events import EventLog
+from recsvc.rules import RulesFile, load_rules
+from recsvc.settings import Settings
+
+log = logging.getLogger("recsvc.state")
+
+
+class NoModel(RecsvcError):
+    """No model is loaded yet (none trained, or the current one is unusable)."""
+
+
+class ServiceState:
+    def __init__(self, settings: Settings, cache: Cache | None = None) -> None:
+        self.settings = settings
+        self.rules_file: RulesFile = load_rules(settings.rules_file)
+        state_dir = settings.resolved_state_dir()
+        self.overrides = CatalogOverrides(state_dir / "catalog_overrides.json")
+        self.events = EventLog(state_dir / "events", settings.events_rotate_bytes)
+        self.cache: Cache = cache or (
+            RedisCache(settings.redis_url, settings.redis_timeout_ms,
+                       settings.breaker_failures, settings.breaker_reset_s)
+            if settings.redis_url else LocalCache(settings.local_cache_entries))
+        self._engine: Engine | None = None
+        self.load_error: str | None = None
+        self._swap = asyncio.Lock()
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            raise NoModel(self.load_error or f"no model under {self.settings.model_root}")
+        return self._engine
+
+    @property
+    def has_engine(self) -> bool:
+        return self._engine is not None
+
+    async def load(self, version: str | None = None) -> str:
+        """Load `version` (default: current) off the event loop, then swap it in.
+        Requests already running finish on the engine they started with."""
+        async with self._swap:
+            engine = await asyncio.to_thread(load_engine, Path(self.settings.model_root),
+                                             version, self.rules_file)
+            self._engine = engine
+            self.load_error = None
+            telemetry.set_model(engine.version)
+            log.info("serving model %s", engine.version)
+            return engine.version
+
+    async def try_load(self) -> None:
+        try:
+            await self.load()
+        except RecsvcError as exc:
+            self.load_error = str(exc)
+            log.warning("no model loaded: %s", exc)
+
+    async def rollback(self, version: str | None) -> str:
+        """Make `version` (default: the one before the current) current, and serve it."""
+        root = Path(self.settings.model_root)
+        versions = list_versions(root)
+        current = current_version(root)
+        if version is None:
+            older = [v for v in versions if current is None or v < current]
+            if not older:
+                raise ModelError("no older version to roll back to")
+            version = older[-1]
+        if version not in versions:
+            raise ModelError(f"no model version {version!r} under {root}")
+        await asyncio.to_thread(publish, root, version)
+        return await self.load(version)
+
+    async def watch(self) -> None:
+        """Poll `current`; load a new model when it moves. A broken new version is
+        logged and skipped: the service keeps serving the one it has."""
+        interval = self.settings.reload_interval_s
+        failed: str | None = None
+        while interval > 0:
+            await asyncio.sleep(interval)
+            target = current_version(Path(self.settings.model_root))
+            serving = self._engine.version if self._engine else None
+            if target is None or target in (serving, failed):
+                continue
+            try:
+                await self.load(target)
+                failed = None
+            except RecsvcError as exc:
+                failed = target
+                log.error("new model %s not loaded, still serving %s: %s",
+                          target, serving, exc)
+
+    async def close(self) -> None:
+        await self.cache.close()

@@ -1,0 +1,153 @@
+"""`recsvc warm-cache`: precompute users' lists into Redis after a training, so the first
+page view of the day is a cache hit.
+
+Lists are ranked in batches (one matrix product per algorithm for thousands of users)
+through the same functions the service uses (`scoring.recommend`, then
+`recommend.ranked_entries` for pins and reasons), serialized once, and written with
+Redis pipelining under the keys the service reads. Users with events newer than the
+model are left to the service, which folds those events in."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import orjson
+
+from recsvc.artifacts import current_version
+from recsvc.cache import fresh_key, list_key
+from recsvc.catalog import CatalogOverrides
+from recsvc.cli import Command
+from recsvc.engine import Engine, load_engine
+from recsvc.errors import EXIT_OK, InputError
+from recsvc.models.base import SECONDS_PER_DAY
+from recsvc.recommend import ranked_entries
+from recsvc.rules import load_rules
+from recsvc.scoring import recommend
+from recsvc.settings import Settings
+
+# Bound one batch's dense scores: rows x catalog size cells per algorithm.
+MAX_BATCH_CELLS = 20_000_000
+
+
+@dataclass
+class WarmResult:
+    version: str
+    users: int
+    written: int
+    skipped_fresh: int
+    seconds: float
+
+    @property
+    def per_second(self) -> float:
+        return self.written / self.seconds if self.seconds > 0 else 0.0
+
+
+def select_users(engine: Engine, which: str, active_days: float) -> np.ndarray:
+    """Users with a history (and consent); `active`: seen in the last `active_days`
+    before the end of the training data."""
+    model = engine.model
+    users = np.flatnonzero(np.diff(model.user_items.indptr) > 0)
+    if model.opted_out.size:
+        users = users[~np.isin(model.user_ids[users], model.opted_out)]
+    if which == "active" and model.user_last_seen.size == model.n_users:
+        since = engine.reference_time - active_days * SECONDS_PER_DAY
+        users = users[model.user_last_seen[users] >= since]
+    return users
+
+
+def warm_cache(
+    engine: Engine,
+    client,  # noqa: ANN001 - a redis.Redis
+    settings: Settings,
+    users: np.ndarray,
+    overrides: CatalogOverrides,
+    batch_size: int | None = None,
+) -> WarmResult:
+    model = engine.model
+    began = time.perf_counter()
+    live, _ = overrides.masks(model)
+    allowed = live & engine.rules.allowed
+    size = settings.cache_list_size
+    ns = settings.cache_namespace
+    rows = batch_size or max(1, min(2000, MAX_BATCH_CELLS // max(1, model.n_items)))
+    ids = model.user_ids
+    variant_of = [engine.rules.variant_for(str(ids[u])) for u in users]
+    names = np.array([v.name for v in variant_of])
+    written = skipped = 0
+    now = time.time()
+    for name in np.unique(names):
+        members = users[names == name]
+        variant = next(v for v in variant_of if v.name == name)
+        weights = variant.weights or model.weights
+        exclude_seen = (variant.exclude_seen if variant.exclude_seen is not None
+                        else model.exclude_seen)
+        for start in range(0, members.size, rows):
+            chunk = members[start:start + rows]
+            user_ids = [str(ids[u]) for u in chunk]
+            pipe = client.pipeline(transaction=False)
+            for user_id in user_ids:
+                pipe.exists(fresh_key(ns, user_id))
+            has_fresh = np.array(pipe.execute(), dtype=bool)
+            chunk, user_ids = chunk[~has_fresh], [u for u, f in zip(user_ids, has_fresh,
+                                                                     strict=True) if not f]
+            skipped += int(has_fresh.sum())
+            if chunk.size == 0:
+                continue
+            batch = model.batch(chunk)
+            ranking = recommend(model, batch, size, exclude_seen, allowed, weights,
+                                bias=engine.rules.bias, explain=True, in_stock=live)
+            lists = ranked_entries(engine, ranking, batch.history, [], allowed, now,
+                                   settings.new_arrival_days)
+            pipe = client.pipeline(transaction=False)
+            for user_id, entries in zip(user_ids, lists, strict=True):
+                if entries:  # an empty list is the service's to handle (fallbacks)
+                    pipe.set(list_key(ns, engine.version, str(name), user_id),
+                             orjson.dumps(entries), ex=settings.cache_ttl_s)
+                    written += 1
+            pipe.execute()
+    return WarmResult(engine.version, int(users.size), written, skipped,
+                      time.perf_counter() - began)
+
+
+def _configure(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model-root", type=Path, help="directory holding model versions")
+    p.add_argument("--version", help="version to warm (default: current)")
+    p.add_argument("--redis-url", help="redis://host:port/db (or RECSVC_REDIS_URL)")
+    p.add_argument("--users", choices=["active", "all"], default="active")
+    p.add_argument("--active-days", type=float, default=30.0,
+                   help="'active': seen within this many days of the model's data end")
+    p.add_argument("--rules-file", type=Path, help="the service's rules file")
+    p.add_argument("--batch-size", type=int, help="users per batch (default: by catalog)")
+
+
+def _run(args: argparse.Namespace) -> int:
+    import redis
+
+    overrides = {"model_root": args.model_root, "redis_url": args.redis_url,
+                 "rules_file": args.rules_file}
+    settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+    if not settings.redis_url:
+        raise InputError("warm-cache needs --redis-url (or RECSVC_REDIS_URL)")
+    if current_version(settings.model_root) is None and args.version is None:
+        raise InputError(f"no current model under {settings.model_root}")
+    engine = load_engine(settings.model_root, args.version, load_rules(settings.rules_file))
+    client = redis.Redis.from_url(settings.redis_url, socket_timeout=10)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        raise InputError(f"cannot reach Redis at {settings.redis_url}: {exc}") from None
+    users = select_users(engine, args.users, args.active_days)
+    overrides_store = CatalogOverrides(settings.resolved_state_dir() / "catalog_overrides.json")
+    result = warm_cache(engine, client, settings, users, overrides_store, args.batch_size)
+    print(f"warmed {result.written:,} lists for model {result.version} "
+          f"({result.skipped_fresh:,} users with newer events left to the service) in "
+          f"{result.seconds:.1f}s: {result.per_second:,.0f} users/s", file=sys.stdout)
+    return EXIT_OK
+
+
+WARM_CACHE = Command("warm-cache", "precompute users' lists into Redis", _configure, _run)

@@ -1,0 +1,106 @@
+"""The service against a real Redis (a private server on a free port): the top-N cache,
+invalidation by events, warm-cache, and surviving Redis going away."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+import redis
+
+from recsvc.artifacts import current_version
+from recsvc.cli import main
+from tests.test_service import KEY, start_service, train_planted
+
+
+@pytest.fixture
+def redis_client(redis_server):
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushdb()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def redis_service(tmp_path: Path, redis_server, redis_client):
+    store, _ = train_planted(tmp_path)
+    svc = start_service(tmp_path, store, redis_url=redis_server.url, breaker_reset_s=0.3,
+                        redis_timeout_ms=200)
+    yield svc
+    svc.http.close()
+    svc.server.stop()
+
+
+def test_lists_are_cached_in_redis_under_versioned_keys(redis_service, redis_client) -> None:
+    svc = redis_service
+    version = current_version(svc.root)
+    first = svc.get("/recommend", user_id="bu0", n=4).json()
+    key = f"recsvc:list:{version}:default:bu0"
+    cached = orjson.loads(redis_client.get(key))
+    assert [e[1] for e in cached[:4]] == [i["item_id"] for i in first["items"]]
+    assert 0 < redis_client.ttl(key) <= 86_400
+    # A hit is served from Redis: change the stored value and see it come back.
+    redis_client.set(key, orjson.dumps(cached[1:]))
+    assert svc.items("/recommend", user_id="bu0", n=3) == [e[1] for e in cached[1:4]]
+    assert svc.get("/readyz").json()["cache"] == "ok"
+
+
+def test_events_invalidate_the_users_list(redis_service, redis_client) -> None:
+    svc = redis_service
+    version = current_version(svc.root)
+    svc.get("/recommend", user_id="bu0")
+    key = f"recsvc:list:{version}:default:bu0"
+    assert redis_client.exists(key)
+    svc.http.post("/events", json=[{"user_id": "bu0", "item_id": f"a{j}",
+                                    "event_type": "purchase"} for j in range(6)])
+    assert not redis_client.exists(key)
+    assert redis_client.llen("recsvc:fresh:bu0") == 6
+    assert "a" in {i[0] for i in svc.items("/recommend", user_id="bu0", n=4)}
+
+
+def test_warm_cache_writes_what_the_service_would_compute(redis_service, redis_client,
+                                                          capsys) -> None:
+    svc = redis_service
+    url = redis_client.connection_pool.connection_kwargs
+    redis_url = f"redis://127.0.0.1:{url['port']}/0"
+    code = main(["warm-cache", "--model-root", str(svc.root), "--redis-url", redis_url,
+                 "--users", "all"])
+    assert code == 0
+    assert "warmed 59 lists" in capsys.readouterr().out  # 60 users, bu1 opted out
+    version = current_version(svc.root)
+    key = f"recsvc:list:{version}:default:au3"
+    warmed = orjson.loads(redis_client.get(key))
+    served = svc.get("/recommend", user_id="au3", n=10).json()["items"]
+    redis_client.delete(key)  # now the service computes the list itself
+    computed = svc.get("/recommend", user_id="au3", n=10).json()["items"]
+    assert served == computed
+    assert [[e[1], e[2], e[3]] for e in warmed[:10]] == [
+        [i["item_id"], i["score"], i["reasons"]] for i in computed]
+    assert not redis_client.exists(f"recsvc:list:{version}:default:bu1")
+
+
+def test_redis_down_degrades_then_recovers(redis_service, redis_server, redis_client) -> None:
+    svc = redis_service
+    expected = svc.items("/recommend", user_id="au2", n=5)
+    redis_server.stop()
+    try:
+        for _ in range(5):
+            t0 = time.perf_counter()
+            assert svc.items("/recommend", user_id="au2", n=5) == expected
+            assert time.perf_counter() - t0 < 2.0
+        assert svc.get("/readyz").json()["status"] == "degraded"
+        assert svc.http.post("/events", json={"user_id": "au2", "item_id": "a1",
+                                              "event_type": "view"}).status_code == 200
+    finally:
+        redis_server.start()
+    deadline = time.monotonic() + 10
+    while svc.get("/readyz").json()["status"] != "ready":
+        assert time.monotonic() < deadline, "did not recover"
+        svc.get("/recommend", user_id="au2")
+        time.sleep(0.1)
+    svc.get("/recommend", user_id="au4")
+    assert redis.Redis.from_url(redis_server.url).exists(
+        f"recsvc:list:{current_version(svc.root)}:default:au4")
+    assert svc.http.patch("/items/a1", json={"in_stock": False}, headers=KEY).status_code == 200
