@@ -16,8 +16,15 @@ COPY --from=build /wheels /wheels
 RUN python -m pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
 USER recsvc
 WORKDIR /var/lib/recsvc
-# Models live on a volume so that a new image never loses them.
-VOLUME ["/var/lib/recsvc/models"]
-ENV RECSVC_MODEL_ROOT=/var/lib/recsvc/models
+# Models and the service's state (events log, catalog overrides) live on volumes so that
+# a new image never loses them. All configuration comes from RECSVC_* variables.
+VOLUME ["/var/lib/recsvc/models", "/var/lib/recsvc/state"]
+ENV RECSVC_MODEL_ROOT=/var/lib/recsvc/models \
+    RECSVC_STATE_DIR=/var/lib/recsvc/state \
+    RECSVC_HOST=0.0.0.0 \
+    RECSVC_PORT=8000
+EXPOSE 8000
+HEALTHCHECK --interval=15s --timeout=3s --start-period=30s --retries=3 \
+    CMD python -c "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('RECSVC_PORT', '8000'), timeout=2)"
 ENTRYPOINT ["recsvc"]
-CMD ["--help"]
+CMD ["serve"]

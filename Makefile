@@ -32,6 +32,8 @@ demo: install
 	$(BIN)/recsvc train --interactions $(DEMO)/data/interactions.csv \
 		--items $(DEMO)/data/items.csv --users $(DEMO)/data/users.csv \
 		--model-root $(DEMO)/models
+	@echo "serving on http://127.0.0.1:8000 (try /recommend?user_id=U1 and /docs); Ctrl-C stops"
+	$(BIN)/recsvc serve --model-root $(DEMO)/models --host 127.0.0.1 --port 8000
 
 test: dev
 	$(BIN)/ruff check recsvc training tests bench
