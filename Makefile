@@ -22,7 +22,7 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 install: $(VENV)/.installed
 
 dev: $(VENV)/.installed-dev
-	scripts/ensure-redis.sh
+	scripts/ensure-tool.sh redis-server
 
 demo: install
 	$(BIN)/recsvc generate --out $(DEMO)/data --users 3000 --items 800 --events 150000 --seed 7
@@ -40,7 +40,12 @@ test: dev
 	$(BIN)/python -m pytest
 
 bench: install
+	scripts/ensure-tool.sh redis-server
+	scripts/ensure-tool.sh wrk
 	$(BIN)/python bench/train_speed.py
+	$(BIN)/python bench/serve_cache_hit.py
+	$(BIN)/python bench/serve_compute.py
+	$(BIN)/python bench/warm_cache.py
 
 clean:
 	rm -rf $(VENV) $(DEMO) .pytest_cache .ruff_cache

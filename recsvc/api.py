@@ -10,9 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import secrets
 import time
-import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Any
@@ -20,18 +20,21 @@ from typing import Annotated, Any
 import numpy as np
 import orjson
 from fastapi import Body, Depends, FastAPI, Header, HTTPException, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import QueryParams
 
 from recsvc import __version__, telemetry
 from recsvc.cache import decode_fresh, encode_fresh, fresh_key, list_key
 from recsvc.errors import ModelError
+from recsvc.fastpath import PlainRecommendFastPath
+from recsvc.lists import items_json, pack, select, unpack
 from recsvc.recommend import (
     QueryError,
     RecommendQuery,
     compute_entries,
-    finalize,
     items_payload,
     popular_entries,
     query_mask,
@@ -49,6 +52,59 @@ def json_response(payload: Any, status_code: int = 200) -> Response:
 
 
 # -- response shapes, for the OpenAPI page --------------------------------------------
+
+class RecommendParams(BaseModel):
+    """The query of `GET /recommend`."""
+
+    model_config = ConfigDict(extra="ignore")
+    user_id: str | None = Field(None, min_length=1, max_length=256,
+                                description="the shopper; absent: an anonymous session")
+    n: int = Field(10, ge=1, le=100)
+    exclude_seen: bool | None = Field(None, description="default: as learned in training")
+    category: str | None = Field(None, max_length=512, description="this category and below")
+    exclude: list[str] = Field(default_factory=list,
+                               description="item ids, repeated or comma-separated")
+    min_price: float | None = Field(None, ge=0)
+    max_price: float | None = Field(None, ge=0)
+    recent_items: list[str] = Field(default_factory=list,
+                                    description="items of this session, most recent last")
+    segment: str | None = Field(None, max_length=128, description="a stranger's segment")
+    region: str | None = Field(None, max_length=128, description="a stranger's region")
+
+    @model_validator(mode="after")
+    def _price_range(self) -> RecommendParams:
+        if (self.min_price is not None and self.max_price is not None
+                and self.min_price > self.max_price):
+            raise ValueError("min_price is above max_price")
+        return self
+
+
+LIST_PARAMS = frozenset({"exclude", "recent_items"})
+
+
+def parse_query(model: type[BaseModel], params: QueryParams) -> Any:
+    """Validate a query against a model, answering errors as FastAPI does (422).
+
+    The hot route reads its query this way rather than as ten declared parameters:
+    FastAPI's per-parameter machinery costs more than the whole cache hit."""
+    data: dict[str, Any] = {}
+    for key in params:
+        data[key] = params.getlist(key) if key in LIST_PARAMS else params[key]
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [{**e, "loc": ("query", *e["loc"])} for e in exc.errors(include_url=False)]
+        ) from None
+
+
+def query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
+    """OpenAPI parameters for a query model, so /docs shows them as usual."""
+    schema = model.model_json_schema()
+    return [{"name": name, "in": "query", "required": False,
+             "description": prop.pop("description", ""), "schema": prop}
+            for name, prop in schema["properties"].items()]
+
 
 class Reason(BaseModel):
     model_config = ConfigDict(extra="allow")
@@ -101,14 +157,15 @@ class ItemUpdate(BaseModel):
 
 # -- dependencies ---------------------------------------------------------------------
 
-def get_state(request: Request) -> ServiceState:
+async def get_state(request: Request) -> ServiceState:
+    # async: a sync dependency would cost every request a hop to the thread pool
     return request.app.state.service
 
 
 StateDep = Annotated[ServiceState, Depends(get_state)]
 
 
-def require_api_key(
+async def require_api_key(
     state: StateDep,
     x_api_key: Annotated[str | None, Header()] = None,
     authorization: Annotated[str | None, Header()] = None,
@@ -156,6 +213,7 @@ def create_app(settings: Settings | None = None, state: ServiceState | None = No
 
     app = FastAPI(title="recsvc", version=__version__, lifespan=lifespan,
                   description="Personalized product recommendations for online shops.")
+    app.add_middleware(PlainRecommendFastPath)
     app.add_middleware(telemetry.TelemetryMiddleware, max_body_bytes=settings.max_body_bytes)
 
     @app.exception_handler(NoModel)
@@ -171,30 +229,19 @@ def create_app(settings: Settings | None = None, state: ServiceState | None = No
         log.exception("unexpected error on %s", request.url.path)
         return json_response({"detail": "internal error"}, 500)
 
-    @app.get("/recommend", response_model=RecommendResponse, tags=["storefront"])
-    async def recommend_route(
-        state: StateDep,
-        user_id: Annotated[str | None, Query(min_length=1, max_length=256)] = None,
-        n: Annotated[int, Query(ge=1, le=100)] = 10,
-        exclude_seen: bool | None = None,
-        category: Annotated[str | None, Query(max_length=512)] = None,
-        exclude: Annotated[list[str] | None, Query(description="item ids")] = None,
-        min_price: Annotated[float | None, Query(ge=0)] = None,
-        max_price: Annotated[float | None, Query(ge=0)] = None,
-        recent_items: Annotated[list[str] | None, Query(description="this session")] = None,
-        segment: Annotated[str | None, Query(max_length=128)] = None,
-        region: Annotated[str | None, Query(max_length=128)] = None,
-    ) -> Response:
+    @app.get("/recommend", response_model=RecommendResponse, tags=["storefront"],
+             openapi_extra={"parameters": query_parameters(RecommendParams)})
+    async def recommend_route(request: Request, state: StateDep) -> Response:
         """Top-n items for a shopper, each with reason codes. Without `user_id`, for an
         anonymous session (give `recent_items`) or a stranger (`segment`, `region`)."""
-        if min_price is not None and max_price is not None and min_price > max_price:
-            raise HTTPException(422, "min_price is above max_price")
-        attributes = {k: v for k, v in (("segment", segment), ("region", region)) if v}
+        p = parse_query(RecommendParams, request.query_params)
+        attributes = {k: v for k, v in (("segment", p.segment), ("region", p.region)) if v}
         query = RecommendQuery(
-            user_id=user_id or "", n=n, exclude_seen=exclude_seen, category=category,
-            exclude=_split(exclude), min_price=min_price, max_price=max_price,
-            recent_items=_split(recent_items), attributes=attributes)
-        return json_response(await recommend_payload(state, query))
+            user_id=p.user_id or "", n=p.n, exclude_seen=p.exclude_seen,
+            category=p.category, exclude=_split(p.exclude), min_price=p.min_price,
+            max_price=p.max_price, recent_items=_split(p.recent_items),
+            attributes=attributes)
+        return Response(await recommend_body(state, query), media_type="application/json")
 
     @app.get("/similar/{item_id}", response_model=SimilarResponse, tags=["storefront"])
     async def similar_route(
@@ -321,26 +368,30 @@ def _live(state: ServiceState) -> tuple[np.ndarray, np.ndarray]:
     return state.overrides.masks(state.engine.model)
 
 
-async def recommend_payload(state: ServiceState, query: RecommendQuery) -> dict[str, Any]:
+async def recommend_body(state: ServiceState, query: RecommendQuery) -> bytes:
+    """The response to `GET /recommend`, as bytes: from the cache when the shopper's
+    list is there and enough of it is still allowed, else computed (and cached)."""
     engine = state.engine
     settings = state.settings
-    variant = engine.rules.variant_for(query.user_id)
+    rules = engine.rules
+    variant = rules.variant_for(query.user_id)
     live, price = _live(state)
-    allowed = live & engine.rules.allowed
+    allowed = live & rules.allowed
     key = (list_key(settings.cache_namespace, engine.version, variant.name, query.user_id)
            if query.cacheable and query.user_id else None)
-    picks = None
+    packed, positions = None, None
     if key is not None:
         raw = await state.cache.get(key)
-        if raw is not None:
-            entries = orjson.loads(raw)
-            picks = finalize(engine, entries, query.n, allowed, engine.rules.max_per_category)
-            if len(picks) < min(query.n, len(entries)):
-                picks = None  # too many went out of stock since: compute afresh
-        telemetry.CACHE.labels(result="hit" if picks is not None else "miss").inc()
+        packed = unpack(raw) if raw is not None else None
+        if packed is not None:
+            positions = select(packed, query.n, allowed, engine.model.item_category,
+                               rules.max_per_category)
+            if len(positions) < min(query.n, len(packed)):
+                positions = None  # too many went out of stock since: compute afresh
+        (telemetry.CACHE_HIT if positions is not None else telemetry.CACHE_MISS).inc()
     else:
-        telemetry.CACHE.labels(result="skip").inc()
-    if picks is None:
+        telemetry.CACHE_SKIP.inc()
+    if positions is None:
         fresh = []
         if query.user_id:
             raw_fresh = await state.cache.fresh(fresh_key(settings.cache_namespace,
@@ -352,18 +403,22 @@ async def recommend_payload(state: ServiceState, query: RecommendQuery) -> dict[
             max(settings.cache_list_size, query.n), time.time(), settings.new_arrival_days)
         if fallback:
             telemetry.FALLBACKS.labels(kind=fallback).inc()
+        value = pack(entries)
         if key is not None:
-            await state.cache.set(key, orjson.dumps(entries), settings.cache_ttl_s)
+            await state.cache.set(key, value, settings.cache_ttl_s)
         final_mask = allowed
         if not query.cacheable:
             mask = query_mask(engine, price, query.category, query.exclude, query.min_price,
                               query.max_price)
             final_mask = allowed if mask is None else allowed & mask
-        picks = finalize(engine, entries, query.n, final_mask, engine.rules.max_per_category)
-    telemetry.RECOMMENDATIONS.labels(variant=variant.name).inc()
-    return {"user_id": query.user_id or None, "model_version": engine.version,
-            "variant": variant.name, "recommendation_id": uuid.uuid4().hex,
-            "items": items_payload(picks)}
+        packed = unpack(value)
+        assert packed is not None
+        positions = select(packed, query.n, final_mask, engine.model.item_category,
+                           rules.max_per_category)
+    telemetry.count_recommendation(variant.name)
+    head = orjson.dumps({"user_id": query.user_id or None, "model_version": engine.version,
+                         "variant": variant.name, "recommendation_id": os.urandom(16).hex()})
+    return head[:-1] + b',"items":' + items_json(packed, positions) + b"}"
 
 
 def _epoch(value: datetime | float | None, now: float) -> float:

@@ -2,10 +2,10 @@
 `recsvc.scoring`), apply the shop's rules, explain, and shape the response.
 
 A list has two stages. `compute_entries` ranks up to `cache_list_size` candidates with
-scores and reasons: the part worth caching. `finalize` applies what may change between
-two requests (stock, delistings, the request's own filters, the per-category cap) and
-cuts the list to n, on fresh and cached lists alike, so a cached list can never show a
-delisted item."""
+scores and reasons: the part worth caching (packed by `recsvc.lists`). `lists.select`
+then applies what may change between two requests (stock, delistings, the request's own
+filters, the per-category cap) and cuts the list to n, on fresh and cached lists alike,
+so a cached list can never show a delisted item."""
 
 from __future__ import annotations
 
@@ -171,28 +171,6 @@ def ranked_entries(
         reasons = explain(engine, picks, contributions, anchors, now, new_arrival_days, pinned)
         out.append([[int(i), str(model.item_ids[i]), round(float(s), 5), r]
                     for i, s, r in zip(picks, scores, reasons, strict=True)])
-    return out
-
-
-def finalize(engine: Engine, entries: list[Entry], n: int, allowed: np.ndarray,
-             max_per_category: int | None) -> list[Entry]:
-    """The first n entries still allowed, with at most `max_per_category` per category."""
-    out: list[Entry] = []
-    per_category: dict[int, int] = {}
-    category = engine.model.item_category
-    for entry in entries:
-        i = entry[0]
-        if not allowed[i]:
-            continue
-        if max_per_category is not None:
-            c = int(category[i])
-            if c >= 0:
-                if per_category.get(c, 0) >= max_per_category:
-                    continue
-                per_category[c] = per_category.get(c, 0) + 1
-        out.append(entry)
-        if len(out) == n:
-            break
     return out
 
 

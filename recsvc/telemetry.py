@@ -24,7 +24,9 @@ from prometheus_client import (
 REQUEST_SECONDS = Histogram(
     "recsvc_request_seconds", "Request latency by endpoint", ["endpoint"],
     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5))
-CACHE = Counter("recsvc_cache_total", "Top-N cache lookups", ["result"])  # hit, miss, skip
+CACHE = Counter("recsvc_cache_total", "Top-N cache lookups", ["result"])
+# Bound once: a label lookup per request is measurable on the cache-hit path.
+CACHE_HIT, CACHE_MISS, CACHE_SKIP = (CACHE.labels(result=r) for r in ("hit", "miss", "skip"))
 FALLBACKS = Counter("recsvc_fallbacks_total", "Lists served by a fallback", ["kind"])
 ERRORS = Counter("recsvc_errors_total", "Responses with status >= 500", ["endpoint"])
 RECOMMENDATIONS = Counter("recsvc_recommendations_total", "Lists served", ["variant"])
@@ -38,6 +40,27 @@ REDIS_UP = Gauge("recsvc_redis_up", "1 when Redis answers, 0 when degraded",
 TEMPLATES = (("/similar/", "/similar/{item_id}"), ("/items/", "/items/{item_id}"))
 KNOWN = {"/recommend", "/popular", "/events", "/model", "/healthz", "/readyz", "/metrics",
          "/admin/reload", "/admin/rollback", "/docs", "/openapi.json"}
+
+
+_TIMERS: dict[str, Any] = {}
+
+
+def request_timer(label: str) -> Any:
+    """The latency histogram's child for an endpoint, looked up once."""
+    timer = _TIMERS.get(label)
+    if timer is None:
+        timer = _TIMERS[label] = REQUEST_SECONDS.labels(endpoint=label)
+    return timer
+
+
+_VARIANTS: dict[str, Any] = {}
+
+
+def count_recommendation(variant: str) -> None:
+    counter = _VARIANTS.get(variant)
+    if counter is None:
+        counter = _VARIANTS[variant] = RECOMMENDATIONS.labels(variant=variant)
+    counter.inc()
 
 
 def endpoint_label(path: str) -> str:
@@ -116,7 +139,7 @@ class TelemetryMiddleware:
             await _refuse(send, limit)
             status["code"] = 413
         finally:
-            REQUEST_SECONDS.labels(endpoint=label).observe(time.perf_counter() - start)
+            request_timer(label).observe(time.perf_counter() - start)
             if status["code"] >= 500:
                 ERRORS.labels(endpoint=label).inc()
 

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import orjson
 
 from recsvc.artifacts import current_version
 from recsvc.cache import fresh_key, list_key
@@ -24,6 +23,7 @@ from recsvc.catalog import CatalogOverrides
 from recsvc.cli import Command
 from recsvc.engine import Engine, load_engine
 from recsvc.errors import EXIT_OK, InputError
+from recsvc.lists import pack
 from recsvc.models.base import SECONDS_PER_DAY
 from recsvc.recommend import ranked_entries
 from recsvc.rules import load_rules
@@ -107,7 +107,7 @@ def warm_cache(
             for user_id, entries in zip(user_ids, lists, strict=True):
                 if entries:  # an empty list is the service's to handle (fallbacks)
                     pipe.set(list_key(ns, engine.version, str(name), user_id),
-                             orjson.dumps(entries), ex=settings.cache_ttl_s)
+                             pack(entries), ex=settings.cache_ttl_s)
                     written += 1
             pipe.execute()
     return WarmResult(engine.version, int(users.size), written, skipped,

@@ -116,7 +116,7 @@ class RedisServer:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed: run `make test`, which "
-                               "installs it (scripts/ensure-redis.sh)")
+                               "installs it (scripts/ensure-tool.sh redis-server)")
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.workdir = workdir

@@ -6,13 +6,20 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import orjson
 import pytest
 import redis
 
 from recsvc.artifacts import current_version
 from recsvc.cli import main
+from recsvc.lists import pack, to_entries, unpack
 from tests.test_service import KEY, start_service, train_planted
+
+
+def entries_of(raw: bytes) -> list[list]:
+    packed = unpack(raw)
+    assert packed is not None
+    return [[int(i), d["item_id"], d["score"], d["reasons"]]
+            for i, d in zip(packed.items, to_entries(packed), strict=True)]
 
 
 @pytest.fixture
@@ -38,12 +45,15 @@ def test_lists_are_cached_in_redis_under_versioned_keys(redis_service, redis_cli
     version = current_version(svc.root)
     first = svc.get("/recommend", user_id="bu0", n=4).json()
     key = f"recsvc:list:{version}:default:bu0"
-    cached = orjson.loads(redis_client.get(key))
+    cached = entries_of(redis_client.get(key))
     assert [e[1] for e in cached[:4]] == [i["item_id"] for i in first["items"]]
     assert 0 < redis_client.ttl(key) <= 86_400
     # A hit is served from Redis: change the stored value and see it come back.
-    redis_client.set(key, orjson.dumps(cached[1:]))
+    redis_client.set(key, pack(cached[1:]))
     assert svc.items("/recommend", user_id="bu0", n=3) == [e[1] for e in cached[1:4]]
+    # A foreign value under the key is ignored, not served and not an error.
+    redis_client.set(key, b"garbage")
+    assert svc.items("/recommend", user_id="bu0", n=4) == [e[1] for e in cached[:4]]
     assert svc.get("/readyz").json()["cache"] == "ok"
 
 
@@ -71,7 +81,7 @@ def test_warm_cache_writes_what_the_service_would_compute(redis_service, redis_c
     assert "warmed 59 lists" in capsys.readouterr().out  # 60 users, bu1 opted out
     version = current_version(svc.root)
     key = f"recsvc:list:{version}:default:au3"
-    warmed = orjson.loads(redis_client.get(key))
+    warmed = entries_of(redis_client.get(key))
     served = svc.get("/recommend", user_id="au3", n=10).json()["items"]
     redis_client.delete(key)  # now the service computes the list itself
     computed = svc.get("/recommend", user_id="au3", n=10).json()["items"]

@@ -327,3 +327,13 @@ def test_odd_inputs_never_produce_a_500(service: Service, params) -> None:
     for path in ("/similar/%00", "/similar/" + "x" * 300, "/popular?n=-1",
                  "/popular?segment=%FF", "/items/a1"):
         assert service.http.get(path).status_code < 500
+
+
+def test_plain_requests_take_the_fast_path_with_the_same_answer(service: Service) -> None:
+    fast = service.get("/recommend", user_id="bu0", n=4).json()
+    routed = service.http.get("/recommend?user_id=bu0&n=4&exclude=").json()  # via FastAPI
+    assert fast["items"] == routed["items"]
+    assert fast["model_version"] == routed["model_version"]
+    assert service.http.get("/recommend?user_id=bu0&n=4&n=5").status_code == 200
+    assert service.http.get("/recommend?user_id=%ZZ").status_code in (200, 422)
+    assert service.http.post("/recommend?user_id=bu0").status_code == 405
