@@ -30,7 +30,7 @@ from recsvc import __version__, telemetry
 from recsvc.cache import decode_fresh, encode_fresh, fresh_key, list_key
 from recsvc.errors import ModelError
 from recsvc.fastpath import PlainRecommendFastPath
-from recsvc.lists import items_json, pack, select, unpack
+from recsvc.lists import select, unpack
 from recsvc.recommend import (
     QueryError,
     RecommendQuery,
@@ -398,12 +398,11 @@ async def recommend_body(state: ServiceState, query: RecommendQuery) -> bytes:
                                                           query.user_id))
             fresh = [(item, w) for item, w, ts in decode_fresh(raw_fresh)
                      if ts > engine.reference_time]
-        entries, fallback = await run_in_threadpool(
+        value, fallback = await run_in_threadpool(
             compute_entries, engine, query, variant, fresh, live, price,
             max(settings.cache_list_size, query.n), time.time(), settings.new_arrival_days)
         if fallback:
             telemetry.FALLBACKS.labels(kind=fallback).inc()
-        value = pack(entries)
         if key is not None:
             await state.cache.set(key, value, settings.cache_ttl_s)
         final_mask = allowed
@@ -418,7 +417,7 @@ async def recommend_body(state: ServiceState, query: RecommendQuery) -> bytes:
     telemetry.count_recommendation(variant.name)
     head = orjson.dumps({"user_id": query.user_id or None, "model_version": engine.version,
                          "variant": variant.name, "recommendation_id": os.urandom(16).hex()})
-    return head[:-1] + b',"items":' + items_json(packed, positions) + b"}"
+    return head[:-1] + b',"items":' + engine.renderer.items_json(packed, positions) + b"}"
 
 
 def _epoch(value: datetime | float | None, now: float) -> float:

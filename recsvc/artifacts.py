@@ -226,7 +226,11 @@ class StoredVersion:
         filename = f"{name}.npy"
         if filename not in self.manifest["files"]:
             raise ModelError(f"model {self.version} has no array {name!r}")
-        return np.load(self.path / filename, mmap_mode="r" if mmap else None, allow_pickle=False)
+        array = np.load(self.path / filename, mmap_mode="r" if mmap else None,
+                        allow_pickle=False)
+        # A plain ndarray view of the mapping: the memmap subclass costs a Python call on
+        # every slice, which the service pays per request.
+        return np.asarray(array)
 
     def has_array(self, name: str) -> bool:
         return f"{name}.npy" in self.manifest["files"]

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from recsvc.lists import ListRenderer
 from recsvc.model import RecommenderModel, load_model
 from recsvc.rules import ResolvedRules, RulesFile, resolve
 
@@ -71,6 +72,8 @@ class Engine:
     reference_time: int
     popular_order: np.ndarray  # items, most popular first (for /popular)
     attribute_values: dict[str, dict[str, int]] = field(default_factory=dict)
+    _similarity: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
+    _renderer: ListRenderer | None = field(default=None, repr=False)
 
     @property
     def version(self) -> str:
@@ -120,26 +123,21 @@ class Engine:
         total.eliminate_zeros()
         return total
 
-    def related(self, picks: np.ndarray, anchors: np.ndarray) -> np.ndarray:
-        """How much each anchor item (a shopper's past or session) speaks for each pick:
-        EASE's weights and item-kNN similarities where the model has them, else content
-        similarity. len(picks) x len(anchors), each part scaled to at most 1."""
-        total = np.zeros((picks.size, anchors.size), dtype=np.float32)
-        comps = self.model.components
-        parts = []
-        if "ease" in comps:
-            parts.append(np.asarray(comps["ease"].weights[np.ix_(anchors, picks)]).T)  # type: ignore[attr-defined]
-        if "item_knn" in comps:
-            sim = comps["item_knn"].similarity  # type: ignore[attr-defined]
-            parts.append(np.asarray(sim[anchors][:, picks].todense()).T)
-        if not parts and "content" in comps:
-            vectors = comps["content"].item_vectors  # type: ignore[attr-defined]
-            parts.append(np.asarray((vectors[picks] @ vectors[anchors].T).todense()))
-        for part in parts:
-            top = float(np.abs(part).max()) if part.size else 0.0
-            if top > 0:
-                total += part / top
-        return total
+    def similarity_lookup(self) -> tuple[np.ndarray, np.ndarray]:
+        """Item-kNN similarities as sorted (anchor x n_items + pick) keys and values:
+        a batch of lookups is one searchsorted. Built on first use."""
+        if self._similarity is None:
+            sim = sp.csr_matrix(self.model.components["item_knn"].similarity)  # type: ignore[attr-defined]
+            sim.sort_indices()
+            rows = np.repeat(np.arange(sim.shape[0], dtype=np.int64), np.diff(sim.indptr))
+            self._similarity = (rows * self.model.n_items + sim.indices, sim.data)
+        return self._similarity
+
+    @property
+    def renderer(self) -> ListRenderer:
+        if self._renderer is None:
+            self._renderer = ListRenderer(self.model)
+        return self._renderer
 
 
 def load_engine(model_root: Path, version: str | None, rules: RulesFile) -> Engine:

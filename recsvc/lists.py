@@ -1,9 +1,14 @@
-"""A ranked list as the cache stores it: item numbers for filtering, and each item's JSON
-already serialized, so serving a cached list parses nothing and re-serializes nothing.
+"""A ranked list as the cache stores it, and its rendering to JSON.
 
-Layout (little-endian): `RL1\\n`, count (uint32), item numbers (int32 x count), offsets
-into the fragments (uint32 x count + 1), then the fragments: `{"item_id":..,"score":..,
-"reasons":[..]}` each. A hit is one GET, a few `numpy.frombuffer` views, and a join."""
+The value holds, per item, its number, score, up to three reason codes and the anchor
+item of a "because you bought X" reason, as flat arrays (little-endian):
+
+    RL2\\n | count u32 | items i32[c] | scores f32[c] | codes u8[c x 3] | anchors i32[c]
+
+Written for thousands of users at once with a few numpy operations (`pack_batch`), read
+with `numpy.frombuffer` views. Only the n items a request shows are rendered to JSON,
+from byte strings prepared once per model (`ListRenderer`). Keys carry the model
+version, so item numbers always refer to the model that wrote them."""
 
 from __future__ import annotations
 
@@ -13,33 +18,39 @@ from typing import Any
 import numpy as np
 import orjson
 
-MAGIC = b"RL1\n"
+from recsvc.model import RecommenderModel
+
+MAGIC = b"RL2\n"
+REASONS = 3
 _HEADER = len(MAGIC) + 4
+# Codes, as in recsvc.explain (kept here as plain numbers: lists must not import explain).
+_PROMOTED, _BOUGHT, _BECAUSE, _SIMILAR, _POPULAR_IN, _POPULAR, _TRENDING, _NEW = range(1, 9)
 
 
 @dataclass(frozen=True)
 class PackedList:
-    items: np.ndarray  # item numbers, best first
-    offsets: np.ndarray
-    blob: bytes | memoryview
-
-    def fragment(self, j: int) -> bytes:
-        return bytes(self.blob[self.offsets[j]:self.offsets[j + 1]])
+    items: np.ndarray
+    scores: np.ndarray
+    codes: np.ndarray  # count x 3
+    anchors: np.ndarray
 
     def __len__(self) -> int:
         return int(self.items.size)
 
 
-def pack(entries: list[list[Any]]) -> bytes:
-    """Entries are [item number, item id, score, reasons]."""
-    fragments = [orjson.dumps({"item_id": e[1], "score": e[2], "reasons": e[3]})
-                 for e in entries]
-    sizes = np.fromiter((len(f) for f in fragments), dtype=np.uint32, count=len(fragments))
-    offsets = np.zeros(len(fragments) + 1, dtype="<u4")
-    np.cumsum(sizes, out=offsets[1:])
-    return b"".join([MAGIC, np.uint32(len(entries)).tobytes(),
-                     np.asarray([e[0] for e in entries], dtype="<i4").tobytes(),
-                     offsets.tobytes(), *fragments])
+def pack_batch(items: np.ndarray, scores: np.ndarray, codes: np.ndarray,
+               anchors: np.ndarray, lengths: np.ndarray) -> list[bytes]:
+    """One value per row of B x K arrays; row b keeps its first lengths[b] entries."""
+    out = []
+    items32 = items.astype("<i4")
+    scores32 = scores.astype("<f4")
+    codes8 = codes.astype(np.uint8)
+    anchors32 = anchors.astype("<i4")
+    for b, n in enumerate(lengths.tolist()):
+        out.append(b"".join((MAGIC, np.uint32(n).tobytes(), items32[b, :n].tobytes(),
+                             scores32[b, :n].tobytes(), codes8[b, :n].tobytes(),
+                             anchors32[b, :n].tobytes())))
+    return out
 
 
 def unpack(raw: bytes) -> PackedList | None:
@@ -47,16 +58,18 @@ def unpack(raw: bytes) -> PackedList | None:
     if len(raw) < _HEADER or not raw.startswith(MAGIC):
         return None
     count = int(np.frombuffer(raw, dtype="<u4", count=1, offset=len(MAGIC))[0])
-    start = _HEADER + 4 * count
-    end = start + 4 * (count + 1)
-    if len(raw) < end:
+    if len(raw) != _HEADER + count * (4 + 4 + REASONS + 4):
         return None
-    items = np.frombuffer(raw, dtype="<i4", count=count, offset=_HEADER)
-    offsets = np.frombuffer(raw, dtype="<u4", count=count + 1, offset=start)
-    blob = memoryview(raw)[end:]
-    if offsets[-1] != len(blob):
-        return None
-    return PackedList(items, offsets, blob)
+    offset = _HEADER
+    items = np.frombuffer(raw, dtype="<i4", count=count, offset=offset)
+    offset += 4 * count
+    scores = np.frombuffer(raw, dtype="<f4", count=count, offset=offset)
+    offset += 4 * count
+    codes = np.frombuffer(raw, dtype=np.uint8, count=count * REASONS,
+                          offset=offset).reshape(count, REASONS)
+    offset += REASONS * count
+    anchors = np.frombuffer(raw, dtype="<i4", count=count, offset=offset)
+    return PackedList(items, scores, codes, anchors)
 
 
 def select(packed: PackedList, n: int, allowed: np.ndarray,
@@ -86,11 +99,44 @@ def select(packed: PackedList, n: int, allowed: np.ndarray,
     return out
 
 
-def items_json(packed: PackedList, positions: list[int]) -> bytes:
-    blob, offsets = packed.blob, packed.offsets
-    return b"[" + b",".join(bytes(blob[offsets[j]:offsets[j + 1]]) for j in positions) + b"]"
+class ListRenderer:
+    """JSON for listed items, from byte strings prepared once per model."""
 
+    def __init__(self, model: RecommenderModel) -> None:
+        self.model = model
+        ids = model.item_ids.tolist()
+        self.prefix = [b'{"item_id":' + orjson.dumps(i) + b',"score":' for i in ids]
+        self.ids = [orjson.dumps(i) for i in ids]
+        self.popular_in = [b'{"code":"popular_in","category":' + orjson.dumps(str(c)) + b"}"
+                           for c in model.category_names.tolist()]
+        self.constant = {code: b'{"code":"' + name.encode() + b'"}' for code, name in (
+            (_PROMOTED, "promoted"), (_BOUGHT, "bought_before"), (_POPULAR, "popular"),
+            (_TRENDING, "trending"), (_NEW, "new_arrival"))}
+        self.category = model.item_category
 
-def to_entries(packed: PackedList) -> list[dict[str, Any]]:
-    """Decoded items, for tests and tools."""
-    return [orjson.loads(packed.fragment(j)) for j in range(len(packed))]
+    def reason(self, code: int, item: int, anchor: int) -> bytes:
+        if code == _POPULAR_IN:
+            c = int(self.category[item])
+            return self.popular_in[c] if c >= 0 else self.constant[_POPULAR]
+        if code in (_BECAUSE, _SIMILAR):
+            name = b"because_you_bought" if code == _BECAUSE else b"similar_to"
+            return b'{"code":"' + name + b'","item_id":' + self.ids[anchor] + b"}"
+        return self.constant[code]
+
+    def items_json(self, packed: PackedList, positions: list[int]) -> bytes:
+        parts = []
+        items, scores, codes, anchors = (packed.items, packed.scores, packed.codes,
+                                         packed.anchors)
+        for j in positions:
+            item = int(items[j])
+            reasons = b",".join(self.reason(int(c), item, int(anchors[j]))
+                                for c in codes[j] if c)
+            parts.append(self.prefix[item] + orjson.dumps(round(float(scores[j]), 5))
+                         + b',"reasons":[' + reasons + b"]}")
+        return b"[" + b",".join(parts) + b"]"
+
+    def items(self, packed: PackedList, positions: list[int] | None = None) -> list[Any]:
+        """Decoded items, for tests and tools."""
+        if positions is None:
+            positions = list(range(len(packed)))
+        return orjson.loads(self.items_json(packed, positions))

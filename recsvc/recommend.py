@@ -16,7 +16,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from recsvc.engine import Engine
-from recsvc.explain import Anchors, explain
+from recsvc.explain import explain_batch
+from recsvc.lists import pack_batch
 from recsvc.models import UserBatch
 from recsvc.rules import Variant, category_mask
 from recsvc.scoring import Ranking, recommend, similar
@@ -25,7 +26,7 @@ from recsvc.scoring import Ranking, recommend, similar
 COLD_START_WEIGHTS = {"popularity": 1.0, "trending": 0.5}
 MAX_ANCHORS = 50  # past items considered when explaining a pick
 
-Entry = list[Any]  # [item number, item id, score, reasons]
+Entry = list[Any]  # [item number, item id, score, reasons]: /similar and /popular
 
 
 class QueryError(ValueError):
@@ -88,9 +89,9 @@ def compute_entries(
     size: int,
     now: float,
     new_arrival_days: float,
-) -> tuple[list[Entry], str | None]:
-    """Rank, pin and explain up to `size` items for one shopper. Returns the entries and
-    the fallback used, if any (cold start, or nothing unseen left)."""
+) -> tuple[bytes, str | None]:
+    """Rank, pin and explain up to `size` items for one shopper. Returns the packed list
+    (`recsvc.lists`) and the fallback used, if any (cold start, or nothing unseen left)."""
     model = engine.model
     user = int(model.user_index([query.user_id])[0])
     opted_out = model.is_opted_out(query.user_id)
@@ -127,12 +128,28 @@ def compute_entries(
         ranking = recommend(model, batch, size, False, allowed, weights,
                             bias=engine.rules.bias, explain=True, in_stock=live)
         fallback = "seen_items"
-    entries = ranked_entries(engine, ranking, history, [np.asarray(session, np.int64)],
-                             allowed, now, new_arrival_days, personal=user >= 0 or bool(fresh))
-    return entries[0], fallback
+    packed = rank_lists(engine, ranking, history, [np.asarray(session, np.int64)],
+                        allowed, now, new_arrival_days, personal=user >= 0 or bool(fresh))
+    return packed[0], fallback
 
 
-def ranked_entries(
+def _padded(ranking: Ranking, width: int) -> tuple[np.ndarray, np.ndarray,
+                                                   dict[str, np.ndarray], np.ndarray]:
+    rows = len(ranking.items)
+    items = np.full((rows, width), -1, dtype=np.int64)
+    scores = np.zeros((rows, width), dtype=np.float32)
+    lengths = np.array([len(r) for r in ranking.items], dtype=np.int64)
+    contributions = {name: np.zeros((rows, width), dtype=np.float32)
+                     for name in (ranking.contributions or {})}
+    for b, (its, scs) in enumerate(zip(ranking.items, ranking.scores, strict=True)):
+        items[b, :its.size] = its
+        scores[b, :scs.size] = scs
+        for name, values in (ranking.contributions or {}).items():
+            contributions[name][b, :its.size] = values[b]
+    return items, scores, contributions, lengths
+
+
+def rank_lists(
     engine: Engine,
     ranking: Ranking,
     histories: sp.csr_matrix,
@@ -141,37 +158,67 @@ def ranked_entries(
     now: float,
     new_arrival_days: float,
     personal: bool = True,
-) -> list[list[Entry]]:
-    """Pinned items first, then the ranking; each item explained. One list per row of
-    the ranking: the service calls this for one shopper, `warm-cache` for thousands."""
-    model = engine.model
-    size = max((len(items) for items in ranking.items), default=0)
+) -> list[bytes]:
+    """Pinned items first, then the ranking; every item explained; each list packed
+    for the cache. One list per row of the ranking: the service calls this for one
+    shopper, `warm-cache` for thousands, so both store exactly the same lists."""
     pins = np.array([p for p in engine.rules.pins if allowed[p]], dtype=np.int64)
-    out = []
-    for row, (picks, scores) in enumerate(zip(ranking.items, ranking.scores, strict=True)):
-        contributions = {name: values[row]
-                         for name, values in (ranking.contributions or {}).items()}
-        pinned = np.zeros(picks.size, dtype=bool)
-        if pins.size:
-            rest = ~np.isin(picks, pins)
-            top = float(scores[0]) if scores.size else 0.0
-            limit = max(size, pins.size)
-            picks = np.concatenate([pins, picks[rest]])[:limit]
-            scores = np.concatenate([np.full(pins.size, top, np.float32), scores[rest]])[:limit]
-            contributions = {name: np.concatenate([np.zeros(pins.size, np.float32),
-                                                   values[rest]])[:limit]
-                             for name, values in contributions.items()}
-            pinned = np.arange(picks.size) < pins.size
-        history = histories[row]
-        session = sessions[row] if row < len(sessions) else np.zeros(0, np.int64)
-        past = (history.indices[np.argsort(-history.data, kind="stable")][:MAX_ANCHORS]
-                if personal else np.zeros(0, np.int64))
-        past = past[~np.isin(past, session)]
-        anchors = Anchors(past=np.asarray(past, dtype=np.int64), session=session)
-        reasons = explain(engine, picks, contributions, anchors, now, new_arrival_days, pinned)
-        out.append([[int(i), str(model.item_ids[i]), round(float(s), 5), r]
-                    for i, s, r in zip(picks, scores, reasons, strict=True)])
-    return out
+    width = max([len(r) for r in ranking.items] + [0])
+    items, scores, contributions, lengths = _padded(ranking, width + pins.size)
+    pinned = np.zeros(items.shape, dtype=bool)
+    if pins.size:
+        for b in range(items.shape[0]):
+            listed = slice(0, int(lengths[b]))
+            keep = ~np.isin(items[b, listed], pins)
+            n = min(pins.size + int(keep.sum()), max(width, pins.size))
+            top = scores[b, 0] if lengths[b] else 0.0
+
+            def pinned_first(row: np.ndarray, head: np.ndarray, _b: int = b,
+                             _keep: np.ndarray = keep, _n: int = n,
+                             _listed: slice = listed) -> None:
+                row[_b, :_n] = np.concatenate([head, row[_b, _listed][_keep]])[:_n]
+                row[_b, _n:] = -1 if row.dtype.kind == "i" else 0
+
+            pinned_first(scores, np.full(pins.size, top, np.float32))
+            for values in contributions.values():
+                pinned_first(values, np.zeros(pins.size, np.float32))
+            pinned_first(items, pins)  # last: the others read the old order
+            pinned[b, :pins.size] = True
+            lengths[b] = n
+    anchors, from_session = _anchors(histories, sessions, personal)
+    codes, anchor = explain_batch(engine, items, contributions, anchors, from_session,
+                                  pinned, now, new_arrival_days)
+    return pack_batch(items, scores, codes, anchor, lengths)
+
+
+def _anchors(histories: sp.csr_matrix, sessions: list[np.ndarray],
+             personal: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's candidate anchors, padded: session items first, then the past items
+    with the most confidence (at most MAX_ANCHORS)."""
+    histories = sp.csr_matrix(histories)
+    rows = histories.shape[0]
+    lists, flags = [], []
+    for b in range(rows):
+        session = sessions[b] if b < len(sessions) else np.zeros(0, np.int64)
+        if personal:
+            lo, hi = histories.indptr[b], histories.indptr[b + 1]
+            past = histories.indices[lo:hi]
+            if hi - lo > MAX_ANCHORS:  # keep those with the most confidence
+                order = np.argsort(-histories.data[lo:hi], kind="stable")[:MAX_ANCHORS]
+                past = past[np.sort(order)]
+            if session.size:
+                past = past[~np.isin(past, session)]
+        else:
+            past = np.zeros(0, np.int64)
+        lists.append(np.concatenate([session, past]).astype(np.int64))
+        flags.append(np.concatenate([np.ones(session.size, bool), np.zeros(past.size, bool)]))
+    width = max([a.size for a in lists] + [0])
+    anchors = np.full((rows, width), -1, dtype=np.int64)
+    from_session = np.zeros((rows, width), dtype=bool)
+    for b, (a, f) in enumerate(zip(lists, flags, strict=True)):
+        anchors[b, :a.size] = a
+        from_session[b, :f.size] = f
+    return anchors, from_session
 
 
 def items_payload(entries: list[Entry]) -> list[dict[str, Any]]:

@@ -125,17 +125,25 @@ def recommend(
         candidates = candidates & allowed
     if not explain and bias is None:
         return rank_sources(sources, weights, n, batch.history, exclude_seen, candidates)
-    parts = {name: standardize(scores) * np.float32(weights[name])
-             for name, scores in sources.items()}
-    blended = blend(parts, {name: 1.0 for name in parts}, standardized=True)
+    parts: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    blended = blend(sources, weights, parts=parts)
     if bias is not None:
         blended += bias.astype(np.float32)[np.newaxis, :]
     ranking = rank(blended, n, history=batch.history if exclude_seen else None,
                    allowed=candidates)
     if not explain:
         return ranking
-    contributions = {name: [part[row, items] for row, items in enumerate(ranking.items)]
-                     for name, part in parts.items()}
+    # Each algorithm's weighted z-score at the listed items only: no full copies.
+    lengths = [len(items) for items in ranking.items]
+    picks = np.zeros((len(lengths), max(lengths + [0])), dtype=np.int64)
+    for row, items in enumerate(ranking.items):
+        picks[row, :items.size] = items
+    contributions = {}
+    for name, (scale, shift) in parts.items():
+        scores = sources[name]
+        at = (np.take_along_axis(scores, picks, axis=1) * scale[:, None]
+              - shift[:, None]).astype(np.float32)
+        contributions[name] = [at[row, :n] for row, n in enumerate(lengths)]
     return Ranking(ranking.items, ranking.scores, contributions)
 
 

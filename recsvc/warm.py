@@ -10,6 +10,7 @@ model are left to the service, which folds those events in."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -23,9 +24,8 @@ from recsvc.catalog import CatalogOverrides
 from recsvc.cli import Command
 from recsvc.engine import Engine, load_engine
 from recsvc.errors import EXIT_OK, InputError
-from recsvc.lists import pack
 from recsvc.models.base import SECONDS_PER_DAY
-from recsvc.recommend import ranked_entries
+from recsvc.recommend import rank_lists
 from recsvc.rules import load_rules
 from recsvc.scoring import recommend
 from recsvc.settings import Settings
@@ -80,6 +80,10 @@ def warm_cache(
     names = np.array([v.name for v in variant_of])
     written = skipped = 0
     now = time.time()
+    # Users with events newer than the model: one SCAN, rather than a lookup per user.
+    fresh_prefix = fresh_key(ns, "")
+    fresh_users = {key.decode()[len(fresh_prefix):]
+                   for key in client.scan_iter(match=f"{fresh_prefix}*", count=10_000)}
     for name in np.unique(names):
         members = users[names == name]
         variant = next(v for v in variant_of if v.name == name)
@@ -89,29 +93,66 @@ def warm_cache(
         for start in range(0, members.size, rows):
             chunk = members[start:start + rows]
             user_ids = [str(ids[u]) for u in chunk]
-            pipe = client.pipeline(transaction=False)
-            for user_id in user_ids:
-                pipe.exists(fresh_key(ns, user_id))
-            has_fresh = np.array(pipe.execute(), dtype=bool)
-            chunk, user_ids = chunk[~has_fresh], [u for u, f in zip(user_ids, has_fresh,
-                                                                     strict=True) if not f]
-            skipped += int(has_fresh.sum())
+            if fresh_users:
+                has_fresh = np.array([u in fresh_users for u in user_ids], dtype=bool)
+                chunk = chunk[~has_fresh]
+                user_ids = [u for u, f in zip(user_ids, has_fresh, strict=True) if not f]
+                skipped += int(has_fresh.sum())
             if chunk.size == 0:
                 continue
             batch = model.batch(chunk)
             ranking = recommend(model, batch, size, exclude_seen, allowed, weights,
                                 bias=engine.rules.bias, explain=True, in_stock=live)
-            lists = ranked_entries(engine, ranking, batch.history, [], allowed, now,
-                                   settings.new_arrival_days)
+            lists = rank_lists(engine, ranking, batch.history, [], allowed, now,
+                               settings.new_arrival_days)
             pipe = client.pipeline(transaction=False)
-            for user_id, entries in zip(user_ids, lists, strict=True):
-                if entries:  # an empty list is the service's to handle (fallbacks)
-                    pipe.set(list_key(ns, engine.version, str(name), user_id),
-                             pack(entries), ex=settings.cache_ttl_s)
+            for user_id, value, picks in zip(user_ids, lists, ranking.items, strict=True):
+                if picks.size:  # an empty list is the service's to handle (fallbacks)
+                    pipe.set(list_key(ns, engine.version, str(name), user_id), value,
+                             ex=settings.cache_ttl_s)
                     written += 1
             pipe.execute()
     return WarmResult(engine.version, int(users.size), written, skipped,
                       time.perf_counter() - began)
+
+
+# Set in the parent before forking: children inherit the loaded engine (its arrays are
+# memory-mapped, so nothing is copied) and warm their own share of the users.
+_SHARED: dict[str, object] = {}
+
+
+def _warm_share(share: int) -> tuple[int, int]:
+    import redis
+
+    engine, settings, users, overrides, batch_size, shares = (
+        _SHARED[k] for k in ("engine", "settings", "users", "overrides", "batch_size",
+                             "shares"))
+    client = redis.Redis.from_url(settings.redis_url, socket_timeout=30)  # type: ignore[attr-defined]
+    mine = users[share::shares]  # type: ignore[index]
+    result = warm_cache(engine, client, settings, mine, overrides, batch_size)  # type: ignore[arg-type]
+    client.close()
+    return result.written, result.skipped_fresh
+
+
+def warm_parallel(engine: Engine, settings: Settings, users: np.ndarray,
+                  overrides: CatalogOverrides, processes: int,
+                  batch_size: int | None = None) -> WarmResult:
+    """`warm_cache` over `processes` forked workers, each with its share of the users."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    began = time.perf_counter()
+    overrides.masks(engine.model)  # resolve once, before forking
+    _SHARED.update(engine=engine, settings=settings, users=users, overrides=overrides,
+                   batch_size=batch_size, shares=processes)
+    try:
+        with ProcessPoolExecutor(processes,
+                                 mp_context=multiprocessing.get_context("fork")) as pool:
+            results = list(pool.map(_warm_share, range(processes)))
+    finally:
+        _SHARED.clear()
+    return WarmResult(engine.version, int(users.size), sum(r[0] for r in results),
+                      sum(r[1] for r in results), time.perf_counter() - began)
 
 
 def _configure(p: argparse.ArgumentParser) -> None:
@@ -123,6 +164,8 @@ def _configure(p: argparse.ArgumentParser) -> None:
                    help="'active': seen within this many days of the model's data end")
     p.add_argument("--rules-file", type=Path, help="the service's rules file")
     p.add_argument("--batch-size", type=int, help="users per batch (default: by catalog)")
+    p.add_argument("--processes", type=int, default=os.cpu_count() or 1,
+                   help="worker processes (default: one per CPU)")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -143,7 +186,13 @@ def _run(args: argparse.Namespace) -> int:
         raise InputError(f"cannot reach Redis at {settings.redis_url}: {exc}") from None
     users = select_users(engine, args.users, args.active_days)
     overrides_store = CatalogOverrides(settings.resolved_state_dir() / "catalog_overrides.json")
-    result = warm_cache(engine, client, settings, users, overrides_store, args.batch_size)
+    if args.processes < 1:
+        raise InputError("--processes must be at least 1")
+    if args.processes == 1 or users.size < 10_000:
+        result = warm_cache(engine, client, settings, users, overrides_store, args.batch_size)
+    else:
+        result = warm_parallel(engine, settings, users, overrides_store, args.processes,
+                               args.batch_size)
     print(f"warmed {result.written:,} lists for model {result.version} "
           f"({result.skipped_fresh:,} users with newer events left to the service) in "
           f"{result.seconds:.1f}s: {result.per_second:,.0f} users/s", file=sys.stdout)

@@ -6,20 +6,21 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import redis
 
 from recsvc.artifacts import current_version
 from recsvc.cli import main
-from recsvc.lists import pack, to_entries, unpack
+from recsvc.lists import ListRenderer, pack_batch, unpack
+from recsvc.model import load_model
 from tests.test_service import KEY, start_service, train_planted
 
 
-def entries_of(raw: bytes) -> list[list]:
+def rendered(root: Path, raw: bytes) -> list[dict]:
     packed = unpack(raw)
     assert packed is not None
-    return [[int(i), d["item_id"], d["score"], d["reasons"]]
-            for i, d in zip(packed.items, to_entries(packed), strict=True)]
+    return ListRenderer(load_model(root)).items(packed)
 
 
 @pytest.fixture
@@ -45,15 +46,20 @@ def test_lists_are_cached_in_redis_under_versioned_keys(redis_service, redis_cli
     version = current_version(svc.root)
     first = svc.get("/recommend", user_id="bu0", n=4).json()
     key = f"recsvc:list:{version}:default:bu0"
-    cached = entries_of(redis_client.get(key))
-    assert [e[1] for e in cached[:4]] == [i["item_id"] for i in first["items"]]
+    raw = redis_client.get(key)
+    cached = rendered(svc.root, raw)
+    assert cached[:4] == first["items"]
     assert 0 < redis_client.ttl(key) <= 86_400
-    # A hit is served from Redis: change the stored value and see it come back.
-    redis_client.set(key, pack(cached[1:]))
-    assert svc.items("/recommend", user_id="bu0", n=3) == [e[1] for e in cached[1:4]]
+    # A hit is served from Redis: store another list and see it come back.
+    other = unpack(raw)
+    shifted = pack_batch(other.items[None, 1:], other.scores[None, 1:],
+                         other.codes[None, 1:], other.anchors[None, 1:],
+                         np.array([len(other) - 1]))[0]
+    redis_client.set(key, shifted)
+    assert svc.get("/recommend", user_id="bu0", n=3).json()["items"] == cached[1:4]
     # A foreign value under the key is ignored, not served and not an error.
     redis_client.set(key, b"garbage")
-    assert svc.items("/recommend", user_id="bu0", n=4) == [e[1] for e in cached[:4]]
+    assert svc.get("/recommend", user_id="bu0", n=4).json()["items"] == cached[:4]
     assert svc.get("/readyz").json()["cache"] == "ok"
 
 
@@ -81,13 +87,12 @@ def test_warm_cache_writes_what_the_service_would_compute(redis_service, redis_c
     assert "warmed 59 lists" in capsys.readouterr().out  # 60 users, bu1 opted out
     version = current_version(svc.root)
     key = f"recsvc:list:{version}:default:au3"
-    warmed = entries_of(redis_client.get(key))
+    warmed = rendered(svc.root, redis_client.get(key))
     served = svc.get("/recommend", user_id="au3", n=10).json()["items"]
     redis_client.delete(key)  # now the service computes the list itself
     computed = svc.get("/recommend", user_id="au3", n=10).json()["items"]
     assert served == computed
-    assert [[e[1], e[2], e[3]] for e in warmed[:10]] == [
-        [i["item_id"], i["score"], i["reasons"]] for i in computed]
+    assert warmed[:10] == computed
     assert not redis_client.exists(f"recsvc:list:{version}:default:bu1")
 
 

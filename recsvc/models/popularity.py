@@ -68,18 +68,34 @@ class Popularity(Recommender):
             return self.overall
         return group * (float(self.overall.sum()) / total)
 
+    def _log_groups(self, attribute: str) -> np.ndarray:
+        """log1p of every group's scores (values x items), computed once."""
+        cache = self.__dict__.setdefault("_log_group_cache", {})
+        if attribute not in cache:
+            matrix = self.by_attribute[attribute]
+            cache[attribute] = np.log1p(np.stack(
+                [self.group_scores(attribute, code) for code in range(matrix.shape[0])]
+            ).astype(np.float32)) if matrix.shape[0] else np.zeros((0, self.overall.size),
+                                                                  np.float32)
+        return cache[attribute]
+
     def score(self, batch: UserBatch) -> np.ndarray:
-        scores = _broadcast(np.log1p(self.overall), len(batch))
-        for row in range(len(batch)):
-            groups = [
-                np.log1p(self.group_scores(name, int(batch.attributes[name][row])))
-                for name in self.attributes
-                if name in batch.attributes and batch.attributes[name][row] >= 0
-            ]
-            if groups:
-                # Half the shopper's own groups, half everyone: small groups stay stable.
-                scores[row] = 0.5 * scores[row] + 0.5 * np.mean(groups, axis=0)
-        return scores
+        """Half the shopper's own groups, half everyone: small groups stay stable.
+        Shoppers with the same attributes share a row, computed once."""
+        names = [n for n in self.attributes if n in batch.attributes]
+        n = len(batch)
+        if not names:
+            return _broadcast(np.log1p(self.overall), n)
+        codes = np.stack([np.asarray(batch.attributes[name]) for name in names], axis=1)
+        combos, which = np.unique(codes, axis=0, return_inverse=True)
+        overall = np.log1p(self.overall).astype(np.float32)
+        rows = np.empty((combos.shape[0], overall.size), dtype=np.float32)
+        for r, combo in enumerate(combos):
+            groups = [self._log_groups(name)[code] for name, code in zip(names, combo,
+                                                                           strict=True)
+                      if code >= 0]
+            rows[r] = 0.5 * overall + 0.5 * np.mean(groups, axis=0) if groups else overall
+        return rows[np.asarray(which).reshape(-1)]
 
     def save(self, out: ArraySink, prefix: str) -> None:
         out.save_array(f"{prefix}.overall", self.overall)
