@@ -93,19 +93,31 @@ def redis_server() -> tuple[Process, str]:
 
 WRK_SCRIPT = """
 math.randomseed(%(seed)d)
+counter = %(start)d
 request = function()
-  return wrk.format("GET", "%(path)s" .. math.random(0, %(users)d - 1) .. "%(suffix)s")
+  local user
+  if %(sequential)s then
+    counter = counter + 1
+    user = counter %% %(users)d
+  else
+    user = math.random(0, %(users)d - 1)
+  end
+  return wrk.format("GET", "%(path)s" .. user .. "%(suffix)s")
 end
 """
 
 
 def wrk(url: str, path: str, users: int, suffix: str = "", seconds: int = 10,
-        connections: int = 32, seed: int = 1) -> dict[str, float]:
+        connections: int = 32, seed: int = 1, sequential: bool = False,
+        start: int = 0) -> dict[str, float]:
     """Requests per second and latency percentiles of one wrk run (one wrk thread: the
-    other core is the server's)."""
+    other core is the server's). Users are drawn at random, or taken in turn from
+    `start` (`sequential`: each request a user not asked before)."""
     need("wrk")
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
-        f.write(WRK_SCRIPT % {"seed": seed, "path": path, "users": users, "suffix": suffix})
+        f.write(WRK_SCRIPT % {"seed": seed, "path": path, "users": users, "suffix": suffix,
+                              "sequential": "true" if sequential else "false",
+                              "start": start})
         script = f.name
     out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency",
                           "-s", script, url], capture_output=True, text=True, check=True).stdout
@@ -113,7 +125,9 @@ def wrk(url: str, path: str, users: int, suffix: str = "", seconds: int = 10,
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     result = {"requests_per_s": rps, "non_2xx": int(errors.group(1)) if errors else 0}
-    for pct in ("50", "99"):
+    done = re.search(r"(\d+) requests in", out)
+    result["requests"] = int(done.group(1)) if done else 0
+    for pct in ("50", "90", "99"):
         m = re.search(rf"\s{pct}%\s+([\d.]+)(us|ms|s)", out)
         if m:
             scale = {"us": 1e-3, "ms": 1.0, "s": 1e3}[m.group(2)]

@@ -63,7 +63,7 @@ def main() -> int:
             targets = {"recsvc": f"http://127.0.0.1:{ours_port}",
                        "minimal": f"http://127.0.0.1:{ref_port}"}
             runs: dict[str, list[dict[str, float]]] = {name: [] for name in targets}
-            for name, url in targets.items():  # warm-up: connections, lazy imports, misses
+            for url in targets.values():  # warm-up: connections, lazy imports, misses
                 wrk(url, "/recommend?user_id=U", args.users, "&n=10", seconds=3,
                     connections=args.connections)
             for r in range(args.rounds):
