@@ -36,7 +36,7 @@ demo: install
 	$(BIN)/recsvc serve --model-root $(DEMO)/models --host 127.0.0.1 --port 8000
 
 test: dev
-	$(BIN)/ruff check recsvc training tests bench
+	$(BIN)/ruff check recsvc training tests bench loadtests
 	$(BIN)/python -m pytest
 
 bench: install

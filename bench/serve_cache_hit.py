@@ -63,9 +63,12 @@ def main() -> int:
             targets = {"recsvc": f"http://127.0.0.1:{ours_port}",
                        "minimal": f"http://127.0.0.1:{ref_port}"}
             runs: dict[str, list[dict[str, float]]] = {name: [] for name in targets}
-            for url in targets.values():  # warm-up: connections, lazy imports, misses
-                wrk(url, "/recommend?user_id=U", args.users, "&n=10", seconds=3,
-                    connections=args.connections)
+            for url in targets.values():
+                # Warm-up: every user asked once (users without a history were not
+                # warmed; this caches theirs), then connections and lazy imports.
+                wrk(url, "/recommend?user_id=U", args.users, "&n=10",
+                    seconds=max(5, args.users // 2000), connections=args.connections,
+                    sequential=True)
             for r in range(args.rounds):
                 for name, url in targets.items():
                     runs[name].append(wrk(url, "/recommend?user_id=U", args.users, "&n=10",

@@ -112,27 +112,32 @@ class ListRenderer:
         self.constant = {code: b'{"code":"' + name.encode() + b'"}' for code, name in (
             (_PROMOTED, "promoted"), (_BOUGHT, "bought_before"), (_POPULAR, "popular"),
             (_TRENDING, "trending"), (_NEW, "new_arrival"))}
-        self.category = model.item_category
+        self.category = model.item_category.tolist()
 
     def reason(self, code: int, item: int, anchor: int) -> bytes:
         if code == _POPULAR_IN:
-            c = int(self.category[item])
+            c = self.category[item]
             return self.popular_in[c] if c >= 0 else self.constant[_POPULAR]
-        if code in (_BECAUSE, _SIMILAR):
-            name = b"because_you_bought" if code == _BECAUSE else b"similar_to"
-            return b'{"code":"' + name + b'","item_id":' + self.ids[anchor] + b"}"
+        if code == _BECAUSE:
+            return b'{"code":"because_you_bought","item_id":' + self.ids[anchor] + b"}"
+        if code == _SIMILAR:
+            return b'{"code":"similar_to","item_id":' + self.ids[anchor] + b"}"
         return self.constant[code]
 
     def items_json(self, packed: PackedList, positions: list[int]) -> bytes:
-        parts = []
-        items, scores, codes, anchors = (packed.items, packed.scores, packed.codes,
-                                         packed.anchors)
-        for j in positions:
-            item = int(items[j])
-            reasons = b",".join(self.reason(int(c), item, int(anchors[j]))
-                                for c in codes[j] if c)
-            parts.append(self.prefix[item] + orjson.dumps(round(float(scores[j]), 5))
-                         + b',"reasons":[' + reasons + b"]}")
+        # Plain Python values first: indexing numpy arrays item by item is slow. The
+        # usual selection is the head of the list: a slice, not a gather.
+        n = len(positions)
+        at: slice | list[int] = slice(0, n) if n == 0 or positions[-1] == n - 1 else positions
+        items = packed.items[at].tolist()
+        scores = packed.scores[at].tolist()
+        codes = packed.codes[at].tolist()
+        anchors = packed.anchors[at].tolist()
+        reason, prefix, dumps = self.reason, self.prefix, orjson.dumps
+        parts = [prefix[item] + dumps(round(score, 5)) + b',"reasons":['
+                 + b",".join([reason(c, item, anchor) for c in cs if c]) + b"]}"
+                 for item, score, cs, anchor in zip(items, scores, codes, anchors,
+                                                    strict=True)]
         return b"[" + b",".join(parts) + b"]"
 
     def items(self, packed: PackedList, positions: list[int] | None = None) -> list[Any]:

@@ -5,6 +5,7 @@ cache, the catalog overrides and the events log, and the watcher that notices a 
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from pathlib import Path
 
@@ -58,6 +59,10 @@ class ServiceState:
                                              version, self.rules_file)
             self._engine = engine
             self.load_error = None
+            # The model's Python objects live as long as it serves: keep them out of the
+            # collector's way, so its full passes stay short under load.
+            gc.collect()
+            gc.freeze()
             telemetry.set_model(engine.version)
             log.info("serving model %s", engine.version)
             return engine.version
