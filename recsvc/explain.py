@@ -96,25 +96,29 @@ def explain_batch(
     slots = [np.where(pinned, PROMOTED, NONE)]
     if names:
         values = np.stack([contributions[n] for n in names])  # S x B x K
-        order = np.argsort(-values, axis=0, kind="stable")
-        ranked = np.take_along_axis(values, order, axis=0)
-        codes = source_code[order]
-        # Below the threshold an algorithm did not carry the pick, nor any after it.
-        carried = np.cumprod(ranked >= MIN_CONTRIBUTION, axis=0).astype(bool)
-        codes = np.where(carried, codes, NONE)
-        codes = np.where(codes == _PERSONAL, anchor_code[None], codes)
-        no_category = (model.item_category[np.maximum(picks, 0)] < 0)[None]
-        codes = np.where((codes == POPULAR_IN) & no_category, POPULAR, codes)
-        slots.extend(codes)
+        no_category = model.item_category[np.maximum(picks, 0)] < 0
+        # The strongest sources first, by repeated argmax (cheaper than sorting a short
+        # axis); those below the threshold did not carry the pick.
+        for _ in range(min(len(names), MAX_REASONS + 1)):
+            top = values.argmax(axis=0)
+            value = np.take_along_axis(values, top[None], axis=0)[0]
+            code = np.where(value >= MIN_CONTRIBUTION, source_code[top], NONE)
+            code = np.where(code == _PERSONAL, anchor_code, code)
+            code = np.where((code == POPULAR_IN) & no_category, POPULAR, code)
+            slots.append(code)
+            np.put_along_axis(values, top[None], -np.inf, axis=0)
     arrived = model.item_created_at[np.maximum(picks, 0)]
     slots.append(np.where(arrived >= now - new_arrival_days * SECONDS_PER_DAY, NEW, NONE))
     full = np.stack(slots).astype(np.uint8)  # L x B x K
     kept = full != NONE
     for level in range(1, full.shape[0]):  # a code already given earlier is not repeated
         kept[level] &= ~(full[:level] == full[level][None]).any(axis=0)
-    first = np.argsort(~kept, axis=0, kind="stable")[:MAX_REASONS]
-    out = np.take_along_axis(full, first, axis=0)
-    out = np.where(np.take_along_axis(kept, first, axis=0), out, NONE)
+    out = np.zeros((MAX_REASONS, b, k), dtype=np.uint8)
+    for slot in range(MAX_REASONS):  # the first kept codes, in order
+        first = kept.argmax(axis=0)
+        has = np.take_along_axis(kept, first[None], axis=0)[0]
+        out[slot] = np.where(has, np.take_along_axis(full, first[None], axis=0)[0], NONE)
+        np.put_along_axis(kept, first[None], False, axis=0)
     out[0] = np.where(out[0] == NONE, POPULAR, out[0])  # every item has a reason
     out = np.moveaxis(out, 0, -1)
     needs_anchor = ((out == BECAUSE) | (out == SIMILAR)).any(axis=-1)

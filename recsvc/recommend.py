@@ -24,7 +24,7 @@ from recsvc.scoring import Ranking, recommend, similar
 
 # A shopper we know nothing about: what sells, in their segment when we know it.
 COLD_START_WEIGHTS = {"popularity": 1.0, "trending": 0.5}
-MAX_ANCHORS = 50  # past items considered when explaining a pick
+MAX_ANCHORS = 20  # past items (most confidence first) considered when explaining a pick
 
 Entry = list[Any]  # [item number, item id, score, reasons]: /similar and /popular
 
