@@ -101,3 +101,26 @@ def test_tag_rules_and_bad_rules_files(tmp_path: Path) -> None:
                                                            "weights": {"magic": 1.0}}}})
     with pytest.raises(InputError, match="does not have"):
         resolve(unknown, model)
+
+
+def test_reason_codes_for_new_arrivals_and_repeat_purchases(tmp_path: Path) -> None:
+    import time
+
+    from recsvc.engine import Engine
+    from recsvc.explain import BOUGHT_BEFORE, NEW, explain_batch
+
+    train_planted(tmp_path)
+    model = load_model(tmp_path / "m")
+    engine = Engine.build(model, RulesFile())
+    now = time.time()
+    model.item_created_at = model.item_created_at.copy()
+    new = int(model.item_index(["a_new"])[0])
+    model.item_created_at[new] = int(now - 86_400)  # arrived yesterday
+    picks = np.array([[new, int(model.item_index(["a1"])[0])]])
+    contributions = {"history": np.array([[0.0, 2.0]], np.float32),
+                     "popularity": np.array([[0.0, 0.0]], np.float32)}
+    codes, anchors = explain_batch(engine, picks, contributions, np.zeros((1, 0), int),
+                                   np.zeros((1, 0), bool), np.zeros((1, 2), bool), now, 30)
+    assert codes[0, 0, 0] == NEW
+    assert codes[0, 1, 0] == BOUGHT_BEFORE and NEW not in codes[0, 1]
+    assert (anchors == -1).all()
