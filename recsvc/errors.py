@@ -4,6 +4,7 @@ EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_BAD_INPUT = 2
 EXIT_NOT_PROMOTED = 3  # a candidate model failed the quality gate
+EXIT_LOCKED = 4  # another run of the nightly job holds the lock
 
 
 class RecsvcError(Exception):
@@ -22,3 +23,9 @@ class ModelError(RecsvcError):
     """A model version that cannot be used: missing, corrupt, or of a foreign format."""
 
     exit_code = EXIT_BAD_INPUT
+
+
+class LockedError(RecsvcError):
+    """Another run is in progress."""
+
+    exit_code = EXIT_LOCKED

@@ -113,8 +113,67 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     return EXIT_NOT_PROMOTED if result.gate is not None and not result.gate.passed else EXIT_OK
 
 
+def _configure_retrain(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model-root", type=Path, required=True)
+    p.add_argument("--interactions", type=Path, nargs="+", required=True,
+                   metavar="FILE_OR_DIR", help="base logs (files, or directories of them)")
+    p.add_argument("--items", type=Path)
+    p.add_argument("--users", type=Path)
+    p.add_argument("--events-dir", type=Path,
+                   help="the service's events log (default: STATE_DIR/events)")
+    p.add_argument("--config", type=Path, help="trainer TOML")
+    p.add_argument("--redis-url", help="warm the cache before promoting")
+    p.add_argument("--rules-file", type=Path, help="the service's rules (for warming)")
+    p.add_argument("--tolerance", type=float, default=0.0,
+                   help="gate: allowed relative drop of --gate-metric")
+    p.add_argument("--gate-metric", default="ndcg@10")
+    p.add_argument("--gate-fraction", type=float, default=0.1,
+                   help="share of the newest events the gate tests on")
+    p.add_argument("--window-days", type=float, help="train on the last N days only")
+    p.add_argument("--active-days", type=float, default=30.0,
+                   help="users warmed: seen within this many days")
+    p.add_argument("--tune-budget", type=float, metavar="SECONDS")
+    p.add_argument("--no-tune", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="only the JSON summary")
+
+
+def _run_retrain(args: argparse.Namespace) -> int:
+    import orjson
+
+    from recsvc.settings import Settings
+    from training.retrain import RetrainOptions, retrain
+
+    config = load_config(args.config)
+    if args.no_tune:
+        config.tuning.enabled = False
+    if args.tune_budget is not None:
+        if args.tune_budget <= 0:
+            raise InputError("--tune-budget must be positive")
+        config.tuning.time_budget_s = args.tune_budget
+    if args.window_days is not None:
+        if args.window_days <= 0:
+            raise InputError("--window-days must be positive")
+        config.input.window_days = args.window_days
+    if not 0 <= args.tolerance < 1:
+        raise InputError("--tolerance must be between 0 and 1 (a relative drop)")
+    events_dir = args.events_dir or (
+        Settings(model_root=args.model_root).resolved_state_dir() / "events")
+    options = RetrainOptions(
+        model_root=args.model_root, interactions=args.interactions, items=args.items,
+        users=args.users, events_dir=events_dir, config=config, redis_url=args.redis_url,
+        tolerance=args.tolerance, gate_metric=args.gate_metric,
+        gate_fraction=args.gate_fraction, active_days=args.active_days,
+        rules_file=args.rules_file)
+    summary = retrain(options, Progress(quiet=args.quiet))
+    sys.stdout.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2, default=str).decode()
+                     + "\n")
+    return EXIT_OK if summary["promoted"] else EXIT_NOT_PROMOTED
+
+
 TRAIN = Command("train", "train a model from interaction logs and make it current",
                 _configure_train, _run_train)
+RETRAIN = Command("retrain", "the nightly job: gather, train, gate, warm, promote",
+                  _configure_retrain, _run_retrain)
 EVALUATE = Command("evaluate", "score a model on held-out interactions; compare; gate",
                    _configure_evaluate, _run_evaluate)
 GENERATE = Command("generate", "write a synthetic store (interactions, items, users)",

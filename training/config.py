@@ -21,6 +21,7 @@ class InputConfig(Section):
     interactions: Path | None = None
     items: Path | None = None
     users: Path | None = None
+    window_days: float | None = Field(None, gt=0, description="train on the last N days only")
 
 
 class EventConfig(Section):

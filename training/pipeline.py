@@ -13,6 +13,7 @@ from recsvc import __version__
 from recsvc.artifacts import VersionWriter, prune, publish, sha256_file
 from recsvc.errors import InputError
 from recsvc.model import RecommenderModel, as_str_array
+from recsvc.models.base import SECONDS_PER_DAY
 from training.catalog import aligned_items, id_universe, item_metadata, user_attributes
 from training.clean import CleanData, clean, event_weights, format_report
 from training.config import TrainConfig
@@ -67,6 +68,19 @@ def load_inputs(config: TrainConfig, progress: Progress) -> tuple[CleanData, dic
         raise InputError(f"interactions file {paths['interactions']}: no usable events "
                          f"after cleaning ({data.report['rows_dropped']})")
     return data, inputs
+
+
+def apply_window(data: CleanData, window_days: float | None) -> CleanData:
+    """Keep the last `window_days` of events (before the newest), so the nightly cost
+    stays flat as logs grow. The dropped count goes into the data-quality report."""
+    if not window_days:
+        return data
+    times = data.events["timestamp"].to_numpy(dtype=np.int64)
+    keep = times >= times.max() - window_days * SECONDS_PER_DAY
+    data.report["rows_outside_window"] = int((~keep).sum())
+    data.report["window_days"] = window_days
+    return CleanData(events=data.events.loc[keep], items=data.items, users=data.users,
+                     opted_out=data.opted_out, report=data.report)
 
 
 def default_blend(config: TrainConfig, repeat_rate: float) -> tuple[dict[str, float], bool]:
@@ -140,16 +154,20 @@ def fit_model(
     )
 
 
-def write_model(config: TrainConfig, model: RecommenderModel, progress: Progress) -> str:
-    """Write stage: a new version under the model root, made current; old ones pruned."""
+def write_model(config: TrainConfig, model: RecommenderModel, progress: Progress,
+                make_current: bool = True) -> str:
+    """Write stage: a new version under the model root, made current (unless the caller
+    decides later, as the nightly job does); old ones pruned."""
     if config.output.model_root is None:
         raise InputError("no model root given (--model-root or [output] model_root)")
     with progress.step("write", model_root=str(config.output.model_root)) as step:
         with VersionWriter(config.output.model_root) as writer:
             manifest = {**model.save(writer), **model.manifest}
             version = writer.commit(manifest)
-        publish(config.output.model_root, version)
-        removed = prune(config.output.model_root, config.output.keep_versions)
+        removed: list[str] = []
+        if make_current:
+            publish(config.output.model_root, version)
+            removed = prune(config.output.model_root, config.output.keep_versions)
         step.note(version=version, pruned=len(removed))
     model.manifest = {"version": version, **manifest}
     return version
@@ -161,6 +179,7 @@ def train(config: TrainConfig, progress: Progress | None = None) -> TrainResult:
         raise InputError("no model root given (--model-root or [output] model_root)")
     data, inputs = load_inputs(config, progress)
     progress.text(format_report(data.report))
+    data = apply_window(data, config.input.window_days)
     model = fit_model(config, data, progress, inputs)
     version = write_model(config, model, progress)
     return TrainResult(version=version, manifest=model.manifest, model=model)

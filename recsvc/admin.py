@@ -1,0 +1,81 @@
+"""`recsvc versions` and `recsvc rollback`: what is on disk, and undoing a bad model.
+
+Both work on the model root alone; a running service notices the new `current` by itself
+(or at once with `POST /admin/rollback`)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import orjson
+
+from recsvc.artifacts import current_version, list_versions, open_version, publish
+from recsvc.cli import Command
+from recsvc.errors import EXIT_OK, ModelError
+
+
+def describe(model_root: Path) -> list[dict]:
+    current = current_version(model_root)
+    rows = []
+    for version in list_versions(model_root):
+        m = open_version(model_root, version, verify=False).manifest
+        validation = m.get("metrics", {}).get("validation", {})
+        rows.append({"version": version, "current": version == current,
+                     "created_at": m.get("created_at"),
+                     "users": m.get("counts", {}).get("users"),
+                     "items": m.get("counts", {}).get("items"),
+                     "validation": validation})
+    return rows
+
+
+def _configure_versions(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model-root", type=Path, required=True)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def _run_versions(args: argparse.Namespace) -> int:
+    rows = describe(args.model_root)
+    if args.json:
+        sys.stdout.write(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return EXIT_OK
+    if not rows:
+        print(f"no model versions under {args.model_root}")
+        return EXIT_OK
+    print(f"{'':2}{'version':34}{'created':27}{'users':>9}{'items':>8}  ndcg@10")
+    for row in rows:
+        ndcg = row["validation"].get("ndcg@10")
+        print(f"{'*' if row['current'] else ' ':2}{row['version']:34}"
+              f"{str(row['created_at'])[:25]:27}{row['users'] or 0:>9,}{row['items'] or 0:>8,}"
+              f"  {'—' if ndcg is None else f'{ndcg:.4f}'}")
+    return EXIT_OK
+
+
+def _configure_rollback(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model-root", type=Path, required=True)
+    p.add_argument("--to", metavar="VERSION", help="default: the version before the current")
+
+
+def _run_rollback(args: argparse.Namespace) -> int:
+    root = args.model_root
+    versions = list_versions(root)
+    current = current_version(root)
+    target = args.to
+    if target is None:
+        older = [v for v in versions if current is None or v < current]
+        if not older:
+            raise ModelError(f"no version older than {current} under {root}")
+        target = older[-1]
+    if target not in versions:
+        raise ModelError(f"no model version {target!r} under {root}")
+    open_version(root, target)  # refuse a corrupt version before pointing at it
+    publish(root, target)
+    print(f"current: {current} -> {target}")
+    return EXIT_OK
+
+
+VERSIONS = Command("versions", "list model versions, with metrics and the current one",
+                   _configure_versions, _run_versions)
+ROLLBACK = Command("rollback", "make an earlier model version current",
+                   _configure_rollback, _run_rollback)

@@ -1,0 +1,177 @@
+"""The nightly job: promotion through the gate, the lock, kills, rollback, and the
+events a running service appended being trained on."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from recsvc.api import create_app
+from recsvc.artifacts import current_version, list_versions
+from recsvc.cli import main
+from recsvc.errors import EXIT_LOCKED, EXIT_NOT_PROMOTED
+from recsvc.model import load_model
+from recsvc.settings import Settings
+from tests.conftest import LiveServer, free_port
+from training.gather import gather
+from training.generate import StoreSpec, generate_store
+from training.progress import Progress
+from training.retrain import RunLock
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> dict[str, Path]:
+    return generate_store(StoreSpec(users=600, items=150, events=30_000, seed=11),
+                          tmp_path_factory.mktemp("store"), Progress(quiet=True))
+
+
+def retrain_args(store: dict[str, Path], root: Path, *extra: str) -> list[str]:
+    return ["retrain", "--model-root", str(root), "--interactions",
+            str(store["interactions"]), "--items", str(store["items"]), "--users",
+            str(store["users"]), "--no-tune", "--quiet", *extra]
+
+
+def last_summary(root: Path) -> dict:
+    return json.loads(sorted((root / "runs").iterdir())[-1].read_text())
+
+
+def test_first_run_promotes_then_gate_decides(store, tmp_path: Path, capsys) -> None:
+    root = tmp_path / "m"
+    assert main(retrain_args(store, root)) == 0
+    first = last_summary(root)
+    assert first["promoted"] and first["decision"] == "no current model"
+    assert current_version(root) == first["candidate_version"]
+    assert set(first["stages_s"]) >= {"gather", "train", "gate"}
+    # The same settings again: equal on the gate's split, so promoted (tolerance 0).
+    assert main(retrain_args(store, root)) == 0
+    second = last_summary(root)
+    assert second["gate"]["passed"] and second["gate"]["candidate"] == pytest.approx(
+        second["gate"]["baseline"])
+    assert current_version(root) == second["candidate_version"]
+    # A worse candidate (popularity alone) fails the gate: exit 3, current unchanged.
+    config = tmp_path / "worse.toml"
+    config.write_text("[blend.weights]\ncf = 0\nease = 0\nitem_knn = 0\ncontent = 0\n"
+                      "history = 0\ntrending = 0\npopularity = 1\n[blend]\n"
+                      "exclude_seen = true\n")
+    before = current_version(root)
+    assert main(retrain_args(store, root, "--config", str(config))) == EXIT_NOT_PROMOTED
+    third = last_summary(root)
+    assert not third["promoted"] and "below the current model" in third["decision"]
+    assert third["gate"]["candidate"] < third["gate"]["baseline"]
+    assert current_version(root) == before
+    assert third["candidate_version"] in list_versions(root)  # kept for inspection
+    out = capsys.readouterr().out
+    assert '"promoted": false' in out
+
+
+def test_lock_contention_and_a_stale_lock(store, tmp_path: Path, capsys) -> None:
+    root = tmp_path / "m"
+    with RunLock(root):
+        assert main(retrain_args(store, root)) == EXIT_LOCKED
+    assert "another retrain is running" in capsys.readouterr().err
+    (root / ".retrain.lock").write_text("999999")  # a killed run's pid, lock not held
+    assert main(retrain_args(store, root)) == 0
+    assert last_summary(root)["stale_lock_cleared"] == 999999
+
+
+def test_killed_retrain_leaves_current_intact(store, tmp_path: Path) -> None:
+    root = tmp_path / "m"
+    assert main(retrain_args(store, root)) == 0
+    first = current_version(root)
+    args = [sys.executable, "-m", "recsvc", *retrain_args(store, root)]
+    began = time.perf_counter()
+    subprocess.run(args, check=True, capture_output=True)
+    duration = time.perf_counter() - began
+    first = current_version(root)
+    killed = 0
+    for fraction in (0.3, 0.6, 0.85):
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        time.sleep(fraction * duration)
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            killed += 1
+        proc.wait()
+        now = current_version(root)
+        assert load_model(root).version == now  # complete and loadable
+        assert now == first or now > first
+        first = now
+    assert killed >= 2
+    assert main(retrain_args(store, root)) == 0  # the lock died with the killed runs
+
+
+def test_versions_and_rollback(store, tmp_path: Path, capsys) -> None:
+    root = tmp_path / "m"
+    main(retrain_args(store, root))
+    main(retrain_args(store, root))
+    older, newer = list_versions(root)[-2:]
+    assert current_version(root) == newer
+    capsys.readouterr()
+    assert main(["versions", "--model-root", str(root), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["version"] for r in rows][-2:] == [older, newer]
+    assert rows[-1]["current"] and not rows[-2]["current"]
+    assert main(["rollback", "--model-root", str(root)]) == 0
+    assert current_version(root) == older
+    assert main(["rollback", "--model-root", str(root), "--to", newer]) == 0
+    assert current_version(root) == newer
+    assert main(["rollback", "--model-root", str(root), "--to", "nope"]) == 2
+    assert main(["versions", "--model-root", str(root)]) == 0
+    assert f"* {newer}" in capsys.readouterr().out
+
+
+def test_events_from_a_running_service_are_trained_next_night(store, tmp_path: Path) -> None:
+    root, state = tmp_path / "m", tmp_path / "state"
+    assert main(retrain_args(store, root)) == 0
+    server = LiveServer(create_app(Settings(model_root=root, state_dir=state,
+                                            reload_interval_s=0.2)), free_port())
+    try:
+        events = [{"user_id": "newbie", "item_id": f"I{i}", "event_type": "purchase"}
+                  for i in range(5)]
+        assert httpx.post(f"{server.url}/events", json=events).status_code == 200
+        # A crash mid-append left half a line at the end of the log.
+        log = next((state / "events").iterdir())
+        with open(log, "ab") as f:
+            f.write(b'{"user_id": "ghost", "item_id": "I1", "event_ty')
+        assert main(retrain_args(store, root, "--events-dir", str(state / "events"))) == 0
+        summary = last_summary(root)
+        assert summary["inputs"]["skipped_service_lines"] == 1
+        model = load_model(root)
+        newbie = model.user_index(["newbie"])[0]
+        assert newbie >= 0 and model.user_items[newbie].nnz == 5
+        assert model.user_index(["ghost"])[0] < 0
+        deadline = time.monotonic() + 10  # the service swapped to it by itself
+        while httpx.get(f"{server.url}/model").json()["version"] != model.version:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    finally:
+        server.stop()
+
+
+def test_gather_reads_directories_and_skips_bad_lines(store, tmp_path: Path) -> None:
+    events = tmp_path / "events"
+    events.mkdir()
+    (events / "events-20261120.jsonl").write_text(
+        '{"user_id":"u","item_id":"I1","event_type":"view","timestamp":1}\n'
+        'not json\n{"user_id":"u","item_id":"I2"}\n'
+        '{"user_id":"u","item_id":"I2","event_type":"purchase","timestamp":2}\n')
+    (events / "events-20261121-1.jsonl").write_text(
+        '{"user_id":"v","item_id":"I3","event_type":"view","timestamp":3}\n{"user')
+    gathered = gather([store["interactions"]], events)
+    assert gathered.skipped_lines == 3
+    assert len(gathered.interactions) == sum(f["rows"] for f in gathered.files)
+    assert [f["service_events"] for f in gathered.files] == [False, True, True]
+
+
+def test_window_keeps_only_recent_days(store, tmp_path: Path) -> None:
+    root = tmp_path / "m"
+    assert main(retrain_args(store, root, "--window-days", "30")) == 0
+    report = load_model(root).manifest["data_quality"]
+    assert report["rows_outside_window"] > 0 and report["window_days"] == 30

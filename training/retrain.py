@@ -1,0 +1,249 @@
+"""The nightly job: gather, train a candidate (with tuning), gate it against the current
+model, and only then warm the cache and promote it.
+
+The gate compares configurations, not files: the candidate's chosen settings and the
+current model's settings are each refitted on the same time-based split of tonight's
+data (the past part) and scored on its future part by `training.evaluate`. Comparing the
+two trained models directly would favour whichever has already seen the test period.
+
+The candidate is written as a version but not made current until it passes, and the
+cache is warmed under its version's keys before `current` moves, so the service swaps
+to a model whose lists are already there (no cold-cache stampede). A kill at any moment
+leaves `current` as it was."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from recsvc.artifacts import current_version, open_version, prune, publish
+from recsvc.errors import InputError, LockedError
+from recsvc.model import load_model
+from training.clean import CleanData, clean, format_report
+from training.config import TrainConfig
+from training.evaluate import GateResult, build_test_set, evaluate, gate
+from training.gather import gather
+from training.pipeline import apply_window, fit_model, write_model
+from training.progress import Progress
+from training.readers import read_items, read_users
+from training.splits import time_split
+
+LOCK_NAME = ".retrain.lock"
+RUNS_DIR = "runs"
+
+
+class RunLock:
+    """One nightly run at a time per model root. An OS file lock: a killed run's lock is
+    released by the kernel, so it can never block the next night; its pid, left in the
+    file, is reported as a stale lock cleared."""
+
+    def __init__(self, model_root: Path) -> None:
+        self.path = Path(model_root) / LOCK_NAME
+        self.stale_pid: int | None = None
+        self._file: Any = None
+
+    def __enter__(self) -> RunLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        f = open(self.path, "a+")  # noqa: SIM115 - held for the whole run
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "unknown"
+            f.close()
+            raise LockedError(f"another retrain is running on {self.path.parent} "
+                              f"(pid {holder})") from None
+        f.seek(0)
+        previous = f.read().strip()
+        if previous.isdigit():
+            self.stale_pid = int(previous)  # it held the lock, and died without clearing
+        f.seek(0)
+        f.truncate()
+        f.write(str(os.getpid()))
+        f.flush()
+        self._file = f
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        f = self._file
+        f.seek(0)
+        f.truncate()
+        f.flush()
+        fcntl.flock(f, fcntl.LOCK_UN)
+        f.close()
+
+
+@dataclass
+class RetrainOptions:
+    model_root: Path
+    interactions: list[Path]
+    items: Path | None = None
+    users: Path | None = None
+    events_dir: Path | None = None
+    config: TrainConfig = field(default_factory=TrainConfig)
+    redis_url: str | None = None
+    tolerance: float = 0.0
+    gate_metric: str = "ndcg@10"
+    gate_fraction: float = 0.1
+    active_days: float = 30.0
+    rules_file: Path | None = None
+
+
+def refit_config(base: TrainConfig, manifest: dict[str, Any]) -> TrainConfig:
+    """The settings a model was trained with, to refit it elsewhere without tuning."""
+    saved = manifest.get("training", {}).get("config")
+    config = TrainConfig.model_validate(saved) if saved else base.model_copy(deep=True)
+    best = manifest.get("tuning", {}).get("best", {})
+    for key, value in (best.get("cf") or {}).items():
+        if hasattr(config.model, key):
+            setattr(config.model, key, value)
+    if best.get("half_life_days"):
+        config.signals.half_life_days = best["half_life_days"]
+    if best.get("quantity_scaling"):
+        config.events.quantity_scaling = best["quantity_scaling"]
+    if best.get("ease_regularization"):
+        config.model.ease_regularization = best["ease_regularization"]
+    config.blend.weights = dict(manifest.get("blend", {}).get("weights", {}))
+    config.blend.exclude_seen = manifest.get("blend", {}).get("exclude_seen")
+    config.tuning.enabled = False
+    config.input = base.input.model_copy()
+    config.output = base.output.model_copy()
+    return config
+
+
+def compare_on_split(
+    data: CleanData,
+    candidate: dict[str, Any],
+    current: dict[str, Any],
+    options: RetrainOptions,
+) -> tuple[GateResult, dict[str, Any]]:
+    split = time_split(data.events, test_fraction=options.gate_fraction)
+    train = CleanData(events=split.train, items=data.items, users=data.users,
+                      opted_out=data.opted_out, report=data.report)
+    k = int(options.gate_metric.split("@")[1]) if "@" in options.gate_metric else 10
+    scores = {}
+    quiet = Progress(quiet=True)
+    for name, manifest in (("candidate", candidate), ("current", current)):
+        model = fit_model(refit_config(options.config, manifest), train, quiet)
+        test = build_test_set(model, split.test, options.config.tuning.target_events,
+                              data.users)
+        if len(test) == 0:
+            raise InputError("the gate's test period has no target events to score")
+        scores[name] = evaluate(model, test, [k], ["blend"]).metrics
+    if options.gate_metric not in scores["candidate"]:
+        raise InputError(f"unknown gate metric {options.gate_metric!r}")
+    result = gate(scores["candidate"], scores["current"], options.gate_metric,
+                  options.tolerance)
+    return result, {"split": split.description, "metrics": scores}
+
+
+def retrain(options: RetrainOptions, progress: Progress) -> dict[str, Any]:
+    """Run the job; returns its summary (also saved under MODEL_ROOT/runs/)."""
+    root = Path(options.model_root)
+    began = time.perf_counter()
+    stages: dict[str, float] = {}
+
+    def stage(name: str, since: float) -> float:
+        now = time.perf_counter()
+        stages[name] = round(now - since, 2)
+        return now
+
+    with RunLock(root) as lock:
+        summary: dict[str, Any] = {
+            "started_at": datetime.now(UTC).isoformat(), "model_root": str(root.resolve()),
+            "stale_lock_cleared": lock.stale_pid, "previous_version": current_version(root)}
+        t = time.perf_counter()
+        gathered = gather(options.interactions, options.events_dir)
+        items = read_items(options.items) if options.items else None
+        users = read_users(options.users) if options.users else None
+        data = clean(gathered.interactions, items, users, options.config.events,
+                     options.config.cleaning)
+        data.report["service_lines_skipped"] = gathered.skipped_lines
+        data = apply_window(data, options.config.input.window_days)
+        if len(data.events) == 0:
+            raise InputError("no usable events after cleaning")
+        progress.text(format_report(data.report))
+        summary["inputs"] = {"files": gathered.files,
+                             "skipped_service_lines": gathered.skipped_lines,
+                             "data_quality": data.report}
+        t = stage("gather", t)
+
+        config = options.config.model_copy(deep=True)
+        config.output.model_root = root
+        model = fit_model(config, data, progress, {"files": gathered.files})
+        candidate = write_model(config, model, progress, make_current=False)
+        summary["candidate_version"] = candidate
+        summary["candidate_validation"] = model.manifest["metrics"]["validation"]
+        t = stage("train", t)
+
+        previous = summary["previous_version"]
+        if previous is None:
+            promote, reason = True, "no current model"
+        else:
+            current_manifest = open_version(root, previous, verify=False).manifest
+            result, details = compare_on_split(data, model.manifest, current_manifest,
+                                               options)
+            summary["gate"] = {**result.summary(), **details}
+            promote = result.passed
+            reason = ("passed the gate" if promote else
+                      f"{result.metric} {result.candidate:.4f} is below the current "
+                      f"model's {result.baseline:.4f} beyond tolerance {result.tolerance:g}")
+        t = stage("gate", t)
+
+        if promote:
+            if options.redis_url:
+                summary["warm_cache"] = warm(root, candidate, options)
+                t = stage("warm_cache", t)
+            publish(root, candidate)
+            summary["pruned"] = prune(root, config.output.keep_versions)
+        summary.update(promoted=promote, decision=reason,
+                       current_version=current_version(root), stages_s=stages,
+                       seconds=round(time.perf_counter() - began, 2),
+                       finished_at=datetime.now(UTC).isoformat())
+        save_summary(root, summary)
+    return summary
+
+
+def warm(root: Path, version: str, options: RetrainOptions) -> dict[str, Any]:
+    """Warm the candidate's lists for active users before it becomes current."""
+    import redis
+
+    from recsvc.catalog import CatalogOverrides
+    from recsvc.engine import Engine
+    from recsvc.rules import load_rules
+    from recsvc.settings import Settings
+    from recsvc.warm import select_users, warm_cache
+
+    settings = Settings(model_root=root, redis_url=options.redis_url,
+                        rules_file=options.rules_file)
+    engine = Engine.build(load_model(root, version), load_rules(options.rules_file))
+    client = redis.Redis.from_url(options.redis_url, socket_timeout=30)
+    try:
+        users = select_users(engine, "active", options.active_days)
+        overrides = CatalogOverrides(settings.resolved_state_dir() / "catalog_overrides.json")
+        result = warm_cache(engine, client, settings, users, overrides)
+    finally:
+        client.close()
+    return {"users": result.users, "written": result.written,
+            "seconds": round(result.seconds, 2)}
+
+
+def save_summary(root: Path, summary: dict[str, Any]) -> Path:
+    runs = root / RUNS_DIR
+    runs.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+    path = runs / f"{stamp}.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2, default=str))
+    os.replace(tmp, path)
+    with contextlib.suppress(OSError):
+        summary["summary_file"] = str(path)
+    return path
