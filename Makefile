@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 DEMO   ?= demo
 
-.PHONY: install dev demo test lint bench clean
+.PHONY: install dev demo test lint bench container-check clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,11 @@ bench: install
 	$(BIN)/python bench/serve_cache_hit.py
 	$(BIN)/python bench/serve_compute.py
 	$(BIN)/python bench/warm_cache.py
+
+# Builds the Dockerfile with podman on a debootstrap base and serves from the image's
+# filesystem (no registry, no container runtime needed). ~10-15 min; not part of `make test`.
+container-check:
+	scripts/container-check.sh
 
 clean:
 	rm -rf $(VENV) $(DEMO) .pytest_cache .ruff_cache
