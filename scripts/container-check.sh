@@ -26,10 +26,16 @@ mkdir -p "$work"
 if ! podman image exists "$base_tag"; then
     log "building the stand-in base image with debootstrap"
     rootfs="$work/rootfs"
-    rm -rf "$rootfs"
-    debootstrap --variant=minbase --include=python3,python3-pip,python3-venv,ca-certificates \
-        bookworm "$rootfs" http://deb.debian.org/debian >/dev/null
+    if [ ! -x "$rootfs/usr/bin/python3" ]; then
+        rm -rf "$rootfs"
+        debootstrap --variant=minbase \
+            --include=python3,python3-pip,python3-venv,ca-certificates \
+            bookworm "$rootfs" http://deb.debian.org/debian >/dev/null
+    fi
     ln -sf /usr/bin/python3 "$rootfs/usr/local/bin/python"
+    # Trust what this machine trusts (a site's base image carries its own CAs: here, the
+    # proxy's, without which pip cannot reach the package index).
+    cp /etc/ssl/certs/ca-certificates.crt "$rootfs/etc/ssl/certs/ca-certificates.crt"
     # The official image's pip installs system-wide; Debian's refuses unless told.
     rm -f "$rootfs"/usr/lib/python3*/EXTERNALLY-MANAGED
     rm -rf "$rootfs"/var/cache/apt/archives/*.deb

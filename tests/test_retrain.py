@@ -175,3 +175,22 @@ def test_window_keeps_only_recent_days(store, tmp_path: Path) -> None:
     assert main(retrain_args(store, root, "--window-days", "30")) == 0
     report = load_model(root).manifest["data_quality"]
     assert report["rows_outside_window"] > 0 and report["window_days"] == 30
+
+
+def test_promotion_warms_the_new_versions_keys_first(store, tmp_path: Path,
+                                                     redis_server) -> None:
+    import redis
+
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushdb()
+    root = tmp_path / "m"
+    # Users seen in the last 400 days of the store: all of them, whatever its dates.
+    assert main(retrain_args(store, root, "--redis-url", redis_server.url,
+                             "--active-days", "400")) == 0
+    summary = last_summary(root)
+    version = summary["current_version"]
+    assert summary["warm_cache"]["written"] > 500
+    assert summary["stages_s"]["warm_cache"] >= 0
+    keys = list(client.scan_iter(match=f"recsvc:list:{version}:*", count=1000))
+    assert len(keys) == summary["warm_cache"]["written"]
+    client.close()
