@@ -133,3 +133,20 @@ def wrk(url: str, path: str, users: int, suffix: str = "", seconds: int = 10,
             scale = {"us": 1e-3, "ms": 1.0, "s": 1e3}[m.group(2)]
             result[f"p{pct}_ms"] = float(m.group(1)) * scale
     return result
+
+
+def prepare_store(work: Path, users: int, items: int, events: int, seed: int,
+                  retrain: bool = False) -> tuple[Path, Path]:
+    """A generated store and a model trained on it (`--no-tune`), reused when present."""
+    recsvc = str(Path(sys.executable).parent / "recsvc")
+    store, models = work / "store", work / "models"
+    if not (store / "interactions.csv").exists():
+        subprocess.run([recsvc, "generate", "--out", str(store), "--users", str(users),
+                        "--items", str(items), "--events", str(events), "--seed", str(seed)],
+                       check=True, capture_output=True)
+    if retrain or not (models / "current").exists():
+        subprocess.run([recsvc, "train", "--interactions", str(store / "interactions.csv"),
+                        "--items", str(store / "items.csv"), "--users",
+                        str(store / "users.csv"), "--model-root", str(models), "--no-tune",
+                        "--quiet"], check=True, capture_output=True)
+    return store, models

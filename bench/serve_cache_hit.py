@@ -17,7 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness import ROOT, Process, free_port, redis_server, wrk
+from harness import ROOT, Process, free_port, prepare_store, redis_server, wrk
 
 BIN = Path(sys.executable).parent
 
@@ -33,17 +33,9 @@ def main() -> int:
     p.add_argument("--workdir", type=Path, default=ROOT / "bench/results/serve_cache_hit")
     args = p.parse_args()
     work = args.workdir
-    store, models = work / "store", work / "models"
+    _, models = prepare_store(work, args.users, args.items, args.events, seed=3, retrain=True)
     recsvc = str(BIN / "recsvc")
-    if not (store / "interactions.csv").exists():
-        subprocess.run([recsvc, "generate", "--out", str(store), "--users", str(args.users),
-                        "--items", str(args.items), "--events", str(args.events),
-                        "--seed", "3"], check=True, capture_output=True)
-    version = subprocess.run(
-        [recsvc, "train", "--interactions", str(store / "interactions.csv"), "--items",
-         str(store / "items.csv"), "--users", str(store / "users.csv"), "--model-root",
-         str(models), "--no-tune", "--quiet"], check=True, capture_output=True,
-        text=True).stdout.strip()
+    version = (models / "current").resolve().name
     redis_proc, redis_url = redis_server()
     with redis_proc:
         warmed = subprocess.run([recsvc, "warm-cache", "--model-root", str(models),

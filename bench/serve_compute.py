@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-from harness import ROOT, Process, free_port, wrk
+from harness import ROOT, Process, free_port, prepare_store, wrk
 
 BIN = Path(sys.executable).parent
 
@@ -52,17 +51,8 @@ def main() -> int:
     p.add_argument("--workdir", type=Path, default=ROOT / "bench/results/serve_compute")
     args = p.parse_args()
     work = args.workdir
-    store, models = work / "store", work / "models"
+    _, models = prepare_store(work, args.users, args.items, args.events, seed=5)
     recsvc = str(BIN / "recsvc")
-    if not (store / "interactions.csv").exists():
-        subprocess.run([recsvc, "generate", "--out", str(store), "--users", str(args.users),
-                        "--items", str(args.items), "--events", str(args.events),
-                        "--seed", "5"], check=True, capture_output=True)
-    if not (models / "current").exists():
-        subprocess.run([recsvc, "train", "--interactions", str(store / "interactions.csv"),
-                        "--items", str(store / "items.csv"), "--users",
-                        str(store / "users.csv"), "--model-root", str(models), "--no-tune",
-                        "--quiet"], check=True, capture_output=True)
     manifest = json.loads((models / "current" / "manifest.json").read_text())
     port = free_port()
     with Process([recsvc, "serve", "--model-root", str(models), "--port", str(port),

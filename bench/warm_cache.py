@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from harness import ROOT, redis_server
+from harness import ROOT, prepare_store, redis_server
 
 BIN = Path(sys.executable).parent
 
@@ -28,17 +28,8 @@ def main() -> int:
     p.add_argument("--workdir", type=Path, default=None)
     args = p.parse_args()
     work = args.workdir or ROOT / f"bench/results/warm_cache_{args.users}u_{args.items}i"
-    store, models = work / "store", work / "models"
+    _, models = prepare_store(work, args.users, args.items, args.events, seed=4)
     recsvc = str(BIN / "recsvc")
-    if not (store / "interactions.csv").exists():
-        subprocess.run([recsvc, "generate", "--out", str(store), "--users", str(args.users),
-                        "--items", str(args.items), "--events", str(args.events),
-                        "--seed", "4"], check=True, capture_output=True)
-    if not (models / "current").exists():
-        subprocess.run([recsvc, "train", "--interactions", str(store / "interactions.csv"),
-                        "--items", str(store / "items.csv"), "--users",
-                        str(store / "users.csv"), "--model-root", str(models), "--no-tune",
-                        "--quiet"], check=True, capture_output=True)
     runs = {}
     redis_proc, redis_url = redis_server()
     with redis_proc:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from recsvc.cli import Command
 from recsvc.errors import EXIT_NOT_PROMOTED, EXIT_OK, InputError
-from training.config import load_config
+from training.config import apply_tuning_options, load_config
 from training.progress import Progress
 
 
@@ -33,12 +33,7 @@ def _run_train(args: argparse.Namespace) -> int:
             setattr(config.input, key, getattr(args, key))
     if args.model_root is not None:
         config.output.model_root = args.model_root
-    if args.no_tune:
-        config.tuning.enabled = False
-    if args.tune_budget is not None:
-        if args.tune_budget <= 0:
-            raise InputError("--tune-budget must be positive")
-        config.tuning.time_budget_s = args.tune_budget
+    apply_tuning_options(config, args.no_tune, args.tune_budget)
     progress = Progress(quiet=args.quiet)
     result = train(config, progress)
     progress.text(format_summary(result))
@@ -144,12 +139,7 @@ def _run_retrain(args: argparse.Namespace) -> int:
     from training.retrain import RetrainOptions, retrain
 
     config = load_config(args.config)
-    if args.no_tune:
-        config.tuning.enabled = False
-    if args.tune_budget is not None:
-        if args.tune_budget <= 0:
-            raise InputError("--tune-budget must be positive")
-        config.tuning.time_budget_s = args.tune_budget
+    apply_tuning_options(config, args.no_tune, args.tune_budget)
     if args.window_days is not None:
         if args.window_days <= 0:
             raise InputError("--window-days must be positive")

@@ -107,6 +107,16 @@ class TrainConfig(Section):
     output: OutputConfig = Field(default_factory=OutputConfig)
 
 
+def apply_tuning_options(config: TrainConfig, no_tune: bool, budget_s: float | None) -> None:
+    """`--no-tune` and `--tune-budget`, as every training command reads them."""
+    if no_tune:
+        config.tuning.enabled = False
+    if budget_s is not None:
+        if budget_s <= 0:
+            raise InputError("--tune-budget must be positive")
+        config.tuning.time_budget_s = budget_s
+
+
 def _first_error(exc: ValidationError) -> str:
     err = exc.errors()[0]
     where = ".".join(str(p) for p in err["loc"])

@@ -20,7 +20,7 @@ import pandas as pd
 from recsvc.errors import InputError
 from recsvc.model import RecommenderModel, load_model
 from training.clean import CleanData, clean
-from training.config import TrainConfig, load_config
+from training.config import TrainConfig, apply_tuning_options, load_config
 from training.evaluate import Evaluation, GateResult, TestSet, build_test_set, evaluate, gate
 from training.progress import Progress
 from training.readers import read_interactions, read_users
@@ -149,12 +149,7 @@ def _split_and_evaluate(args: argparse.Namespace, config: TrainConfig, ks: list[
     config.input.interactions = args.interactions
     config.input.items = args.items
     config.input.users = args.users
-    if args.no_tune:
-        config.tuning.enabled = False
-    if args.tune_budget is not None:
-        if args.tune_budget <= 0:
-            raise InputError("--tune-budget must be positive")
-        config.tuning.time_budget_s = args.tune_budget
+    apply_tuning_options(config, args.no_tune, args.tune_budget)
     data, _ = load_inputs(config, progress)
     cutoff = parse_cutoff(args.cutoff) if args.cutoff else None
     split = split_events(data.events, args.split, config.tuning.target_events,
