@@ -47,12 +47,17 @@ fi
 log "building the Dockerfile with podman on $base_tag"
 podman build --isolation chroot --build-arg "BASE_IMAGE=$base_tag" -t "$image_tag" . >&2
 
-mnt="$(podman image mount "$image_tag")"
+# The image's filesystem, copied out writable (an image mount is read-only), as a
+# container's root would be.
+image_mnt="$(podman image mount "$image_tag")"
+mnt="$work/imagefs"
+rm -rf "$mnt"
+cp -a "$image_mnt" "$mnt"
+podman image unmount "$image_tag" >/dev/null
 cleanup() {
     [ -n "${server_pid:-}" ] && kill "$server_pid" 2>/dev/null || true
     umount "$mnt/proc" 2>/dev/null || true
     umount "$mnt/dev" 2>/dev/null || true
-    podman image unmount "$image_tag" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
 mount -t proc proc "$mnt/proc"
