@@ -49,19 +49,27 @@ podman build --isolation chroot --build-arg "BASE_IMAGE=$base_tag" -t "$image_ta
 
 # The image's filesystem, copied out writable (an image mount is read-only), as a
 # container's root would be.
-image_mnt="$(podman image mount "$image_tag")"
 mnt="$work/imagefs"
-rm -rf "$mnt"
+if findmnt -rn -o TARGET | grep -q "^$mnt/"; then
+    log "something is still mounted under $mnt: unmount it first"; exit 1
+fi
+rm -rf --one-file-system "$mnt"
+image_mnt="$(podman image mount "$image_tag")"
 cp -a "$image_mnt" "$mnt"
 podman image unmount "$image_tag" >/dev/null
 cleanup() {
     [ -n "${server_pid:-}" ] && kill "$server_pid" 2>/dev/null || true
-    umount "$mnt/proc" 2>/dev/null || true
-    umount "$mnt/dev" 2>/dev/null || true
+    umount -l "$mnt/proc" 2>/dev/null || true
 }
 trap cleanup EXIT
 mount -t proc proc "$mnt/proc"
-mount --bind /dev "$mnt/dev"
+# The few device nodes a Python service needs, made in the copy: the host's /dev is
+# never bound into it (a later `rm -rf` of the copy must not reach the host's devices).
+mkdir -p "$mnt/dev"
+for node in "null 1 3" "zero 1 5" "random 1 8" "urandom 1 9"; do
+    set -- $node
+    [ -e "$mnt/dev/$1" ] || mknod -m 666 "$mnt/dev/$1" c "$2" "$3"
+done
 
 # The image's own configuration: entrypoint, user, environment.
 entrypoint="$(podman image inspect "$image_tag" --format '{{join .Config.Entrypoint " "}}')"
