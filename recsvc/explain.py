@@ -93,33 +93,43 @@ def explain_batch(
                             if n in PERSONAL_SOURCES else POPULAR_IN if n == "popularity"
                             else TRENDING if n == "trending" else NONE for n in names],
                            dtype=np.int64)
-    slots = [np.where(pinned, PROMOTED, NONE)]
+    # Candidate codes per pick, in order: promoted, then the strongest sources (below
+    # the threshold a source did not carry the pick), then new arrival. Each is a B x K
+    # plane; with a handful of sources, ranks by pairwise comparison beat sorting.
+    slots = [np.where(pinned, PROMOTED, NONE).astype(np.uint8)]
     if names:
-        values = np.stack([contributions[n] for n in names])  # S x B x K
+        values = [contributions[n] for n in names]
         no_category = model.item_category[np.maximum(picks, 0)] < 0
-        # The strongest sources first, by repeated argmax (cheaper than sorting a short
-        # axis); those below the threshold did not carry the pick.
-        for _ in range(min(len(names), MAX_REASONS + 1)):
-            top = values.argmax(axis=0)
-            value = np.take_along_axis(values, top[None], axis=0)[0]
-            code = np.where(value >= MIN_CONTRIBUTION, source_code[top], NONE)
+        rank = []
+        for i, v in enumerate(values):  # how many sources beat source i (ties: order)
+            r = np.zeros(v.shape, dtype=np.int8)
+            for j, w in enumerate(values):
+                if j != i:
+                    r += (w > v) if j > i else (w >= v)
+            rank.append(r)
+        for position in range(min(len(names), MAX_REASONS + 1)):
+            code = np.zeros(picks.shape, dtype=np.int64)
+            for i, (v, r) in enumerate(zip(values, rank, strict=True)):
+                here = (r == position) & (v >= MIN_CONTRIBUTION)
+                code = np.where(here, source_code[i], code)
             code = np.where(code == _PERSONAL, anchor_code, code)
             code = np.where((code == POPULAR_IN) & no_category, POPULAR, code)
-            slots.append(code)
-            np.put_along_axis(values, top[None], -np.inf, axis=0)
+            slots.append(code.astype(np.uint8))
     arrived = model.item_created_at[np.maximum(picks, 0)]
-    slots.append(np.where(arrived >= now - new_arrival_days * SECONDS_PER_DAY, NEW, NONE))
-    full = np.stack(slots).astype(np.uint8)  # L x B x K
-    kept = full != NONE
-    for level in range(1, full.shape[0]):  # a code already given earlier is not repeated
-        kept[level] &= ~(full[:level] == full[level][None]).any(axis=0)
-    out = np.zeros((MAX_REASONS, b, k), dtype=np.uint8)
-    for slot in range(MAX_REASONS):  # the first kept codes, in order
-        first = kept.argmax(axis=0)
-        has = np.take_along_axis(kept, first[None], axis=0)[0]
-        out[slot] = np.where(has, np.take_along_axis(full, first[None], axis=0)[0], NONE)
-        np.put_along_axis(kept, first[None], False, axis=0)
+    slots.append(np.where(arrived >= now - new_arrival_days * SECONDS_PER_DAY, NEW,
+                          NONE).astype(np.uint8))
+    kept = [slot != NONE for slot in slots]
+    for level in range(1, len(slots)):  # a code already given earlier is not repeated
+        for earlier in range(level):
+            kept[level] &= slots[earlier] != slots[level]
+    # The first kept codes, in order: each kept slot's place among the kept ones.
+    out = np.zeros((MAX_REASONS, *picks.shape), dtype=np.uint8)
+    place = np.zeros(picks.shape, dtype=np.int8)
+    for slot, keep in zip(slots, kept, strict=True):
+        for t in range(MAX_REASONS):
+            out[t] = np.where(keep & (place == t), slot, out[t])
+        place += keep
     out[0] = np.where(out[0] == NONE, POPULAR, out[0])  # every item has a reason
-    out = np.moveaxis(out, 0, -1)
+    out = np.ascontiguousarray(np.moveaxis(out, 0, -1))
     needs_anchor = ((out == BECAUSE) | (out == SIMILAR)).any(axis=-1)
     return out, np.where(needs_anchor, anchor, -1).astype(np.int32)

@@ -136,9 +136,15 @@ def compute_entries(
 def _padded(ranking: Ranking, width: int) -> tuple[np.ndarray, np.ndarray,
                                                    dict[str, np.ndarray], np.ndarray]:
     rows = len(ranking.items)
+    lengths = np.array([len(r) for r in ranking.items], dtype=np.int64)
+    padded, padded_scores = ranking.padded_items, ranking.padded_scores
+    if (padded is not None and padded_scores is not None
+            and ranking.padded_contributions is not None and padded.shape[1] >= width):
+        return (padded[:, :width].copy(), padded_scores[:, :width].copy(),
+                {k: v[:, :width].copy() for k, v in ranking.padded_contributions.items()},
+                lengths)
     items = np.full((rows, width), -1, dtype=np.int64)
     scores = np.zeros((rows, width), dtype=np.float32)
-    lengths = np.array([len(r) for r in ranking.items], dtype=np.int64)
     contributions = {name: np.zeros((rows, width), dtype=np.float32)
                      for name in (ranking.contributions or {})}
     for b, (its, scs) in enumerate(zip(ranking.items, ranking.scores, strict=True)):
@@ -194,30 +200,43 @@ def rank_lists(
 def _anchors(histories: sp.csr_matrix, sessions: list[np.ndarray],
              personal: bool) -> tuple[np.ndarray, np.ndarray]:
     """Each row's candidate anchors, padded: session items first, then the past items
-    with the most confidence (at most MAX_ANCHORS)."""
+    with the most confidence (at most MAX_ANCHORS), for the whole batch at once."""
     histories = sp.csr_matrix(histories)
     rows = histories.shape[0]
-    lists, flags = [], []
-    for b in range(rows):
-        session = sessions[b] if b < len(sessions) else np.zeros(0, np.int64)
-        if personal:
-            lo, hi = histories.indptr[b], histories.indptr[b + 1]
-            past = histories.indices[lo:hi]
-            if hi - lo > MAX_ANCHORS:  # keep those with the most confidence
-                order = np.argsort(-histories.data[lo:hi], kind="stable")[:MAX_ANCHORS]
-                past = past[np.sort(order)]
-            if session.size:
-                past = past[~np.isin(past, session)]
-        else:
-            past = np.zeros(0, np.int64)
-        lists.append(np.concatenate([session, past]).astype(np.int64))
-        flags.append(np.concatenate([np.ones(session.size, bool), np.zeros(past.size, bool)]))
-    width = max([a.size for a in lists] + [0])
+    sessions = [np.asarray(sessions[b] if b < len(sessions) else np.zeros(0), dtype=np.int64)
+                for b in range(rows)]
+    if personal and histories.nnz:
+        row_of = np.repeat(np.arange(rows), np.diff(histories.indptr))
+        # Within each row, most confidence first (ties: item order).
+        order = np.lexsort((histories.indices, -histories.data, row_of))
+        starts = histories.indptr[row_of[order]]
+        position = np.arange(order.size) - starts
+        take = position < MAX_ANCHORS
+        past_rows, past_pos = row_of[order][take], position[take]
+        past_items = histories.indices[order][take].astype(np.int64)
+        if any(s.size for s in sessions):  # a session's items are not also past anchors
+            in_session = np.array([item in set(sessions[r].tolist()) for r, item in
+                                   zip(past_rows.tolist(), past_items.tolist(), strict=True)],
+                                  dtype=bool)
+            past_rows, past_items = past_rows[~in_session], past_items[~in_session]
+            past_pos = past_pos[~in_session]
+            # Close the gaps the session items left.
+            _, first = np.unique(past_rows, return_index=True)
+            past_pos = np.arange(past_rows.size) - np.repeat(first, np.diff(
+                np.append(first, past_rows.size)))
+        n_past = np.bincount(past_rows, minlength=rows)
+    else:
+        past_rows = past_pos = past_items = np.zeros(0, dtype=np.int64)
+        n_past = np.zeros(rows, dtype=np.int64)
+    n_session = np.array([s.size for s in sessions], dtype=np.int64)
+    width = int((n_session + n_past).max()) if rows else 0
     anchors = np.full((rows, width), -1, dtype=np.int64)
     from_session = np.zeros((rows, width), dtype=bool)
-    for b, (a, f) in enumerate(zip(lists, flags, strict=True)):
-        anchors[b, :a.size] = a
-        from_session[b, :f.size] = f
+    for b, session in enumerate(sessions):
+        if session.size:
+            anchors[b, :session.size] = session
+            from_session[b, :session.size] = True
+    anchors[past_rows, n_session[past_rows] + past_pos] = past_items
     return anchors, from_session
 
 

@@ -23,6 +23,11 @@ class Ranking:
     scores: list[np.ndarray]
     # With `explain`: each algorithm's weighted, standardized score at each listed item.
     contributions: dict[str, list[np.ndarray]] | None = None
+    # The same as rows x n arrays (items -1, scores and contributions 0 past a row's
+    # end), for code that works on whole batches.
+    padded_items: np.ndarray | None = None
+    padded_scores: np.ndarray | None = None
+    padded_contributions: dict[str, np.ndarray] | None = None
 
 
 def source_scores(
@@ -61,12 +66,14 @@ def rank(
     top = np.take_along_axis(top, order, axis=1)
     top_scores = np.take_along_axis(top_scores, order, axis=1)
     _settle_boundary_ties(scores, top, top_scores)
-    items, values = [], []
-    for row_items, row_scores in zip(top, top_scores, strict=True):
-        keep = np.isfinite(row_scores)
-        items.append(row_items[keep].astype(np.int64))
-        values.append(row_scores[keep])
-    return Ranking(items=items, scores=values)
+    # Excluded items (-inf) sort last: each row's listed items are a prefix.
+    finite = np.isfinite(top_scores)
+    lengths = finite.sum(axis=1).tolist()
+    padded = np.where(finite, top, -1).astype(np.int64)
+    padded_scores = np.where(finite, top_scores, 0.0).astype(np.float32)
+    return Ranking(items=[padded[b, :n] for b, n in enumerate(lengths)],
+                   scores=[padded_scores[b, :n] for b, n in enumerate(lengths)],
+                   padded_items=padded, padded_scores=padded_scores)
 
 
 def _settle_boundary_ties(scores: np.ndarray, top: np.ndarray, top_scores: np.ndarray) -> None:
@@ -135,16 +142,19 @@ def recommend(
         return ranking
     # Each algorithm's weighted z-score at the listed items only: no full copies.
     lengths = [len(items) for items in ranking.items]
-    picks = np.zeros((len(lengths), max(lengths + [0])), dtype=np.int64)
-    for row, items in enumerate(ranking.items):
-        picks[row, :items.size] = items
-    contributions = {}
+    padded = ranking.padded_items
+    if padded is None:
+        padded = np.full((len(lengths), max(lengths + [0])), -1, dtype=np.int64)
+    listed = padded >= 0
+    picks = np.maximum(padded, 0)
+    contributions, padded_contributions = {}, {}
     for name, (scale, shift) in parts.items():
-        scores = sources[name]
-        at = (np.take_along_axis(scores, picks, axis=1) * scale[:, None]
-              - shift[:, None]).astype(np.float32)
+        at = np.take_along_axis(sources[name], picks, axis=1) * scale[:, None] - shift[:, None]
+        at = np.where(listed, at, 0.0).astype(np.float32)
+        padded_contributions[name] = at
         contributions[name] = [at[row, :n] for row, n in enumerate(lengths)]
-    return Ranking(ranking.items, ranking.scores, contributions)
+    return Ranking(ranking.items, ranking.scores, contributions, ranking.padded_items,
+                   ranking.padded_scores, padded_contributions)
 
 
 # Related items ("goes with"): item-item CF where interactions exist, content for the rest,
