@@ -30,13 +30,6 @@ from recsvc.rules import load_rules
 from recsvc.scoring import recommend
 from recsvc.settings import Settings
 
-SET_MANY = """
-local ttl = ARGV[1]
-for i, key in ipairs(KEYS) do
-  redis.call('SET', key, ARGV[i + 1], 'EX', ttl)
-end
-return #KEYS
-"""
 # Bound one batch's dense scores: rows x catalog size cells per algorithm.
 MAX_BATCH_CELLS = 20_000_000
 
@@ -87,9 +80,6 @@ def warm_cache(
     names = np.array([v.name for v in variant_of])
     written = skipped = 0
     now = time.time()
-    # One command per batch: a server-side loop of SET ... EX, instead of a pipeline of
-    # thousands of commands each packed and parsed by the client.
-    set_many = client.register_script(SET_MANY)
     # Users with events newer than the model: one SCAN, rather than a lookup per user.
     fresh_prefix = fresh_key(ns, "")
     fresh_users = {key.decode()[len(fresh_prefix):]
@@ -121,7 +111,10 @@ def warm_cache(
                     keys.append(list_key(ns, engine.version, str(name), user_id))
                     values.append(value)
             if keys:
-                set_many(keys=keys, args=[settings.cache_ttl_s, *values])
+                pipe = client.pipeline(transaction=False)
+                for key, value in zip(keys, values, strict=True):
+                    pipe.set(key, value, ex=settings.cache_ttl_s)
+                pipe.execute()
                 written += len(keys)
     return WarmResult(engine.version, int(users.size), written, skipped,
                       time.perf_counter() - began)
