@@ -147,8 +147,14 @@ class ContentModel(Recommender):
         return normalize(confidence(history), norm="l1") @ self.item_vectors
 
     def score(self, batch: UserBatch) -> np.ndarray:
-        profiles = self.profiles(batch.history)
-        return np.asarray((self.item_vectors @ profiles.T).T.todense(), dtype=np.float32)
+        profiles = sp.csr_matrix(self.profiles(batch.history))
+        out = np.empty((profiles.shape[0], self.item_vectors.shape[0]), dtype=np.float32)
+        # Sparse items x dense profiles: one pass over the item vectors per chunk of users
+        # (a sparse x sparse product would first count, then fill, a dense-sized result).
+        for start in range(0, profiles.shape[0], 256):
+            dense = profiles[start:start + 256].toarray().T
+            out[start:start + 256] = (self.item_vectors @ dense).T
+        return out
 
     def similar(self, items: np.ndarray) -> np.ndarray:
         query = self.item_vectors[items]
