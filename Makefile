@@ -38,6 +38,8 @@ demo: install
 test: dev
 	$(BIN)/ruff check recsvc training tests bench loadtests
 	$(BIN)/python -m pytest
+	@if [ "$$(id -u)" -eq 0 ]; then scripts/container-check.sh; \
+	else echo "container check skipped: it needs root (run 'make container-check' as root)"; fi
 
 bench: install
 	scripts/ensure-tool.sh redis-server
@@ -48,7 +50,7 @@ bench: install
 	$(BIN)/python bench/warm_cache.py
 
 # Builds the Dockerfile with podman on a debootstrap base and serves from the image's
-# filesystem (no registry, no container runtime needed). ~10-15 min; not part of `make test`.
+# filesystem (no registry, no container runtime needed). Part of `make test` as root.
 container-check:
 	scripts/container-check.sh
 
