@@ -34,6 +34,7 @@ from recsvc.lists import select, unpack
 from recsvc.recommend import (
     QueryError,
     RecommendQuery,
+    allowed_items,
     compute_entries,
     items_payload,
     popular_entries,
@@ -376,7 +377,7 @@ async def recommend_body(state: ServiceState, query: RecommendQuery) -> bytes:
     rules = engine.rules
     variant = rules.variant_for(query.user_id)
     live, price = _live(state)
-    allowed = live & rules.allowed
+    allowed = allowed_items(engine, query, live, price)
     key = (list_key(settings.cache_namespace, engine.version, variant.name, query.user_id)
            if query.cacheable and query.user_id else None)
     packed, positions = None, None
@@ -399,20 +400,15 @@ async def recommend_body(state: ServiceState, query: RecommendQuery) -> bytes:
             fresh = [(item, w) for item, w, ts in decode_fresh(raw_fresh)
                      if ts > engine.reference_time]
         value, fallback = await run_in_threadpool(
-            compute_entries, engine, query, variant, fresh, live, price,
+            compute_entries, engine, query, variant, fresh, live, allowed,
             max(settings.cache_list_size, query.n), time.time(), settings.new_arrival_days)
         if fallback:
             telemetry.FALLBACKS.labels(kind=fallback).inc()
         if key is not None:
             await state.cache.set(key, value, settings.cache_ttl_s)
-        final_mask = allowed
-        if not query.cacheable:
-            mask = query_mask(engine, price, query.category, query.exclude, query.min_price,
-                              query.max_price)
-            final_mask = allowed if mask is None else allowed & mask
         packed = unpack(value)
         assert packed is not None
-        positions = select(packed, query.n, final_mask, engine.model.item_category,
+        positions = select(packed, query.n, allowed, engine.model.item_category,
                            rules.max_per_category)
     telemetry.count_recommendation(variant.name)
     head = orjson.dumps({"user_id": query.user_id or None, "model_version": engine.version,

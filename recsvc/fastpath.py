@@ -43,7 +43,13 @@ def plain_query(query_string: bytes) -> tuple[str, int] | None:
 
 class PlainRecommendFastPath:
     def __init__(self, app: Callable) -> None:
+        # Resolved once here (the API module imports this one), not on every request.
+        from recsvc.api import recommend_body
+        from recsvc.recommend import RecommendQuery
+
         self.app = app
+        self.recommend_body = recommend_body
+        self.query = RecommendQuery
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (scope["type"] != "http" or scope["path"] != "/recommend"
@@ -55,10 +61,7 @@ class PlainRecommendFastPath:
         if plain is None or service is None or not service.has_engine:
             await self.app(scope, receive, send)  # the route validates and explains
             return
-        from recsvc.api import recommend_body
-        from recsvc.recommend import RecommendQuery
-
-        body = await recommend_body(service, RecommendQuery(user_id=plain[0], n=plain[1]))
+        body = await self.recommend_body(service, self.query(user_id=plain[0], n=plain[1]))
         await send({"type": "http.response.start", "status": 200,
                     "headers": [*HEADERS, (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})

@@ -79,19 +79,33 @@ def query_mask(engine: Engine, price: np.ndarray, category: str | None = None,
     return mask
 
 
+def allowed_items(engine: Engine, query: RecommendQuery, live: np.ndarray,
+                  price: np.ndarray) -> np.ndarray:
+    """What this query may list: the live catalog, minus the rules' exclusions, within
+    the query's own filters."""
+    allowed = live & engine.rules.allowed
+    if query.cacheable:
+        return allowed
+    mask = query_mask(engine, price, query.category, query.exclude, query.min_price,
+                      query.max_price)
+    return allowed if mask is None else allowed & mask
+
+
 def compute_entries(
     engine: Engine,
     query: RecommendQuery,
     variant: Variant,
     fresh: list[tuple[str, float]],
     live: np.ndarray,
-    price: np.ndarray,
+    allowed: np.ndarray,
     size: int,
     now: float,
     new_arrival_days: float,
 ) -> tuple[bytes, str | None]:
-    """Rank, pin and explain up to `size` items for one shopper. Returns the packed list
-    (`recsvc.lists`) and the fallback used, if any (cold start, or nothing unseen left)."""
+    """Rank, pin and explain up to `size` items for one shopper. `live` is the live
+    catalog (in stock, not delisted); `allowed` narrows it further (rules, the query's own
+    filters: `allowed_items`). Returns the packed list (`recsvc.lists`) and the fallback
+    used, if any (cold start, or nothing unseen left)."""
     model = engine.model
     user = int(model.user_index([query.user_id])[0])
     opted_out = model.is_opted_out(query.user_id)
@@ -108,11 +122,6 @@ def compute_entries(
     batch = UserBatch(users=np.array([user if not extra else -1]), history=history,
                       attributes=attributes)
 
-    allowed = live & engine.rules.allowed
-    mask = query_mask(engine, price, query.category, query.exclude, query.min_price,
-                      query.max_price)
-    if mask is not None:
-        allowed = allowed & mask
     weights = variant.weights or model.weights
     fallback = None
     if history.nnz == 0:
