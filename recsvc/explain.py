@@ -19,13 +19,19 @@ from __future__ import annotations
 import numpy as np
 
 from recsvc.engine import Engine
+from recsvc.lists import (
+    BECAUSE,
+    BOUGHT_BEFORE,
+    NEW,
+    NONE,
+    POPULAR,
+    POPULAR_IN,
+    PROMOTED,
+    SIMILAR,
+    TRENDING,
+)
 from recsvc.models.base import SECONDS_PER_DAY
 
-# Codes as stored in cached lists (recsvc.lists renders them).
-NONE, PROMOTED, BOUGHT_BEFORE, BECAUSE, SIMILAR, POPULAR_IN, POPULAR, TRENDING, NEW = range(9)
-CODE_NAMES = {PROMOTED: "promoted", BOUGHT_BEFORE: "bought_before",
-              BECAUSE: "because_you_bought", SIMILAR: "similar_to", POPULAR_IN: "popular_in",
-              POPULAR: "popular", TRENDING: "trending", NEW: "new_arrival"}
 PERSONAL_SOURCES = ("ease", "item_knn", "cf", "content")
 MAX_REASONS = 3
 MIN_CONTRIBUTION = 0.05  # z-score units: below this an algorithm did not carry the pick

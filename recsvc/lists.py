@@ -23,8 +23,8 @@ from recsvc.model import RecommenderModel
 MAGIC = b"RL2\n"
 REASONS = 3
 _HEADER = len(MAGIC) + 4
-# Codes, as in recsvc.explain (kept here as plain numbers: lists must not import explain).
-_PROMOTED, _BOUGHT, _BECAUSE, _SIMILAR, _POPULAR_IN, _POPULAR, _TRENDING, _NEW = range(1, 9)
+# Reason codes as stored (recsvc.explain chooses them; their meanings are listed there).
+NONE, PROMOTED, BOUGHT_BEFORE, BECAUSE, SIMILAR, POPULAR_IN, POPULAR, TRENDING, NEW = range(9)
 
 
 @dataclass(frozen=True)
@@ -110,17 +110,17 @@ class ListRenderer:
         self.popular_in = [b'{"code":"popular_in","category":' + orjson.dumps(str(c)) + b"}"
                            for c in model.category_names.tolist()]
         self.constant = {code: b'{"code":"' + name.encode() + b'"}' for code, name in (
-            (_PROMOTED, "promoted"), (_BOUGHT, "bought_before"), (_POPULAR, "popular"),
-            (_TRENDING, "trending"), (_NEW, "new_arrival"))}
+            (PROMOTED, "promoted"), (BOUGHT_BEFORE, "bought_before"), (POPULAR, "popular"),
+            (TRENDING, "trending"), (NEW, "new_arrival"))}
         self.category = model.item_category.tolist()
 
     def reason(self, code: int, item: int, anchor: int) -> bytes:
-        if code == _POPULAR_IN:
+        if code == POPULAR_IN:
             c = self.category[item]
-            return self.popular_in[c] if c >= 0 else self.constant[_POPULAR]
-        if code == _BECAUSE:
+            return self.popular_in[c] if c >= 0 else self.constant[POPULAR]
+        if code == BECAUSE:
             return b'{"code":"because_you_bought","item_id":' + self.ids[anchor] + b"}"
-        if code == _SIMILAR:
+        if code == SIMILAR:
             return b'{"code":"similar_to","item_id":' + self.ids[anchor] + b"}"
         return self.constant[code]
 
