@@ -3,9 +3,9 @@ page view of the day is a cache hit.
 
 Lists are ranked in batches (one matrix product per algorithm for thousands of users)
 through the same functions the service uses (`scoring.recommend`, then
-`recommend.ranked_entries` for pins and reasons), serialized once, and written with
-Redis pipelining under the keys the service reads. Users with events newer than the
-model are left to the service, which folds those events in."""
+`recommend.rank_lists` for pins, reasons and packing), and written a few hundred at a
+time by a small server-side script, under the keys the service reads. Users with events
+newer than the model are left to the service, which folds those events in."""
 
 from __future__ import annotations
 
@@ -30,6 +30,14 @@ from recsvc.rules import load_rules
 from recsvc.scoring import recommend
 from recsvc.settings import Settings
 
+SET_MANY = """
+local ttl = ARGV[1]
+for i, key in ipairs(KEYS) do
+  redis.call('SET', key, ARGV[i + 1], 'EX', ttl)
+end
+return #KEYS
+"""
+SET_MANY_KEYS = 500
 # Bound one batch's dense scores: rows x catalog size cells per algorithm.
 MAX_BATCH_CELLS = 20_000_000
 
@@ -80,6 +88,10 @@ def warm_cache(
     names = np.array([v.name for v in variant_of])
     written = skipped = 0
     now = time.time()
+    # One call per few hundred lists: a server-side loop of SET ... EX costs the client
+    # one command to pack and one reply to parse (measured: 9 against 14-21 µs a list for
+    # a pipeline of SETs), and blocks Redis for about a millisecond at a time.
+    set_many = client.register_script(SET_MANY)
     # Users with events newer than the model: one SCAN, rather than a lookup per user.
     fresh_prefix = fresh_key(ns, "")
     fresh_users = {key.decode()[len(fresh_prefix):]
@@ -110,12 +122,10 @@ def warm_cache(
                 if picks.size:  # an empty list is the service's to handle (fallbacks)
                     keys.append(list_key(ns, engine.version, str(name), user_id))
                     values.append(value)
-            if keys:
-                pipe = client.pipeline(transaction=False)
-                for key, value in zip(keys, values, strict=True):
-                    pipe.set(key, value, ex=settings.cache_ttl_s)
-                pipe.execute()
-                written += len(keys)
+            for at in range(0, len(keys), SET_MANY_KEYS):
+                set_many(keys=keys[at:at + SET_MANY_KEYS],
+                         args=[settings.cache_ttl_s, *values[at:at + SET_MANY_KEYS]])
+            written += len(keys)
     return WarmResult(engine.version, int(users.size), written, skipped,
                       time.perf_counter() - began)
 
