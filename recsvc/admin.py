@@ -11,9 +11,9 @@ from pathlib import Path
 
 import orjson
 
-from recsvc.artifacts import current_version, list_versions, open_version, publish
+from recsvc.artifacts import current_version, list_versions, open_version, rollback
 from recsvc.cli import Command
-from recsvc.errors import EXIT_OK, ModelError
+from recsvc.errors import EXIT_OK
 
 
 def describe(model_root: Path) -> list[dict]:
@@ -58,19 +58,8 @@ def _configure_rollback(p: argparse.ArgumentParser) -> None:
 
 
 def _run_rollback(args: argparse.Namespace) -> int:
-    root = args.model_root
-    versions = list_versions(root)
-    current = current_version(root)
-    target = args.to
-    if target is None:
-        older = [v for v in versions if current is None or v < current]
-        if not older:
-            raise ModelError(f"no version older than {current} under {root}")
-        target = older[-1]
-    if target not in versions:
-        raise ModelError(f"no model version {target!r} under {root}")
-    open_version(root, target)  # refuse a corrupt version before pointing at it
-    publish(root, target)
+    current = current_version(args.model_root)
+    target = rollback(args.model_root, args.to)
     print(f"current: {current} -> {target}")
     return EXIT_OK
 

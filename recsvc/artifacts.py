@@ -169,6 +169,24 @@ def publish(model_root: str | Path, version: str) -> None:
     _fsync_dir(root)
 
 
+def rollback(model_root: str | Path, version: str | None = None) -> str:
+    """Make `version` (default: the newest one older than the current) current, after
+    checking it loads; returns it. `recsvc rollback` and `POST /admin/rollback` use this."""
+    root = Path(model_root)
+    versions = list_versions(root)
+    current = current_version(root)
+    if version is None:
+        older = [v for v in versions if current is None or v < current]
+        if not older:
+            raise ModelError(f"no version older than {current} under {root}")
+        version = older[-1]
+    if version not in versions:
+        raise ModelError(f"no model version {version!r} under {root}")
+    open_version(root, version)  # refuse a corrupt version before pointing at it
+    publish(root, version)
+    return version
+
+
 def current_version(model_root: str | Path) -> str | None:
     link = Path(model_root) / CURRENT
     if not link.is_symlink():

@@ -142,26 +142,10 @@ def compute_entries(
     return packed[0], fallback
 
 
-def _padded(ranking: Ranking, width: int) -> tuple[np.ndarray, np.ndarray,
-                                                   dict[str, np.ndarray], np.ndarray]:
-    rows = len(ranking.items)
-    lengths = np.array([len(r) for r in ranking.items], dtype=np.int64)
-    padded, padded_scores = ranking.padded_items, ranking.padded_scores
-    if (padded is not None and padded_scores is not None
-            and ranking.padded_contributions is not None and padded.shape[1] >= width):
-        return (padded[:, :width].copy(), padded_scores[:, :width].copy(),
-                {k: v[:, :width].copy() for k, v in ranking.padded_contributions.items()},
-                lengths)
-    items = np.full((rows, width), -1, dtype=np.int64)
-    scores = np.zeros((rows, width), dtype=np.float32)
-    contributions = {name: np.zeros((rows, width), dtype=np.float32)
-                     for name in (ranking.contributions or {})}
-    for b, (its, scs) in enumerate(zip(ranking.items, ranking.scores, strict=True)):
-        items[b, :its.size] = its
-        scores[b, :scs.size] = scs
-        for name, values in (ranking.contributions or {}).items():
-            contributions[name][b, :its.size] = values[b]
-    return items, scores, contributions, lengths
+def _widened(array: np.ndarray, width: int, fill: float) -> np.ndarray:
+    """A copy with at least `width` columns, the new ones `fill`."""
+    extra = max(0, width - array.shape[1])
+    return np.pad(array, ((0, 0), (0, extra)), constant_values=fill)
 
 
 def rank_lists(
@@ -175,31 +159,29 @@ def rank_lists(
     personal: bool = True,
 ) -> list[bytes]:
     """Pinned items first, then the ranking; every item explained; each list packed
-    for the cache. One list per row of the ranking: the service calls this for one
-    shopper, `warm-cache` for thousands, so both store exactly the same lists."""
+    for the cache. One list per row of an explained ranking (`recommend(...,
+    explain=True)`): the service calls this for one shopper, `warm-cache` for thousands,
+    so both store exactly the same lists."""
+    assert ranking.padded_items is not None and ranking.padded_scores is not None
     pins = np.array([p for p in engine.rules.pins if allowed[p]], dtype=np.int64)
-    width = max([len(r) for r in ranking.items] + [0])
-    items, scores, contributions, lengths = _padded(ranking, width + pins.size)
+    lengths = np.array([len(r) for r in ranking.items], dtype=np.int64)
+    size = max(int(lengths.max(initial=0)), pins.size)
+    items = _widened(ranking.padded_items, size, -1)
+    scores = _widened(ranking.padded_scores, size, 0.0)
+    contributions = {name: _widened(values, size, 0.0)
+                     for name, values in (ranking.padded_contributions or {}).items()}
     pinned = np.zeros(items.shape, dtype=bool)
-    if pins.size:
-        for b in range(items.shape[0]):
-            listed = slice(0, int(lengths[b]))
-            keep = ~np.isin(items[b, listed], pins)
-            n = min(pins.size + int(keep.sum()), max(width, pins.size))
-            top = scores[b, 0] if lengths[b] else 0.0
-
-            def pinned_first(row: np.ndarray, head: np.ndarray, _b: int = b,
-                             _keep: np.ndarray = keep, _n: int = n,
-                             _listed: slice = listed) -> None:
-                row[_b, :_n] = np.concatenate([head, row[_b, _listed][_keep]])[:_n]
-                row[_b, _n:] = -1 if row.dtype.kind == "i" else 0
-
-            pinned_first(scores, np.full(pins.size, top, np.float32))
-            for values in contributions.values():
-                pinned_first(values, np.zeros(pins.size, np.float32))
-            pinned_first(items, pins)  # last: the others read the old order
-            pinned[b, :pins.size] = True
-            lengths[b] = n
+    for b in range(items.shape[0] if pins.size else 0):
+        keep = np.flatnonzero(~np.isin(items[b, :lengths[b]], pins))  # pins leave their place
+        n = min(pins.size + keep.size, size)
+        top = scores[b, 0] if lengths[b] else 0.0
+        for row, head, fill in ((scores, np.full(pins.size, top), 0.0), (items, pins, -1),
+                                *((values, np.zeros(pins.size), 0.0)
+                                  for values in contributions.values())):
+            row[b, :n] = np.concatenate([head, row[b, keep]])[:n]
+            row[b, n:] = fill
+        pinned[b, :pins.size] = True
+        lengths[b] = n
     anchors, from_session = _anchors(histories, sessions, personal)
     codes, anchor = explain_batch(engine, items, contributions, anchors, from_session,
                                   pinned, now, new_arrival_days)

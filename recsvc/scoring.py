@@ -57,8 +57,11 @@ def rank(
         scores[coo.row, coo.col] = -np.inf
     n = max(0, min(n, scores.shape[1]))
     if n == 0:
-        empty = [np.zeros(0, dtype=np.int64)] * scores.shape[0]
-        return Ranking(items=empty, scores=[np.zeros(0, dtype=np.float32)] * scores.shape[0])
+        rows = scores.shape[0]
+        return Ranking(items=[np.zeros(0, dtype=np.int64)] * rows,
+                       scores=[np.zeros(0, dtype=np.float32)] * rows,
+                       padded_items=np.zeros((rows, 0), dtype=np.int64),
+                       padded_scores=np.zeros((rows, 0), dtype=np.float32))
     top = np.argpartition(-scores, n - 1, axis=1)[:, :n]
     top.sort(axis=1)  # item order first, so the stable sort below breaks ties by item number
     top_scores = np.take_along_axis(scores, top, axis=1)
@@ -143,8 +146,7 @@ def recommend(
     # Each algorithm's weighted z-score at the listed items only: no full copies.
     lengths = [len(items) for items in ranking.items]
     padded = ranking.padded_items
-    if padded is None:
-        padded = np.full((len(lengths), max(lengths + [0])), -1, dtype=np.int64)
+    assert padded is not None  # rank() always gives them
     listed = padded >= 0
     picks = np.maximum(padded, 0)
     contributions, padded_contributions = {}, {}

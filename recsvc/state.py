@@ -10,11 +10,11 @@ import logging
 from pathlib import Path
 
 from recsvc import telemetry
-from recsvc.artifacts import current_version, list_versions, publish
+from recsvc.artifacts import current_version, rollback
 from recsvc.cache import Cache, LocalCache, RedisCache
 from recsvc.catalog import CatalogOverrides
 from recsvc.engine import Engine, load_engine
-from recsvc.errors import ModelError, RecsvcError
+from recsvc.errors import RecsvcError
 from recsvc.events import EventLog
 from recsvc.rules import RulesFile, load_rules
 from recsvc.settings import Settings
@@ -76,17 +76,7 @@ class ServiceState:
 
     async def rollback(self, version: str | None) -> str:
         """Make `version` (default: the one before the current) current, and serve it."""
-        root = Path(self.settings.model_root)
-        versions = list_versions(root)
-        current = current_version(root)
-        if version is None:
-            older = [v for v in versions if current is None or v < current]
-            if not older:
-                raise ModelError("no older version to roll back to")
-            version = older[-1]
-        if version not in versions:
-            raise ModelError(f"no model version {version!r} under {root}")
-        await asyncio.to_thread(publish, root, version)
+        version = await asyncio.to_thread(rollback, Path(self.settings.model_root), version)
         return await self.load(version)
 
     async def watch(self) -> None:
