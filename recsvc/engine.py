@@ -70,7 +70,6 @@ class Engine:
     rules: ResolvedRules
     events: EventWeights
     reference_time: int
-    popular_order: np.ndarray  # items, most popular first (for /popular)
     attribute_values: dict[str, dict[str, int]] = field(default_factory=dict)
     _similarity: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
     _renderer: ListRenderer | None = field(default=None, repr=False)
@@ -81,15 +80,11 @@ class Engine:
 
     @classmethod
     def build(cls, model: RecommenderModel, rules: RulesFile) -> Engine:
-        popularity = model.components.get("popularity")
-        overall = (np.asarray(popularity.overall) if popularity is not None  # type: ignore[attr-defined]
-                   else np.asarray(model.user_items.sum(axis=0)).ravel())
         return cls(
             model=model,
             rules=resolve(rules, model),
             events=EventWeights.from_manifest(model.manifest),
             reference_time=int(model.manifest.get("training", {}).get("reference_time", 0)),
-            popular_order=np.lexsort((np.arange(overall.size), -overall)),
             attribute_values={name: {str(v).lower(): i for i, v in enumerate(values)}
                               for name, (_, values) in model.user_attributes.items()},
         )
