@@ -38,32 +38,50 @@ MIN_CONTRIBUTION = 0.05  # z-score units: below this an algorithm did not carry 
 _PERSONAL = 99  # placeholder until the anchor is known
 
 
-def anchor_strength(engine: Engine, picks: np.ndarray, anchors: np.ndarray) -> np.ndarray:
-    """How much each anchor item speaks for each pick: B x K x M (invalid pairs -inf)."""
+def strongest_anchor(engine: Engine, picks: np.ndarray,
+                     anchors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each pick (B x K, -1 padded), the position among its row's anchors (B x M, -1
+    padded at the end) of the one that speaks for it most, and whether any does (a
+    strength above 0)."""
     model = engine.model
-    p = np.maximum(picks, 0)[:, :, None]
-    a = np.maximum(anchors, 0)[:, None, :]
+    b, k = picks.shape
+    m = anchors.shape[1]
+    counts = (anchors >= 0).sum(axis=1)
+    # Padding repeats each row's first anchor: an equal value at a later place never
+    # wins argmax, so no -inf mask over B x K x M is needed.
+    filled = np.where(anchors >= 0, anchors, anchors[:, :1]).clip(min=0)
+    p = np.maximum(picks, 0)
     comps = model.components
+    dense = None  # items x items: how much each item speaks for another
     if "ease" in comps:
-        weights = comps["ease"].weights  # type: ignore[attr-defined]
-        strength = np.asarray(weights[a, p], dtype=np.float32)
+        dense = comps["ease"].weights  # type: ignore[attr-defined]
+    elif "item_knn" not in comps and "content" in comps:
+        dense = comps["content"].item_similarity  # type: ignore[attr-defined]  # small catalogs
+    if dense is not None:  # items x items: one flat gather
+        n = model.n_items
+        index_type = np.int32 if n * n < 2**31 else np.int64
+        index = (filled.astype(index_type) * index_type(n))[:, None, :] \
+            + p.astype(index_type)[:, :, None]
+        strength = np.take(np.asarray(dense).reshape(-1), index)
     elif "item_knn" in comps:
         keys, values = engine.similarity_lookup()
-        query = (a.astype(np.int64) * model.n_items + p).ravel()
-        pos = np.minimum(np.searchsorted(keys, query), max(keys.size - 1, 0))
-        found = keys[pos] == query if keys.size else np.zeros(query.size, dtype=bool)
-        strength = np.where(found, values[pos] if keys.size else 0.0, 0.0).astype(
-            np.float32).reshape(picks.shape[0], picks.shape[1], anchors.shape[1])
+        query = (filled.astype(np.int64) * model.n_items)[:, None, :] + p[:, :, None]
+        if keys.size:
+            pos = np.minimum(np.searchsorted(keys, query), keys.size - 1)
+            strength = np.where(keys[pos] == query, values[pos], 0.0).astype(np.float32)
+        else:
+            strength = np.zeros((b, k, m), dtype=np.float32)
     elif "content" in comps:
         vectors = comps["content"].item_vectors  # type: ignore[attr-defined]
-        strength = np.zeros((picks.shape[0], picks.shape[1], anchors.shape[1]), np.float32)
-        for b in range(picks.shape[0]):
-            strength[b] = (vectors[np.maximum(picks[b], 0)]
-                           @ vectors[np.maximum(anchors[b], 0)].T).toarray()
+        strength = np.zeros((b, k, m), np.float32)
+        for row in range(b):
+            strength[row] = (vectors[p[row]] @ vectors[filled[row]].T).toarray()
     else:
-        strength = np.zeros((picks.shape[0], picks.shape[1], anchors.shape[1]), np.float32)
-    valid = (picks >= 0)[:, :, None] & (anchors >= 0)[:, None, :]
-    return np.where(valid, strength, -np.inf)
+        strength = np.zeros((b, k, m), np.float32)
+    best = strength.argmax(axis=2)
+    value = np.take_along_axis(strength, best[:, :, None], axis=2)[:, :, 0]
+    has = (value > 0) & (picks >= 0) & (counts > 0)[:, None]
+    return best, has
 
 
 def explain_batch(
@@ -85,12 +103,8 @@ def explain_batch(
     anchor = np.full((b, k), -1, dtype=np.int64)
     anchor_code = np.full((b, k), NONE, dtype=np.uint8)
     if anchors.shape[1] and b and k:
-        strength = anchor_strength(engine, picks, anchors)
-        best = strength.argmax(axis=2)
-        best_value = np.take_along_axis(strength, best[:, :, None], axis=2)[:, :, 0]
-        has = np.isfinite(best_value) & (best_value > 0)
-        chosen = np.take_along_axis(anchors, best, axis=1)
-        anchor = np.where(has, chosen, -1)
+        best, has = strongest_anchor(engine, picks, anchors)
+        anchor = np.where(has, np.take_along_axis(anchors, best, axis=1), -1)
         session = np.take_along_axis(from_session, best, axis=1)
         anchor_code = np.where(has, np.where(session, SIMILAR, BECAUSE), NONE).astype(np.uint8)
 
@@ -98,44 +112,49 @@ def explain_batch(
     source_code = np.array([BOUGHT_BEFORE if n == "history" else _PERSONAL
                             if n in PERSONAL_SOURCES else POPULAR_IN if n == "popularity"
                             else TRENDING if n == "trending" else NONE for n in names],
-                           dtype=np.int64)
-    # Candidate codes per pick, in order: promoted, then the strongest sources (below
-    # the threshold a source did not carry the pick), then new arrival. Each is a B x K
-    # plane; with a handful of sources, ranks by pairwise comparison beat sorting.
+                           dtype=np.uint8)
+    # Candidate codes per pick, in order: promoted, then the strongest sources, then new
+    # arrival: B x K planes of codes.
     slots = [np.where(pinned, PROMOTED, NONE).astype(np.uint8)]
     if names:
-        values = [contributions[n] for n in names]
+        values = [np.asarray(contributions[n], dtype=np.float32) for n in names]
         no_category = model.item_category[np.maximum(picks, 0)] < 0
-        rank = []
-        for i, v in enumerate(values):  # how many sources beat source i (ties: order)
-            r = np.zeros(v.shape, dtype=np.int8)
+        # Each source's place among all sources at each pick (ties: the one listed
+        # first): with a handful of sources, comparing pairs of B x K planes is several
+        # times faster than sorting along a short axis.
+        places = []
+        for i, v in enumerate(values):
+            place = np.zeros((b, k), dtype=np.uint8)
             for j, w in enumerate(values):
                 if j != i:
-                    r += (w > v) if j > i else (w >= v)
-            rank.append(r)
+                    place += (w > v) if j > i else (w >= v)
+            # Below the threshold a source did not carry the pick: no place at all.
+            np.copyto(place, np.uint8(255), where=v < MIN_CONTRIBUTION)
+            places.append(place)
         for position in range(min(len(names), MAX_REASONS + 1)):
-            code = np.zeros(picks.shape, dtype=np.int64)
-            for i, (v, r) in enumerate(zip(values, rank, strict=True)):
-                here = (r == position) & (v >= MIN_CONTRIBUTION)
-                code = np.where(here, source_code[i], code)
-            code = np.where(code == _PERSONAL, anchor_code, code)
-            code = np.where((code == POPULAR_IN) & no_category, POPULAR, code)
-            slots.append(code.astype(np.uint8))
+            code = np.full((b, k), NONE, dtype=np.uint8)
+            for i, place in enumerate(places):
+                np.copyto(code, source_code[i], where=place == position)
+            np.copyto(code, anchor_code, where=code == _PERSONAL)
+            code[(code == POPULAR_IN) & no_category] = POPULAR
+            slots.append(code)
     arrived = model.item_created_at[np.maximum(picks, 0)]
     slots.append(np.where(arrived >= now - new_arrival_days * SECONDS_PER_DAY, NEW,
                           NONE).astype(np.uint8))
-    kept = [slot != NONE for slot in slots]
-    for level in range(1, len(slots)):  # a code already given earlier is not repeated
-        for earlier in range(level):
-            kept[level] &= slots[earlier] != slots[level]
-    # The first kept codes, in order: each kept slot's place among the kept ones.
-    out = np.zeros((MAX_REASONS, *picks.shape), dtype=np.uint8)
-    place = np.zeros(picks.shape, dtype=np.int8)
-    for slot, keep in zip(slots, kept, strict=True):
+    # The first MAX_REASONS codes kept, in slot order; a code already given by an
+    # earlier slot is not repeated.
+    out = [np.full((b, k), NONE, dtype=np.uint8) for _ in range(MAX_REASONS)]
+    place = np.zeros((b, k), dtype=np.uint8)
+    for level, slot in enumerate(slots):
+        keep = slot != NONE
+        for earlier in slots[:level]:
+            keep &= earlier != slot
         for t in range(MAX_REASONS):
-            out[t] = np.where(keep & (place == t), slot, out[t])
+            np.copyto(out[t], slot, where=keep & (place == t))
         place += keep
     out[0] = np.where(out[0] == NONE, POPULAR, out[0])  # every item has a reason
-    out = np.ascontiguousarray(np.moveaxis(out, 0, -1))
-    needs_anchor = ((out == BECAUSE) | (out == SIMILAR)).any(axis=-1)
+    needs_anchor = np.zeros((b, k), dtype=bool)
+    for codes in out:
+        needs_anchor |= (codes == BECAUSE) | (codes == SIMILAR)
+    out = np.stack(out, axis=-1)
     return out, np.where(needs_anchor, anchor, -1).astype(np.int32)

@@ -132,7 +132,7 @@ def compute_entries(
                                     model.exclude_seen) if x is not None)
     ranking = recommend(model, batch, size, exclude_seen, allowed, weights,
                         bias=engine.rules.bias, explain=True, in_stock=live)
-    if ranking.items[0].size == 0 and exclude_seen and history.nnz:
+    if ranking.lengths[0] == 0 and exclude_seen and history.nnz:
         # Everything allowed was already seen: better the seen items than an empty page.
         ranking = recommend(model, batch, size, False, allowed, weights,
                             bias=engine.rules.bias, explain=True, in_stock=live)
@@ -162,9 +162,8 @@ def rank_lists(
     for the cache. One list per row of an explained ranking (`recommend(...,
     explain=True)`): the service calls this for one shopper, `warm-cache` for thousands,
     so both store exactly the same lists."""
-    assert ranking.padded_items is not None and ranking.padded_scores is not None
     pins = np.array([p for p in engine.rules.pins if allowed[p]], dtype=np.int64)
-    lengths = np.array([len(r) for r in ranking.items], dtype=np.int64)
+    lengths = ranking.lengths.astype(np.int64)  # a copy: pins change it below
     size = max(int(lengths.max(initial=0)), pins.size)
     items = _widened(ranking.padded_items, size, -1)
     scores = _widened(ranking.padded_scores, size, 0.0)

@@ -9,31 +9,45 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from recsvc.blend import blend, standardize
+from recsvc.blend import accumulate, blend, standardize, values_at
 from recsvc.model import RecommenderModel
 from recsvc.models import Recommender, UserBatch
+from recsvc.models.base import Scores
 
 
 @dataclass(frozen=True)
 class Ranking:
-    """Top items per user: item numbers and blended scores, best first. Rows may hold
-    fewer than n items when filters leave fewer candidates."""
+    """Top items per user, best first, as rows x n arrays for code that works on whole
+    batches: item numbers (-1 past a row's end: filters may leave fewer than n
+    candidates), blended scores (0 there) and, with `explain`, each algorithm's
+    weighted, standardized score at each listed item (0 there)."""
 
-    items: list[np.ndarray]
-    scores: list[np.ndarray]
-    # With `explain`: each algorithm's weighted, standardized score at each listed item.
-    contributions: dict[str, list[np.ndarray]] | None = None
-    # The same as rows x n arrays (items -1, scores and contributions 0 past a row's
-    # end), for code that works on whole batches.
-    padded_items: np.ndarray | None = None
-    padded_scores: np.ndarray | None = None
+    padded_items: np.ndarray
+    padded_scores: np.ndarray
+    lengths: np.ndarray  # items listed per row
     padded_contributions: dict[str, np.ndarray] | None = None
+
+    @property
+    def items(self) -> list[np.ndarray]:
+        return [self.padded_items[b, :n] for b, n in enumerate(self.lengths.tolist())]
+
+    @property
+    def scores(self) -> list[np.ndarray]:
+        return [self.padded_scores[b, :n] for b, n in enumerate(self.lengths.tolist())]
+
+    @property
+    def contributions(self) -> dict[str, list[np.ndarray]] | None:
+        if self.padded_contributions is None:
+            return None
+        lengths = self.lengths.tolist()
+        return {name: [values[b, :n] for b, n in enumerate(lengths)]
+                for name, values in self.padded_contributions.items()}
 
 
 def source_scores(
     components: Mapping[str, Recommender], batch: UserBatch, names: set[str] | None = None
 ) -> dict[str, np.ndarray]:
-    """Each algorithm's raw scores for the batch (only those named, if `names`)."""
+    """Each algorithm's raw scores for the batch, dense (only those named, if `names`)."""
     return {
         name: component.score(batch)
         for name, component in components.items()
@@ -41,15 +55,25 @@ def source_scores(
     }
 
 
+def compact_scores(
+    components: Mapping[str, Recommender], batch: UserBatch, names: set[str]
+) -> dict[str, Scores]:
+    """The named algorithms' scores in their compact forms (`Recommender.score_compact`)."""
+    return {name: component.score_compact(batch)
+            for name, component in components.items() if name in names}
+
+
 def rank(
     scores: np.ndarray,
     n: int,
     history: sp.csr_matrix | None = None,
     allowed: np.ndarray | None = None,
+    overwrite: bool = False,
 ) -> Ranking:
     """Top-n per row, best first; equal scores rank by item number (lower first). Items in
-    `history` (when given) and items not `allowed` never appear."""
-    scores = np.array(scores, dtype=np.float32, copy=True)
+    `history` (when given) and items not `allowed` never appear (-inf scores never do
+    either). With `overwrite`, `scores` (float32) may be changed in place: no copy."""
+    scores = np.array(scores, dtype=np.float32, copy=not overwrite)
     if allowed is not None:
         scores[:, ~allowed] = -np.inf
     if history is not None and history.nnz:
@@ -58,11 +82,10 @@ def rank(
     n = max(0, min(n, scores.shape[1]))
     if n == 0:
         rows = scores.shape[0]
-        return Ranking(items=[np.zeros(0, dtype=np.int64)] * rows,
-                       scores=[np.zeros(0, dtype=np.float32)] * rows,
-                       padded_items=np.zeros((rows, 0), dtype=np.int64),
-                       padded_scores=np.zeros((rows, 0), dtype=np.float32))
-    top = np.argpartition(-scores, n - 1, axis=1)[:, :n]
+        return Ranking(np.zeros((rows, 0), dtype=np.int64), np.zeros((rows, 0), np.float32),
+                       np.zeros(rows, dtype=np.int64))
+    # Partition for the last n places rather than the first n of -scores: no negated copy.
+    top = np.argpartition(scores, scores.shape[1] - n, axis=1)[:, scores.shape[1] - n:]
     top.sort(axis=1)  # item order first, so the stable sort below breaks ties by item number
     top_scores = np.take_along_axis(scores, top, axis=1)
     order = np.argsort(-top_scores, axis=1, kind="stable")
@@ -71,12 +94,9 @@ def rank(
     _settle_boundary_ties(scores, top, top_scores)
     # Excluded items (-inf) sort last: each row's listed items are a prefix.
     finite = np.isfinite(top_scores)
-    lengths = finite.sum(axis=1).tolist()
     padded = np.where(finite, top, -1).astype(np.int64)
     padded_scores = np.where(finite, top_scores, 0.0).astype(np.float32)
-    return Ranking(items=[padded[b, :n] for b, n in enumerate(lengths)],
-                   scores=[padded_scores[b, :n] for b, n in enumerate(lengths)],
-                   padded_items=padded, padded_scores=padded_scores)
+    return Ranking(padded, padded_scores, finite.sum(axis=1))
 
 
 def _settle_boundary_ties(scores: np.ndarray, top: np.ndarray, top_scores: np.ndarray) -> None:
@@ -129,34 +149,40 @@ def recommend(
     weights = dict(model.weights if weights is None else weights)
     exclude_seen = model.exclude_seen if exclude_seen is None else exclude_seen
     active = {name for name, w in weights.items() if w != 0}
-    sources = source_scores(model.components, batch, active)
+    sources = compact_scores(model.components, batch, active)
     candidates = np.asarray(model.item_in_stock if in_stock is None else in_stock, dtype=bool)
     if allowed is not None:
         candidates = candidates & allowed
-    if not explain and bias is None:
-        return rank_sources(sources, weights, n, batch.history, exclude_seen, candidates)
     parts: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    blended = blend(sources, weights, parts=parts)
-    if bias is not None:
-        blended += bias.astype(np.float32)[np.newaxis, :]
+    blended, shift = accumulate(sources, weights, parts=parts)
+    # The rules' boosts and the candidates in one pass: -inf is never listed. The shift
+    # (a constant per row) is left for the listed items alone.
+    per_item = np.where(candidates, np.float32(0.0) if bias is None
+                        else bias.astype(np.float32), np.float32(-np.inf))
+    blended += per_item[np.newaxis, :]
     ranking = rank(blended, n, history=batch.history if exclude_seen else None,
-                   allowed=candidates)
-    if not explain:
-        return ranking
-    # Each algorithm's weighted z-score at the listed items only: no full copies.
-    lengths = [len(items) for items in ranking.items]
+                   overwrite=True)
     padded = ranking.padded_items
-    assert padded is not None  # rank() always gives them
     listed = padded >= 0
-    picks = np.maximum(padded, 0)
-    contributions, padded_contributions = {}, {}
+    scores = np.where(listed, ranking.padded_scores - shift[:, None], 0.0).astype(np.float32)
+    if not explain:
+        return Ranking(padded, scores, ranking.lengths)
+    return Ranking(padded, scores, ranking.lengths,
+                   contributions_at(sources, parts, padded))
+
+
+def contributions_at(sources: Mapping[str, Scores],
+                     parts: Mapping[str, tuple[np.ndarray, np.ndarray]],
+                     picks: np.ndarray) -> dict[str, np.ndarray]:
+    """Each algorithm's weighted z-score (scores * scale - shift) at B x K picks (-1
+    padded: 0 there), computed at the picks alone."""
+    listed = picks >= 0
+    at_items = np.maximum(picks, 0)
+    out = {}
     for name, (scale, shift) in parts.items():
-        at = np.take_along_axis(sources[name], picks, axis=1) * scale[:, None] - shift[:, None]
-        at = np.where(listed, at, 0.0).astype(np.float32)
-        padded_contributions[name] = at
-        contributions[name] = [at[row, :n] for row, n in enumerate(lengths)]
-    return Ranking(ranking.items, ranking.scores, contributions, ranking.padded_items,
-                   ranking.padded_scores, padded_contributions)
+        at = values_at(sources[name], at_items) * scale[:, None] - shift[:, None]
+        out[name] = np.where(listed, at, 0.0).astype(np.float32)
+    return out
 
 
 # Related items ("goes with"): item-item CF where interactions exist, content for the rest,
@@ -194,6 +220,7 @@ def similar(
     ranking = rank(blended, n, history=itself, allowed=candidates)
     if not explain:
         return ranking
-    contributions = {name: [part[row, picked] for row, picked in enumerate(ranking.items)]
-                     for name, part in sources.items()}
-    return Ranking(ranking.items, ranking.scores, contributions)
+    ones = np.ones(items.size)
+    return Ranking(ranking.padded_items, ranking.padded_scores, ranking.lengths,
+                   contributions_at(sources, {name: (ones, 0 * ones) for name in sources},
+                                    ranking.padded_items))

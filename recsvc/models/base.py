@@ -58,6 +58,28 @@ class UserBatch:
         return len(self.users)
 
 
+@dataclass(frozen=True)
+class SharedRows:
+    """Scores that many users share: user j's row is `rows[which[j]]` (popularity: one
+    row per combination of attributes; trending: one row for all). Blending standardizes
+    each row once instead of once per user."""
+
+    rows: np.ndarray  # R x items
+    which: np.ndarray  # one row number per user
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (int(self.which.size), int(self.rows.shape[1]))
+
+    def dense(self) -> np.ndarray:
+        return np.asarray(self.rows, dtype=np.float32)[self.which]
+
+
+# What `Recommender.score_compact` gives: dense users x items, shared rows, or sparse
+# (zero wherever nothing is stored).
+Scores = np.ndarray | SharedRows | sp.csr_matrix
+
+
 def save_csr(out: ArraySink, name: str, matrix: sp.csr_matrix) -> None:
     matrix = sp.csr_matrix(matrix)
     out.save_array(f"{name}.data", matrix.data)
@@ -87,6 +109,11 @@ class Recommender(ABC):
     @abstractmethod
     def score(self, batch: UserBatch) -> np.ndarray:
         """Dense float32 scores, len(batch) x n_items."""
+
+    def score_compact(self, batch: UserBatch) -> Scores:
+        """The same scores as `score`, in the most compact form the algorithm has them
+        (`Scores`), so that blending passes over the whole catalog only where it must."""
+        return self.score(batch)
 
     def similar(self, items: np.ndarray) -> np.ndarray | None:
         """Dense float32 item-to-item scores, len(items) x n_items; None if the algorithm

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any, Self
 
 import numpy as np
+import scipy.sparse as sp
 
 from recsvc.artifacts import StoredVersion
 from recsvc.models.base import ArraySink, Recommender, TrainingData, UserBatch
@@ -22,7 +23,10 @@ class PurchaseHistory(Recommender):
         return self  # the history itself arrives with each batch
 
     def score(self, batch: UserBatch) -> np.ndarray:
-        return np.asarray(confidence(batch.history).todense(), dtype=np.float32)
+        return self.score_compact(batch).toarray()
+
+    def score_compact(self, batch: UserBatch) -> sp.csr_matrix:
+        return confidence(batch.history)
 
     def save(self, out: ArraySink, prefix: str) -> None:
         return None

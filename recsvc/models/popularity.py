@@ -17,14 +17,11 @@ from recsvc.models.base import (
     SECONDS_PER_DAY,
     ArraySink,
     Recommender,
+    SharedRows,
     TrainingData,
     UserBatch,
 )
 from recsvc.models.factors import confidence
-
-
-def _broadcast(vector: np.ndarray, n: int) -> np.ndarray:
-    return np.broadcast_to(vector.astype(np.float32), (n, vector.shape[0])).copy()
 
 
 class Popularity(Recommender):
@@ -80,22 +77,25 @@ class Popularity(Recommender):
         return cache[attribute]
 
     def score(self, batch: UserBatch) -> np.ndarray:
+        return self.score_compact(batch).dense()
+
+    def score_compact(self, batch: UserBatch) -> SharedRows:
         """Half the shopper's own groups, half everyone: small groups stay stable.
         Shoppers with the same attributes share a row, computed once."""
         names = [n for n in self.attributes if n in batch.attributes]
         n = len(batch)
+        overall = np.log1p(self.overall).astype(np.float32)
         if not names:
-            return _broadcast(np.log1p(self.overall), n)
+            return SharedRows(overall[None, :], np.zeros(n, dtype=np.int64))
         codes = np.stack([np.asarray(batch.attributes[name]) for name in names], axis=1)
         combos, which = np.unique(codes, axis=0, return_inverse=True)
-        overall = np.log1p(self.overall).astype(np.float32)
         rows = np.empty((combos.shape[0], overall.size), dtype=np.float32)
         for r, combo in enumerate(combos):
             groups = [self._log_groups(name)[code] for name, code in zip(names, combo,
                                                                            strict=True)
                       if code >= 0]
             rows[r] = 0.5 * overall + 0.5 * np.mean(groups, axis=0) if groups else overall
-        return rows[np.asarray(which).reshape(-1)]
+        return SharedRows(rows, np.asarray(which, dtype=np.int64).reshape(-1))
 
     def save(self, out: ArraySink, prefix: str) -> None:
         out.save_array(f"{prefix}.overall", self.overall)
@@ -133,7 +133,11 @@ class Trending(Recommender):
         return self
 
     def score(self, batch: UserBatch) -> np.ndarray:
-        return _broadcast(np.log1p(self.trend), len(batch))
+        return self.score_compact(batch).dense()
+
+    def score_compact(self, batch: UserBatch) -> SharedRows:
+        return SharedRows(np.log1p(self.trend).astype(np.float32)[None, :],
+                          np.zeros(len(batch), dtype=np.int64))
 
     def save(self, out: ArraySink, prefix: str) -> None:
         out.save_array(f"{prefix}.trend", self.trend)
