@@ -10,8 +10,7 @@
 - `trending`.
 - `new_arrival`: the item arrived within `new_arrival_days`.
 
-At most three per item, each kind once, strongest first (a kind is as strong as the
-strongest algorithm behind it); every item has at least one. Computed for a
+At most three per item, strongest first; every item has at least one. Computed for a
 whole batch of lists at once (numpy over users x picks x sources): the service explains
 one list, `warm-cache` thousands, with the same function."""
 
@@ -37,9 +36,6 @@ PERSONAL_SOURCES = ("ease", "item_knn", "cf", "content")
 MAX_REASONS = 3
 MIN_CONTRIBUTION = 0.05  # z-score units: below this an algorithm did not carry the pick
 _PERSONAL = 99  # placeholder until the anchor is known
-# Each kind of reason and the algorithms that carry it.
-REASON_KINDS = ((BOUGHT_BEFORE, ("history",)), (_PERSONAL, PERSONAL_SOURCES),
-                (POPULAR_IN, ("popularity",)), (TRENDING, ("trending",)))
 
 
 def strongest_anchor(engine: Engine, picks: np.ndarray,
@@ -112,44 +108,50 @@ def explain_batch(
         session = np.take_along_axis(from_session, best, axis=1)
         anchor_code = np.where(has, np.where(session, SIMILAR, BECAUSE), NONE).astype(np.uint8)
 
-    # Each kind of reason once, carried by its strongest source: planes of strength
-    # (-inf where the kind does not apply) and of the code it shows.
-    kinds: list[tuple[np.ndarray, np.ndarray]] = []
-    for kind, members in REASON_KINDS:
-        planes = [np.asarray(contributions[n], np.float32) for n in members
-                  if n in contributions]
-        if not planes:
-            continue
-        strength = np.maximum.reduce(planes) if len(planes) > 1 else planes[0].copy()
-        np.copyto(strength, np.float32(-np.inf), where=strength < MIN_CONTRIBUTION)
-        if kind == _PERSONAL:  # shown only with the past item that speaks for the pick
-            np.copyto(strength, np.float32(-np.inf), where=anchor_code == NONE)
-            code = anchor_code
-        elif kind == POPULAR_IN:
-            code = np.where(model.item_category[np.maximum(picks, 0)] < 0, POPULAR,
-                            POPULAR_IN).astype(np.uint8)
-        else:
-            code = np.full((b, k), kind, dtype=np.uint8)
-        kinds.append((strength, code))
-    # Places: a pinned item's `promoted` first, then the kinds, strongest first (on a tie,
-    # the kind listed first), then `new_arrival`.
-    first = pinned.astype(np.uint8)
-    out = [np.full((b, k), NONE, dtype=np.uint8) for _ in range(MAX_REASONS)]
-    np.copyto(out[0], np.uint8(PROMOTED), where=pinned)
-    shown = first.copy()
-    for i, (strength, code) in enumerate(kinds):
-        place = first.copy()
-        for j, (other, _) in enumerate(kinds):
-            if j != i:
-                place += (other >= strength) if j < i else (other > strength)
-        valid = np.isfinite(strength)
-        shown += valid
-        for t in range(MAX_REASONS):
-            np.copyto(out[t], code, where=valid & (place == t))
+    names = list(contributions)
+    source_code = np.array([BOUGHT_BEFORE if n == "history" else _PERSONAL
+                            if n in PERSONAL_SOURCES else POPULAR_IN if n == "popularity"
+                            else TRENDING if n == "trending" else NONE for n in names],
+                           dtype=np.uint8)
+    # Candidate codes per pick, in order: promoted, then the strongest sources, then new
+    # arrival: B x K planes of codes.
+    slots = [np.where(pinned, PROMOTED, NONE).astype(np.uint8)]
+    if names:
+        values = [np.asarray(contributions[n], dtype=np.float32) for n in names]
+        no_category = model.item_category[np.maximum(picks, 0)] < 0
+        # Each source's place among all sources at each pick (ties: the one listed
+        # first): with a handful of sources, comparing pairs of B x K planes is several
+        # times faster than sorting along a short axis.
+        places = []
+        for i, v in enumerate(values):
+            place = np.zeros((b, k), dtype=np.uint8)
+            for j, w in enumerate(values):
+                if j != i:
+                    place += (w > v) if j > i else (w >= v)
+            # Below the threshold a source did not carry the pick: no place at all.
+            np.copyto(place, np.uint8(255), where=v < MIN_CONTRIBUTION)
+            places.append(place)
+        for position in range(min(len(names), MAX_REASONS + 1)):
+            code = np.full((b, k), NONE, dtype=np.uint8)
+            for i, place in enumerate(places):
+                np.copyto(code, source_code[i], where=place == position)
+            np.copyto(code, anchor_code, where=code == _PERSONAL)
+            code[(code == POPULAR_IN) & no_category] = POPULAR
+            slots.append(code)
     arrived = model.item_created_at[np.maximum(picks, 0)]
-    new = arrived >= now - new_arrival_days * SECONDS_PER_DAY
-    for t in range(MAX_REASONS):
-        np.copyto(out[t], np.uint8(NEW), where=new & (shown == t))
+    slots.append(np.where(arrived >= now - new_arrival_days * SECONDS_PER_DAY, NEW,
+                          NONE).astype(np.uint8))
+    # The first MAX_REASONS codes kept, in slot order; a code already given by an
+    # earlier slot is not repeated.
+    out = [np.full((b, k), NONE, dtype=np.uint8) for _ in range(MAX_REASONS)]
+    place = np.zeros((b, k), dtype=np.uint8)
+    for level, slot in enumerate(slots):
+        keep = slot != NONE
+        for earlier in slots[:level]:
+            keep &= earlier != slot
+        for t in range(MAX_REASONS):
+            np.copyto(out[t], slot, where=keep & (place == t))
+        place += keep
     out[0] = np.where(out[0] == NONE, POPULAR, out[0])  # every item has a reason
     needs_anchor = np.zeros((b, k), dtype=bool)
     for codes in out:
