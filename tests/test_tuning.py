@@ -15,7 +15,7 @@ from training.metrics import ranking_metrics
 from training.pipeline import load_inputs, train
 from training.progress import Progress
 from training.signals import build_training_data
-from training.tune import time_split
+from training.tune import validation_split
 
 
 def test_tuning_beats_popularity_within_budget(tmp_path: Path) -> None:
@@ -50,7 +50,7 @@ def test_tuning_beats_popularity_within_budget(tmp_path: Path) -> None:
                              if k in model.components}
     data, _ = load_inputs(config, Progress(quiet=True))
     users, items = id_universe(data)
-    split = time_split(data.events, users, items, config)
+    split = validation_split(data.events, users, items, config)
     train_data = build_training_data(split.train_events, users, items, 90.0,
                                      reference_time=split.cutoff)
     popularity = Popularity().fit(train_data)

@@ -16,6 +16,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recsvc.blend import standardize
+from recsvc.errors import InputError
 from recsvc.model import lookup
 from recsvc.models import Recommender, TrainingData, UserBatch
 from recsvc.models.ease import EASE, interaction_gram
@@ -26,6 +27,7 @@ from training.fit import build_cf, build_components, ease_enabled, fit_component
 from training.metrics import ranking_metrics
 from training.progress import Progress
 from training.signals import build_training_data
+from training.splits import is_target, time_split
 
 WEIGHT_GRID = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0)
 HALF_LIVES = (7.0, 14.0, 30.0, 60.0, 90.0, 180.0, 365.0, 730.0)
@@ -69,23 +71,26 @@ class TuningResult:
         }
 
 
-def time_split(
+def validation_split(
     events: pd.DataFrame,
     user_ids: np.ndarray,
     item_ids: np.ndarray,
     config: TrainConfig,
 ) -> Split | str:
-    """The split, or the reason there is none worth tuning on."""
+    """The tuner's split — cut at a share of the time span (`splits.time_split`), then
+    the returning shoppers' target events as what to predict — or the reason there is
+    none worth tuning on."""
     tuning = config.tuning
     times = events["timestamp"].to_numpy(dtype=np.int64)
     if times.size == 0 or times.min() == times.max():
         return "all events share one timestamp"
     cutoff = int(times.min() + (1 - tuning.validation_fraction) * (times.max() - times.min()))
-    train = events.loc[times < cutoff]
-    after = events.loc[times >= cutoff]
-    targets = after.loc[after["event_type"].isin(tuning.target_events)]
-    if targets.empty:  # a shop without purchases in the log: any positive signal counts
-        targets = after.loc[after["weight"] > 0]
+    try:
+        cut = time_split(events, cutoff=cutoff)
+    except InputError as exc:
+        return str(exc)
+    train, after = cut.train, cut.test
+    targets = after.loc[is_target(after, tuning.target_events)]
     targets = targets.loc[targets["user_id"].isin(train["user_id"].unique())]
     users = lookup(user_ids, targets["user_id"].to_numpy(dtype=str))
     items = lookup(item_ids, targets["item_id"].to_numpy(dtype=str))
@@ -157,7 +162,7 @@ def tune(
     weights; stops when the next trial would overrun the time budget."""
     began = time.perf_counter()
     budget = config.tuning.time_budget_s
-    split = time_split(events, user_ids, item_ids, config)
+    split = validation_split(events, user_ids, item_ids, config)
     if isinstance(split, str):
         start.skipped = split
         progress.log("tune.skipped", reason=split)
