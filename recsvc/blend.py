@@ -92,12 +92,12 @@ def add_scaled(total: np.ndarray | None, scores: Scores, scale: np.ndarray,
         return total
     if sp.issparse(scores):
         csr = sp.csr_matrix(scores, dtype=np.float32)
+        csr.sum_duplicates()  # canonical (the flat add below needs unique entries) first
         counts = np.diff(csr.indptr)
         values = csr.data * np.repeat(scale32, counts)
         if total is None:
             return sp.csr_matrix((values, csr.indices, csr.indptr), shape=csr.shape).toarray()
         if csr.nnz < _SPARSE_ADD_DENSITY * total.size and total.flags.c_contiguous:
-            csr.sum_duplicates()
             flat = np.repeat(np.arange(csr.shape[0], dtype=np.int64) * csr.shape[1], counts)
             total.reshape(-1)[flat + csr.indices] += values
             return total

@@ -8,7 +8,7 @@ import pytest
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
-from recsvc.blend import blend, standardize
+from recsvc.blend import accumulate, blend, standardization, standardize, values_at
 from recsvc.models import (
     EASE,
     ContentModel,
@@ -18,6 +18,7 @@ from recsvc.models import (
     Trending,
     UserBatch,
 )
+from recsvc.models.base import SharedRows
 from recsvc.models.content import category_tokens, normalize, price_bands
 from recsvc.models.factors import confidence
 from recsvc.scoring import rank
@@ -83,6 +84,22 @@ def test_content_vectors_weigh_text_category_brand_and_price() -> None:
     assert sim[2, 0] > sim[2, 2]  # an untitled pan shares 'Kitchen' with the kettles only
 
 
+def test_content_scores_through_item_similarity_equal_the_profiles_route(monkeypatch) -> None:
+    import recsvc.models.content as content
+
+    model = ContentModel()
+    model.item_vectors = normalize(sp.random(30, 12, density=0.3, format="csr",
+                                             dtype=np.float32, random_state=3))
+    history = sp.random(5, 30, density=0.2, format="csr", dtype=np.float32,
+                        random_state=4) * 3
+    batch = UserBatch(users=np.full(5, -1), history=sp.csr_matrix(history))
+    assert model.item_similarity is not None  # a 30-item catalog: the small-catalog route
+    small = model.score(batch)
+    monkeypatch.setattr(content, "ITEM_SIMILARITY_MAX", 10)
+    assert model.item_similarity is None
+    np.testing.assert_allclose(small, model.score(batch), atol=1e-6)
+
+
 def test_normalize_rows() -> None:
     m = sp.csr_matrix(np.array([[3.0, 4.0], [0.0, 0.0], [1.0, 3.0]]))
     np.testing.assert_allclose(normalize(m).toarray(), [[0.6, 0.8], [0, 0],
@@ -121,6 +138,76 @@ def test_standardize_and_blend() -> None:
     b = np.array([[3.0, 2.0, 1.0], [0.0, 1.0, 0.0]], dtype=np.float32)
     np.testing.assert_allclose(blend({"a": a, "b": b}, {"a": 1.0, "b": 1.0})[0], 0, atol=1e-6)
     np.testing.assert_allclose(blend({"a": a, "b": b}, {"a": 2.0, "b": 0.0}), 2 * z)
+
+
+def test_compact_score_forms_blend_exactly_like_dense_scores() -> None:
+    """Shared rows, sparse and dense sources give the blend, statistics and values at
+    the picks that their dense equivalents give (what `recommend` relies on)."""
+    rng = np.random.default_rng(4)
+    users, items = 40, 300
+    dense = rng.standard_normal((users, items)).astype(np.float32)
+    rows = rng.random((3, items)).astype(np.float32) * 5
+    shared = SharedRows(rows, rng.integers(0, 3, users))
+    sparse = sp.random(users, items, density=0.02, format="csr", dtype=np.float32,
+                       random_state=1) * 4
+    sparse_dense = sp.random(users, items, density=0.5, format="csr", dtype=np.float32,
+                             random_state=2)  # dense-ish: added through scipy's sparse + dense
+    # As a sparse product leaves them: indices unsorted within rows (here: reversed).
+    unsorted = sparse.copy()
+    for row in range(users):
+        lo, hi = sparse.indptr[row], sparse.indptr[row + 1]
+        unsorted.indices[lo:hi] = sparse.indices[lo:hi][::-1]
+        unsorted.data[lo:hi] = sparse.data[lo:hi][::-1]
+    unsorted.has_sorted_indices = False
+    compact = {"d": dense, "s": shared, "h": unsorted, "k": sparse_dense}
+    plain = {"d": dense, "s": shared.dense(), "h": sparse.toarray(), "k": sparse_dense.toarray()}
+    weights = {"d": 1.0, "s": 0.3, "h": 2.0, "k": 0.5}
+    expected = sum(w * standardize(plain[n]) for n, w in weights.items())
+    np.testing.assert_allclose(blend(compact, weights), expected, atol=2e-5)
+    parts: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    total, shift = accumulate(compact, weights, parts)
+    np.testing.assert_allclose(total - shift[:, None], expected, atol=2e-5)
+    picks = rng.integers(0, items, (users, 7))
+    for name, scores in compact.items():
+        np.testing.assert_array_equal(
+            values_at(scores, picks), np.take_along_axis(plain[name], picks, axis=1))
+        scale, part_shift = parts[name]
+        z = values_at(scores, picks) * scale[:, None] - part_shift[:, None]
+        np.testing.assert_allclose(
+            z, weights[name] * np.take_along_axis(standardize(plain[name]), picks, axis=1),
+            atol=2e-5)
+
+
+def test_each_algorithms_compact_scores_are_its_scores() -> None:
+    from recsvc.models import ItemKNN, PurchaseHistory
+
+    data = random_data(seed=5, users=60, items=40)
+    codes = np.arange(60) % 3 - 1  # -1: unknown segment
+    data.user_attributes = {"segment": (codes, ["pro", "home"])}
+    data.event_items = np.arange(data.user_items.nnz) % 40
+    batch = UserBatch(users=np.arange(10), history=data.user_items[:10],
+                      attributes={"segment": codes[:10]})
+    for model in (Popularity(attributes=["segment"]), Trending(), PurchaseHistory(),
+                  ItemKNN(neighbours=5), ItemKNN(neighbours=30)):
+        model.fit(data)
+        compact = model.score_compact(batch)
+        as_dense = (compact.dense() if isinstance(compact, SharedRows)
+                    else compact.toarray() if sp.issparse(compact) else compact)
+        np.testing.assert_allclose(as_dense, model.score(batch), rtol=1e-6, err_msg=model.kind)
+    shared = Popularity(attributes=["segment"]).fit(data).score_compact(batch)
+    assert isinstance(shared, SharedRows) and shared.rows.shape[0] == 3  # one row a segment
+
+
+def test_standardization_stays_exact_where_float32_would_blur_the_variance() -> None:
+    """A row far from zero with a tiny spread: float32 moments would cancel to noise;
+    those rows are redone in float64."""
+    row = (1000.0 + np.array([0.0, 0.001, 0.002, 0.003] * 50)).astype(np.float32)
+    flat = np.full(200, 7.0, dtype=np.float32)
+    scale, shift = standardization(np.stack([row, flat]))
+    exact = row.astype(np.float64)
+    assert scale[0] == pytest.approx(1 / exact.std(), rel=1e-6)
+    assert shift[0] == pytest.approx(exact.mean() / exact.std(), rel=1e-6)
+    assert scale[1] == 0 and shift[1] == 0  # no spread: no signal
 
 
 def test_rank_filters_and_orders() -> None:

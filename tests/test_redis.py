@@ -96,6 +96,22 @@ def test_warm_cache_writes_what_the_service_would_compute(redis_service, redis_c
     assert not redis_client.exists(f"recsvc:list:{version}:default:bu1")
 
 
+def test_list_writer_sets_every_list_with_its_ttl_and_survives_a_script_flush(
+        redis_client) -> None:
+    from recsvc.warm import SET_MANY_KEYS, ListWriter
+
+    writer = ListWriter(redis_client, ttl_s=600)
+    count = SET_MANY_KEYS + 7  # two commands, the second one short
+    keys = [f"t:list:{i}".encode() for i in range(count)]
+    values = [bytes([i % 256]) * (1 + i % 3000) for i in range(count)]  # some past 6 kB
+    writer.write(keys, values)
+    assert redis_client.mget(keys) == values
+    assert 590 <= redis_client.ttl(keys[-1]) <= 600
+    redis_client.script_flush()  # as after a Redis restart: the script must be loaded again
+    writer.write(keys[:3], [b"x", b"y", b"z"])
+    assert redis_client.mget(keys[:3]) == [b"x", b"y", b"z"]
+
+
 def test_redis_down_degrades_then_recovers(redis_service, redis_server, redis_client) -> None:
     svc = redis_service
     expected = svc.items("/recommend", user_id="au2", n=5)

@@ -124,3 +124,32 @@ def test_reason_codes_for_new_arrivals_and_repeat_purchases(tmp_path: Path) -> N
     assert codes[0, 0, 0] == NEW
     assert codes[0, 1, 0] == BOUGHT_BEFORE and NEW not in codes[0, 1]
     assert (anchors == -1).all()
+
+
+def test_strongest_anchor_is_the_past_item_with_the_largest_ease_weight(tmp_path: Path) -> None:
+    from recsvc.engine import Engine
+    from recsvc.explain import strongest_anchor
+
+    train_planted(tmp_path)
+    model = load_model(tmp_path / "m")
+    assert "ease" in model.components
+    weights = np.asarray(model.components["ease"].weights)
+    engine = Engine.build(model, RulesFile())
+    rng = np.random.default_rng(0)
+    n = model.n_items
+    picks = rng.integers(0, n, (6, 9))
+    picks[0, 5:] = -1  # a short list
+    anchors = np.full((6, 4), -1)
+    for b, m in enumerate([4, 2, 1, 0, 3, 4]):  # padded rows, one without any past item
+        anchors[b, :m] = rng.choice(n, m, replace=False)
+    best, has = strongest_anchor(engine, picks, anchors)
+    for b in range(6):
+        valid = anchors[b][anchors[b] >= 0]
+        for k in range(9):
+            if picks[b, k] < 0 or valid.size == 0:
+                assert not has[b, k]
+                continue
+            column = weights[valid, picks[b, k]]
+            assert has[b, k] == (column.max() > 0)
+            if has[b, k]:
+                assert best[b, k] == int(np.argmax(column))
