@@ -85,7 +85,11 @@ def add_scaled(total: np.ndarray | None, scores: Scores, scale: np.ndarray,
     if isinstance(scores, SharedRows):
         row_scale = np.zeros(scores.rows.shape[0], dtype=np.float32)
         row_scale[scores.which] = scale32  # one scale per shared row: same moments
-        part = (np.asarray(scores.rows, dtype=np.float32) * row_scale[:, None])[scores.which]
+        table = np.asarray(scores.rows, dtype=np.float32) * row_scale[:, None]
+        if total is not None and table.shape[0] == 1:  # one row for all: a broadcast add
+            total += table
+            return total
+        part = table[scores.which]
         if total is None:
             return part
         total += part

@@ -159,9 +159,11 @@ def test_compact_score_forms_blend_exactly_like_dense_scores() -> None:
         unsorted.indices[lo:hi] = sparse.indices[lo:hi][::-1]
         unsorted.data[lo:hi] = sparse.data[lo:hi][::-1]
     unsorted.has_sorted_indices = False
-    compact = {"d": dense, "s": shared, "h": unsorted, "k": sparse_dense}
-    plain = {"d": dense, "s": shared.dense(), "h": sparse.toarray(), "k": sparse_dense.toarray()}
-    weights = {"d": 1.0, "s": 0.3, "h": 2.0, "k": 0.5}
+    one_row = SharedRows(rows[1:2], np.zeros(users, dtype=np.int64))  # like trending
+    compact = {"d": dense, "s": shared, "h": unsorted, "k": sparse_dense, "t": one_row}
+    plain = {"d": dense, "s": shared.dense(), "h": sparse.toarray(), "k": sparse_dense.toarray(),
+             "t": one_row.dense()}
+    weights = {"d": 1.0, "s": 0.3, "h": 2.0, "k": 0.5, "t": 0.7}
     expected = sum(w * standardize(plain[n]) for n, w in weights.items())
     np.testing.assert_allclose(blend(compact, weights), expected, atol=2e-5)
     parts: dict[str, tuple[np.ndarray, np.ndarray]] = {}
