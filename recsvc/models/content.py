@@ -152,15 +152,15 @@ class ContentModel(Recommender):
     @property
     def item_similarity(self) -> np.ndarray | None:
         """Items x items content similarity (dense), for catalogs of up to
-        ITEM_SIMILARITY_MAX items; computed once, on first use."""
+        ITEM_SIMILARITY_MAX items; computed once (at load, or on first use after fit)."""
         n = self.item_vectors.shape[0]
         if n > ITEM_SIMILARITY_MAX:
             return None
-        cached = self.__dict__.get("_item_similarity")
-        if cached is None or cached.shape[0] != n:
+        vectors, cached = self.__dict__.get("_item_similarity", (None, None))
+        if vectors is not self.item_vectors:  # first use, or new vectors since
             cached = np.asarray((self.item_vectors @ self.item_vectors.T).toarray(),
                                 dtype=np.float32)
-            self.__dict__["_item_similarity"] = cached
+            self.__dict__["_item_similarity"] = (self.item_vectors, cached)
         return cached
 
     def score(self, batch: UserBatch) -> np.ndarray:
@@ -190,4 +190,7 @@ class ContentModel(Recommender):
     def load(cls, stored: StoredVersion, prefix: str, params: dict[str, Any]) -> Self:
         model = cls(**params)
         model.item_vectors = load_csr(stored, f"{prefix}.item_vectors")
+        # Computed with the model's load (off the service's request path, and before
+        # warm-cache forks its workers), not by the first shopper to need it.
+        _ = model.item_similarity
         return model
