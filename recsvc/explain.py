@@ -144,14 +144,14 @@ def explain_batch(
     # The first MAX_REASONS codes kept, in slot order; a code already given by an
     # earlier slot is not repeated.
     out = [np.full((b, k), NONE, dtype=np.uint8) for _ in range(MAX_REASONS)]
-    place = np.zeros((b, k), dtype=np.uint8)
+    given = np.zeros((b, k), dtype=np.uint8)  # codes given so far, per pick
     for level, slot in enumerate(slots):
         keep = slot != NONE
         for earlier in slots[:level]:
             keep &= earlier != slot
         for t in range(MAX_REASONS):
-            np.copyto(out[t], slot, where=keep & (place == t))
-        place += keep
+            np.copyto(out[t], slot, where=keep & (given == t))
+        given += keep
     out[0] = np.where(out[0] == NONE, POPULAR, out[0])  # every item has a reason
     needs_anchor = np.zeros((b, k), dtype=bool)
     for codes in out:
