@@ -220,7 +220,7 @@ def similar(
     ranking = rank(blended, n, history=itself, allowed=candidates)
     if not explain:
         return ranking
-    ones = np.ones(items.size)
+    as_is = (np.ones(items.size), np.zeros(items.size))  # sources are weighted z-scores already
     return Ranking(ranking.padded_items, ranking.padded_scores, ranking.lengths,
-                   contributions_at(sources, {name: (ones, 0 * ones) for name in sources},
+                   contributions_at(sources, dict.fromkeys(sources, as_is),
                                     ranking.padded_items))

@@ -76,11 +76,9 @@ class ListWriter:
         connection = pool.get_connection()
         try:
             connection.send_packed_command([payload])
-            response = connection.read_response()
+            connection.read_response()  # raises on an error reply (NOSCRIPT included)
         finally:
             pool.release(connection)
-        if isinstance(response, Exception):
-            raise response
 
 
 @dataclass

@@ -180,7 +180,8 @@ def test_compact_score_forms_blend_exactly_like_dense_scores() -> None:
             atol=2e-5)
 
 
-def test_each_algorithms_compact_scores_are_its_scores() -> None:
+def test_each_algorithms_compact_scores_are_its_scores(monkeypatch) -> None:
+    import recsvc.models.item_knn as item_knn
     from recsvc.models import ItemKNN, PurchaseHistory
 
     data = random_data(seed=5, users=60, items=40)
@@ -189,13 +190,20 @@ def test_each_algorithms_compact_scores_are_its_scores() -> None:
     data.event_items = np.arange(data.user_items.nnz) % 40
     batch = UserBatch(users=np.arange(10), history=data.user_items[:10],
                       attributes={"segment": codes[:10]})
-    for model in (Popularity(attributes=["segment"]), Trending(), PurchaseHistory(),
-                  ItemKNN(neighbours=5), ItemKNN(neighbours=30)):
+    def as_dense(compact):  # noqa: ANN001, ANN202
+        return (compact.dense() if isinstance(compact, SharedRows)
+                else compact.toarray() if sp.issparse(compact) else compact)
+
+    for model in (Popularity(attributes=["segment"]), Trending(), PurchaseHistory()):
         model.fit(data)
-        compact = model.score_compact(batch)
-        as_dense = (compact.dense() if isinstance(compact, SharedRows)
-                    else compact.toarray() if sp.issparse(compact) else compact)
-        np.testing.assert_allclose(as_dense, model.score(batch), rtol=1e-6, err_msg=model.kind)
+        np.testing.assert_allclose(as_dense(model.score_compact(batch)), model.score(batch),
+                                   rtol=1e-6, err_msg=model.kind)
+    knn = ItemKNN(neighbours=10).fit(data)
+    for dense_above, form in ((1.0, sp.csr_matrix), (0.0, np.ndarray)):  # both of its forms
+        monkeypatch.setattr(item_knn, "DENSE_ABOVE", dense_above)
+        compact = knn.score_compact(batch)
+        assert isinstance(compact, form)
+        np.testing.assert_allclose(as_dense(compact), knn.score(batch), rtol=1e-6)
     shared = Popularity(attributes=["segment"]).fit(data).score_compact(batch)
     assert isinstance(shared, SharedRows) and shared.rows.shape[0] == 3  # one row a segment
 
