@@ -136,4 +136,8 @@ class Engine:
 
 
 def load_engine(model_root: Path, version: str | None, rules: RulesFile) -> Engine:
-    return Engine.build(load_model(model_root, version), rules)
+    from recsvc.jit import warm_up  # its kernels import this module
+
+    engine = Engine.build(load_model(model_root, version), rules)
+    warm_up()
+    return engine

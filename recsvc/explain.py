@@ -16,6 +16,7 @@ one list, `warm-cache` thousands, with the same function."""
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 from recsvc.engine import Engine
@@ -38,50 +39,161 @@ MIN_CONTRIBUTION = 0.05  # z-score units: below this an algorithm did not carry 
 _PERSONAL = 99  # placeholder until the anchor is known
 
 
+_NO_DENSE = np.zeros((0, 0), dtype=np.float32)
+_NO_KEYS = np.zeros(0, dtype=np.int64)
+_NO_VALUES = np.zeros(0, dtype=np.float32)
+_NO_STRENGTHS = np.zeros((0, 0, 0), dtype=np.float32)
+# How an anchor's strength for a pick is found (`_relation`).
+_NO_RELATION, _DENSE, _SORTED_KEYS, _GIVEN = range(4)
+
+
+def _relation(engine: Engine, picks: np.ndarray, anchors: np.ndarray
+              ) -> tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """What says how much one item speaks for another: EASE's weights (items x items),
+    else item-kNN's similarities (sorted anchor x n_items + pick keys), else content
+    similarity (items x items for a small catalog; for a large one, computed here for
+    the batch's picks and anchors alone)."""
+    comps = engine.model.components
+    if "ease" in comps:
+        dense = comps["ease"].weights  # type: ignore[attr-defined]
+        return _DENSE, np.asarray(dense), _NO_KEYS, _NO_VALUES, _NO_STRENGTHS
+    if "item_knn" in comps:
+        keys, values = engine.similarity_lookup()
+        return _SORTED_KEYS, _NO_DENSE, keys, values, _NO_STRENGTHS
+    if "content" in comps:
+        similarity = comps["content"].item_similarity  # type: ignore[attr-defined]
+        if similarity is not None:
+            return _DENSE, np.asarray(similarity), _NO_KEYS, _NO_VALUES, _NO_STRENGTHS
+        vectors = comps["content"].item_vectors  # type: ignore[attr-defined]
+        p, a = np.maximum(picks, 0), np.maximum(anchors, 0)
+        strengths = np.zeros((*picks.shape, anchors.shape[1]), np.float32)
+        for row in range(picks.shape[0]):
+            strengths[row] = (vectors[p[row]] @ vectors[a[row]].T).toarray()
+        return _GIVEN, _NO_DENSE, _NO_KEYS, _NO_VALUES, strengths
+    return _NO_RELATION, _NO_DENSE, _NO_KEYS, _NO_VALUES, _NO_STRENGTHS
+
+
+@numba.njit(cache=True, nogil=True)
+def _row_anchors(b: int, picks: np.ndarray, anchors: np.ndarray, mode: int,
+                 dense: np.ndarray, keys: np.ndarray, values: np.ndarray,
+                 strengths: np.ndarray, n_items: int, best: np.ndarray,
+                 strongest: np.ndarray) -> None:
+    """For each of row b's picks, the position among its anchors of the one that speaks
+    most for it (the first of equals) into best[k], or -1 when none does (no strength
+    above 0). Anchor by anchor: one row of the relation at a time stays in cache."""
+    best[:] = -1
+    strongest[:] = 0.0
+    for m in range(anchors.shape[1]):
+        anchor = anchors[b, m]
+        if anchor < 0:  # padding comes last
+            break
+        for k in range(picks.shape[1]):
+            pick = picks[b, k]
+            if pick < 0:
+                break
+            if mode == _DENSE:
+                strength = dense[anchor, pick]
+            elif mode == _SORTED_KEYS:
+                key = anchor * n_items + pick
+                at = np.searchsorted(keys, key)
+                strength = values[at] if at < keys.size and keys[at] == key else 0.0
+            elif mode == _GIVEN:
+                strength = strengths[b, k, m]
+            else:
+                strength = 0.0
+            if strength > strongest[k]:
+                best[k], strongest[k] = m, strength
+
+
+@numba.njit(cache=True, nogil=True)
+def _strongest(picks: np.ndarray, anchors: np.ndarray, mode: int, dense: np.ndarray,
+               keys: np.ndarray, values: np.ndarray, strengths: np.ndarray,
+               n_items: int, best: np.ndarray) -> None:
+    strongest = np.empty(picks.shape[1], dtype=np.float32)
+    for b in range(picks.shape[0]):
+        _row_anchors(b, picks, anchors, mode, dense, keys, values, strengths, n_items,
+                     best[b], strongest)
+
+
 def strongest_anchor(engine: Engine, picks: np.ndarray,
                      anchors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """For each pick (B x K, -1 padded), the position among its row's anchors (B x M, -1
     padded at the end) of the one that speaks for it most, and whether any does (a
     strength above 0)."""
-    model = engine.model
-    b, k = picks.shape
-    m = anchors.shape[1]
-    counts = (anchors >= 0).sum(axis=1)
-    # Padding repeats each row's first anchor: an equal value at a later place never
-    # wins argmax, so no -inf mask over B x K x M is needed.
-    filled = np.where(anchors >= 0, anchors, anchors[:, :1]).clip(min=0)
-    p = np.maximum(picks, 0)
-    comps = model.components
-    dense = None  # items x items: how much each item speaks for another
-    if "ease" in comps:
-        dense = comps["ease"].weights  # type: ignore[attr-defined]
-    elif "item_knn" not in comps and "content" in comps:
-        dense = comps["content"].item_similarity  # type: ignore[attr-defined]  # small catalogs
-    if dense is not None:  # items x items: one flat gather
-        n = model.n_items
-        index_type = np.int32 if n * n < 2**31 else np.int64
-        index = (filled.astype(index_type) * index_type(n))[:, None, :] \
-            + p.astype(index_type)[:, :, None]
-        strength = np.take(np.asarray(dense).reshape(-1), index)
-    elif "item_knn" in comps:
-        keys, values = engine.similarity_lookup()
-        query = (filled.astype(np.int64) * model.n_items)[:, None, :] + p[:, :, None]
-        if keys.size:
-            pos = np.minimum(np.searchsorted(keys, query), keys.size - 1)
-            strength = np.where(keys[pos] == query, values[pos], 0.0).astype(np.float32)
-        else:
-            strength = np.zeros((b, k, m), dtype=np.float32)
-    elif "content" in comps:
-        vectors = comps["content"].item_vectors  # type: ignore[attr-defined]
-        strength = np.zeros((b, k, m), np.float32)
-        for row in range(b):
-            strength[row] = (vectors[p[row]] @ vectors[filled[row]].T).toarray()
-    else:
-        strength = np.zeros((b, k, m), np.float32)
-    best = strength.argmax(axis=2)
-    value = np.take_along_axis(strength, best[:, :, None], axis=2)[:, :, 0]
-    has = (value > 0) & (picks >= 0) & (counts > 0)[:, None]
-    return best, has
+    picks = np.ascontiguousarray(picks, dtype=np.int64)
+    anchors = np.ascontiguousarray(anchors, dtype=np.int64)
+    best = np.full(picks.shape, -1, dtype=np.int64)
+    _strongest(picks, anchors, *_relation(engine, picks, anchors), engine.model.n_items, best)
+    return np.maximum(best, 0), best >= 0
+
+
+@numba.njit(cache=True, nogil=True)
+def _give(codes: np.ndarray, b: int, k: int, given: int, code: int) -> int:
+    """Append `code` to the pick's codes unless it is NONE or already there."""
+    if code == NONE:
+        return given
+    for t in range(given):
+        if codes[b, k, t] == code:
+            return given
+    codes[b, k, given] = code
+    return given + 1
+
+
+@numba.njit(cache=True, nogil=True)
+def _explain(picks: np.ndarray, values: np.ndarray, source_code: np.ndarray,
+             anchors: np.ndarray, from_session: np.ndarray, pinned: np.ndarray, mode: int,
+             dense: np.ndarray, keys: np.ndarray, similarity: np.ndarray,
+             strengths: np.ndarray, n_items: int, no_category: np.ndarray,
+             new: np.ndarray, codes: np.ndarray, anchor_of: np.ndarray) -> None:
+    sources = source_code.size
+    order = np.empty(sources, dtype=np.int64)
+    best = np.empty(picks.shape[1], dtype=np.int64)
+    strongest = np.empty(picks.shape[1], dtype=np.float32)
+    for b in range(picks.shape[0]):
+        _row_anchors(b, picks, anchors, mode, dense, keys, similarity, strengths, n_items,
+                     best, strongest)
+        for k in range(picks.shape[1]):
+            pick = picks[b, k]
+            item = max(pick, 0)
+            anchor, anchor_code = -1, NONE
+            m = best[k] if pick >= 0 else -1
+            if m >= 0:
+                anchor = anchors[b, m]
+                anchor_code = SIMILAR if from_session[b, m] else BECAUSE
+            # Codes in order, each once, until there are MAX_REASONS: promoted, then the
+            # sources that carried the pick (strongest first; ties: the one listed
+            # first; at most MAX_REASONS + 1 of them), then new arrival.
+            given = 0
+            if pinned[b, k]:
+                codes[b, k, 0] = PROMOTED
+                given = 1
+            carried = 0
+            for i in range(sources):
+                if values[i, b, k] >= MIN_CONTRIBUTION:
+                    order[carried] = i
+                    carried += 1
+            for position in range(min(carried, MAX_REASONS + 1)):
+                if given == MAX_REASONS:
+                    break
+                for j in range(position + 1, carried):  # the next strongest to the front
+                    if values[order[j], b, k] > values[order[position], b, k] or (
+                            values[order[j], b, k] == values[order[position], b, k]
+                            and order[j] < order[position]):
+                        order[position], order[j] = order[j], order[position]
+                code = source_code[order[position]]
+                if code == _PERSONAL:
+                    code = anchor_code
+                elif code == POPULAR_IN and no_category[item]:
+                    code = POPULAR
+                given = _give(codes, b, k, given, code)
+            if new[item] and given < MAX_REASONS:
+                given = _give(codes, b, k, given, NEW)
+            if given == 0:
+                codes[b, k, 0] = POPULAR  # every item has a reason
+            needs_anchor = False
+            for t in range(MAX_REASONS):
+                needs_anchor |= codes[b, k, t] == BECAUSE or codes[b, k, t] == SIMILAR
+            anchor_of[b, k] = anchor if needs_anchor else -1
 
 
 def explain_batch(
@@ -99,62 +211,37 @@ def explain_batch(
     `picks` B x K (-1 padded), `contributions` name -> B x K, `anchors` B x M candidate
     items (-1 padded), `from_session` B x M, `pinned` B x K."""
     model = engine.model
+    picks = np.ascontiguousarray(picks, dtype=np.int64)
+    anchors = np.ascontiguousarray(anchors, dtype=np.int64)
     b, k = picks.shape
-    anchor = np.full((b, k), -1, dtype=np.int64)
-    anchor_code = np.full((b, k), NONE, dtype=np.uint8)
-    if anchors.shape[1] and b and k:
-        best, has = strongest_anchor(engine, picks, anchors)
-        anchor = np.where(has, np.take_along_axis(anchors, best, axis=1), -1)
-        session = np.take_along_axis(from_session, best, axis=1)
-        anchor_code = np.where(has, np.where(session, SIMILAR, BECAUSE), NONE).astype(np.uint8)
-
     names = list(contributions)
     source_code = np.array([BOUGHT_BEFORE if n == "history" else _PERSONAL
                             if n in PERSONAL_SOURCES else POPULAR_IN if n == "popularity"
                             else TRENDING if n == "trending" else NONE for n in names],
                            dtype=np.uint8)
-    # Candidate codes per pick, in order: promoted, then the strongest sources, then new
-    # arrival: B x K planes of codes.
-    slots = [np.where(pinned, PROMOTED, NONE).astype(np.uint8)]
-    if names:
-        values = [np.asarray(contributions[n], dtype=np.float32) for n in names]
-        no_category = model.item_category[np.maximum(picks, 0)] < 0
-        # Each source's place among all sources at each pick (ties: the one listed
-        # first): with a handful of sources, comparing pairs of B x K planes is several
-        # times faster than sorting along a short axis.
-        places = []
-        for i, v in enumerate(values):
-            place = np.zeros((b, k), dtype=np.uint8)
-            for j, w in enumerate(values):
-                if j != i:
-                    place += (w > v) if j > i else (w >= v)
-            # Below the threshold a source did not carry the pick: no place at all.
-            np.copyto(place, np.uint8(255), where=v < MIN_CONTRIBUTION)
-            places.append(place)
-        for position in range(min(len(names), MAX_REASONS + 1)):
-            code = np.full((b, k), NONE, dtype=np.uint8)
-            for i, place in enumerate(places):
-                np.copyto(code, source_code[i], where=place == position)
-            np.copyto(code, anchor_code, where=code == _PERSONAL)
-            code[(code == POPULAR_IN) & no_category] = POPULAR
-            slots.append(code)
-    arrived = model.item_created_at[np.maximum(picks, 0)]
-    slots.append(np.where(arrived >= now - new_arrival_days * SECONDS_PER_DAY, NEW,
-                          NONE).astype(np.uint8))
-    # The first MAX_REASONS codes kept, in slot order; a code already given by an
-    # earlier slot is not repeated.
-    out = [np.full((b, k), NONE, dtype=np.uint8) for _ in range(MAX_REASONS)]
-    given = np.zeros((b, k), dtype=np.uint8)  # codes given so far, per pick
-    for level, slot in enumerate(slots):
-        keep = slot != NONE
-        for earlier in slots[:level]:
-            keep &= earlier != slot
-        for t in range(MAX_REASONS):
-            np.copyto(out[t], slot, where=keep & (given == t))
-        given += keep
-    out[0] = np.where(out[0] == NONE, POPULAR, out[0])  # every item has a reason
-    needs_anchor = np.zeros((b, k), dtype=bool)
-    for codes in out:
-        needs_anchor |= (codes == BECAUSE) | (codes == SIMILAR)
-    out = np.stack(out, axis=-1)
-    return out, np.where(needs_anchor, anchor, -1).astype(np.int32)
+    values = (np.stack([np.asarray(contributions[n], dtype=np.float32) for n in names])
+              if names else np.zeros((0, b, k), np.float32))
+    codes = np.zeros((b, k, MAX_REASONS), dtype=np.uint8)
+    anchor = np.full((b, k), -1, dtype=np.int32)
+    new = model.item_created_at >= now - new_arrival_days * SECONDS_PER_DAY
+    if model.n_items and b and k:
+        _explain(picks, values, source_code, anchors,
+                 np.ascontiguousarray(from_session, dtype=np.bool_),
+                 np.ascontiguousarray(pinned, dtype=np.bool_),
+                 *_relation(engine, picks, anchors), model.n_items,
+                 model.item_category < 0, new, codes, anchor)
+    return codes, anchor
+
+
+def warm_up() -> None:
+    """Compile (or load from numba's cache) before the first list needs explaining."""
+    picks = np.zeros((1, 1), dtype=np.int64)
+    anchors = np.zeros((1, 1), dtype=np.int64)
+    dense = np.zeros((1, 1), dtype=np.float32)
+    _strongest(picks, anchors, _DENSE, dense, _NO_KEYS, _NO_VALUES, _NO_STRENGTHS, 1,
+               np.zeros((1, 1), dtype=np.int64))
+    _explain(picks, np.zeros((1, 1, 1), dtype=np.float32), np.zeros(1, dtype=np.uint8),
+             anchors, np.zeros((1, 1), dtype=np.bool_), np.zeros((1, 1), dtype=np.bool_),
+             _DENSE, dense, _NO_KEYS, _NO_VALUES, _NO_STRENGTHS, 1, np.zeros(1, np.bool_),
+             np.zeros(1, np.bool_), np.zeros((1, 1, MAX_REASONS), dtype=np.uint8),
+             np.zeros((1, 1), dtype=np.int32))

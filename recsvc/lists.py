@@ -41,15 +41,23 @@ class PackedList:
 def pack_batch(items: np.ndarray, scores: np.ndarray, codes: np.ndarray,
                anchors: np.ndarray, lengths: np.ndarray) -> list[bytes]:
     """One value per row of B x K arrays; row b keeps its first lengths[b] entries."""
-    out = []
-    items32 = items.astype("<i4")
-    scores32 = scores.astype("<f4")
-    codes8 = codes.astype(np.uint8)
-    anchors32 = anchors.astype("<i4")
-    for b, n in enumerate(lengths.tolist()):
-        out.append(b"".join((MAGIC, np.uint32(n).tobytes(), items32[b, :n].tobytes(),
-                             scores32[b, :n].tobytes(), codes8[b, :n].tobytes(),
-                             anchors32[b, :n].tobytes())))
+    rows, width = items.shape
+    lengths = np.asarray(lengths, dtype=np.int64)
+    out: list[bytes] = [b""] * rows
+    # Rows of one length are laid side by side in one buffer and cut from its bytes:
+    # a handful of array copies for the batch rather than six joins a row.
+    for n in np.unique(lengths).tolist():
+        which = np.flatnonzero(lengths == n)
+        fields = [np.frombuffer(MAGIC, np.uint8)[None, :].repeat(which.size, axis=0),
+                  np.full((which.size, 1), n, "<u4").view(np.uint8),
+                  np.ascontiguousarray(items[which, :n], "<i4").view(np.uint8),
+                  np.ascontiguousarray(scores[which, :n], "<f4").view(np.uint8),
+                  np.ascontiguousarray(codes[which, :n], np.uint8).reshape(which.size, -1),
+                  np.ascontiguousarray(anchors[which, :n], "<i4").view(np.uint8)]
+        raw = np.concatenate(fields, axis=1).tobytes()
+        size = _HEADER + n * (4 + 4 + REASONS + 4)
+        for j, b in enumerate(which.tolist()):
+            out[b] = raw[j * size:(j + 1) * size]
     return out
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numba
 import numpy as np
 import scipy.sparse as sp
 
@@ -187,47 +188,66 @@ def rank_lists(
     return pack_batch(items, scores, codes, anchor, lengths)
 
 
+@numba.njit(cache=True, nogil=True)
+def _past_anchors(indptr: np.ndarray, indices: np.ndarray, data: np.ndarray,
+                  session_ptr: np.ndarray, session_items: np.ndarray, limit: int,
+                  anchors: np.ndarray, from_session: np.ndarray) -> None:
+    """Into row b of `anchors` (all -1): its session items, then its `limit` past items
+    with the most confidence (ties: item order), less those already in the session."""
+    order = np.empty(max(1, np.max(np.diff(indptr)) if indptr.size > 1 else 1),
+                     dtype=np.int64)
+    for b in range(indptr.size - 1):
+        at = 0
+        for p in range(session_ptr[b], session_ptr[b + 1]):
+            anchors[b, at] = session_items[p]
+            from_session[b, at] = True
+            at += 1
+        lo, hi = indptr[b], indptr[b + 1]
+        count = 0
+        for p in range(lo, hi):  # insertion by (-confidence, item)
+            j = count
+            while j > 0 and (data[order[j - 1]] < data[p] or (
+                    data[order[j - 1]] == data[p] and indices[order[j - 1]] > indices[p])):
+                order[j] = order[j - 1]
+                j -= 1
+            order[j] = p
+            count += 1
+        for j in range(min(count, limit)):
+            item = indices[order[j]]
+            in_session = False
+            for p in range(session_ptr[b], session_ptr[b + 1]):
+                in_session |= session_items[p] == item
+            if not in_session:
+                anchors[b, at] = item
+                at += 1
+
+
 def _anchors(histories: sp.csr_matrix, sessions: list[np.ndarray],
              personal: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Each row's candidate anchors, padded: session items first, then the past items
-    with the most confidence (at most MAX_ANCHORS), for the whole batch at once."""
+    """Each row's candidate anchors, padded with -1: session items first, then the past
+    items with the most confidence (at most MAX_ANCHORS of them, less those in the
+    session), for the whole batch at once."""
     histories = sp.csr_matrix(histories)
     rows = histories.shape[0]
-    sessions = [np.asarray(sessions[b] if b < len(sessions) else np.zeros(0), dtype=np.int64)
-                for b in range(rows)]
-    if personal and histories.nnz:
-        row_of = np.repeat(np.arange(rows), np.diff(histories.indptr))
-        # Within each row, most confidence first (ties: item order).
-        order = np.lexsort((histories.indices, -histories.data, row_of))
-        starts = histories.indptr[row_of[order]]
-        position = np.arange(order.size) - starts
-        take = position < MAX_ANCHORS
-        past_rows, past_pos = row_of[order][take], position[take]
-        past_items = histories.indices[order][take].astype(np.int64)
-        if any(s.size for s in sessions):  # a session's items are not also past anchors
-            in_session = np.array([item in set(sessions[r].tolist()) for r, item in
-                                   zip(past_rows.tolist(), past_items.tolist(), strict=True)],
-                                  dtype=bool)
-            past_rows, past_items = past_rows[~in_session], past_items[~in_session]
-            past_pos = past_pos[~in_session]
-            # Close the gaps the session items left.
-            _, first = np.unique(past_rows, return_index=True)
-            past_pos = np.arange(past_rows.size) - np.repeat(first, np.diff(
-                np.append(first, past_rows.size)))
-        n_past = np.bincount(past_rows, minlength=rows)
-    else:
-        past_rows = past_pos = past_items = np.zeros(0, dtype=np.int64)
-        n_past = np.zeros(rows, dtype=np.int64)
-    n_session = np.array([s.size for s in sessions], dtype=np.int64)
-    width = int((n_session + n_past).max()) if rows else 0
+    lengths = [np.asarray(sessions[b]).size if b < len(sessions) else 0 for b in range(rows)]
+    session_ptr = np.zeros(rows + 1, dtype=np.int64)
+    session_ptr[1:] = np.cumsum(lengths)
+    session_items = (np.concatenate([np.asarray(s, dtype=np.int64) for s in sessions[:rows]])
+                     if any(lengths) else np.zeros(0, dtype=np.int64))
+    indptr = histories.indptr.astype(np.int64)
+    if not personal:
+        indptr = np.zeros(rows + 1, dtype=np.int64)
+    past = np.minimum(np.diff(indptr), MAX_ANCHORS)
+    width = int((session_ptr[1:] - session_ptr[:-1] + past).max()) if rows else 0
     anchors = np.full((rows, width), -1, dtype=np.int64)
     from_session = np.zeros((rows, width), dtype=bool)
-    for b, session in enumerate(sessions):
-        if session.size:
-            anchors[b, :session.size] = session
-            from_session[b, :session.size] = True
-    anchors[past_rows, n_session[past_rows] + past_pos] = past_items
-    return anchors, from_session
+    if rows and width:
+        _past_anchors(indptr, histories.indices.astype(np.int64),
+                      histories.data.astype(np.float64), session_ptr, session_items,
+                      MAX_ANCHORS, anchors, from_session)
+    # Session items dropped from the past leave room at the end: trim unused columns.
+    used = int((anchors >= 0).sum(axis=1).max()) if rows and width else 0
+    return anchors[:, :used], from_session[:, :used]
 
 
 def items_payload(entries: list[Entry]) -> list[dict[str, Any]]:
@@ -288,3 +308,8 @@ def popular_entries(engine: Engine, kind: str, n: int, allowed: np.ndarray,
                  "category": str(model.category_names[model.item_category[i]])}
         entries.append([int(i), str(model.item_ids[i]), round(float(scores[i]), 5), [r]])
     return entries
+
+
+def warm_up() -> None:
+    """Compile (or load from numba's cache) before the first list needs anchors."""
+    _anchors(sp.csr_matrix(np.ones((1, 1), dtype=np.float32)), [np.zeros(1, np.int64)], True)

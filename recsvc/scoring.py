@@ -9,10 +9,12 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from recsvc.blend import accumulate, blend, standardize, values_at
+from recsvc.blend import blend, standardize
+from recsvc.fused import blend_rank
 from recsvc.model import RecommenderModel
 from recsvc.models import Recommender, UserBatch
 from recsvc.models.base import Scores
+from recsvc.topn import top_n
 
 
 @dataclass(frozen=True)
@@ -79,40 +81,7 @@ def rank(
     if history is not None and history.nnz:
         coo = history.tocoo()
         scores[coo.row, coo.col] = -np.inf
-    n = max(0, min(n, scores.shape[1]))
-    if n == 0:
-        rows = scores.shape[0]
-        return Ranking(np.zeros((rows, 0), dtype=np.int64), np.zeros((rows, 0), np.float32),
-                       np.zeros(rows, dtype=np.int64))
-    # Partition for the last n places rather than the first n of -scores: no negated copy.
-    top = np.argpartition(scores, scores.shape[1] - n, axis=1)[:, scores.shape[1] - n:]
-    top.sort(axis=1)  # item order first, so the stable sort below breaks ties by item number
-    top_scores = np.take_along_axis(scores, top, axis=1)
-    order = np.argsort(-top_scores, axis=1, kind="stable")
-    top = np.take_along_axis(top, order, axis=1)
-    top_scores = np.take_along_axis(top_scores, order, axis=1)
-    _settle_boundary_ties(scores, top, top_scores)
-    # Excluded items (-inf) sort last: each row's listed items are a prefix.
-    finite = np.isfinite(top_scores)
-    padded = np.where(finite, top, -1).astype(np.int64)
-    padded_scores = np.where(finite, top_scores, 0.0).astype(np.float32)
-    return Ranking(padded, padded_scores, finite.sum(axis=1))
-
-
-def _settle_boundary_ties(scores: np.ndarray, top: np.ndarray, top_scores: np.ndarray) -> None:
-    """argpartition picks arbitrarily among items tied at the last place; take the
-    lowest-numbered ones instead, so that rankings (and metrics) are reproducible."""
-    n = top.shape[1]
-    last = top_scores[:, -1:]
-    tied_everywhere = (scores == last).sum(axis=1)
-    tied_kept = (top_scores == last).sum(axis=1)
-    for row in np.flatnonzero((tied_everywhere > tied_kept) & np.isfinite(last[:, 0])):
-        row_scores = scores[row]
-        above = np.flatnonzero(row_scores > last[row, 0])
-        tied = np.flatnonzero(row_scores == last[row, 0])[: n - above.size]
-        chosen = np.concatenate([above, tied])
-        chosen = chosen[np.lexsort((chosen, -row_scores[chosen]))]
-        top[row], top_scores[row] = chosen, row_scores[chosen]
+    return Ranking(*top_n(scores, n))
 
 
 def rank_sources(
@@ -153,36 +122,13 @@ def recommend(
     candidates = np.asarray(model.item_in_stock if in_stock is None else in_stock, dtype=bool)
     if allowed is not None:
         candidates = candidates & allowed
-    parts: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    blended, shift = accumulate(sources, weights, parts=parts)
-    # The rules' boosts and the candidates in one pass: -inf is never listed. The shift
-    # (a constant per row) is left for the listed items alone.
+    # The rules' boosts, and -inf (never listed) for what may not be listed.
     per_item = np.where(candidates, np.float32(0.0) if bias is None
                         else bias.astype(np.float32), np.float32(-np.inf))
-    blended += per_item[np.newaxis, :]
-    ranking = rank(blended, n, history=batch.history if exclude_seen else None,
-                   overwrite=True)
-    padded = ranking.padded_items
-    listed = padded >= 0
-    scores = np.where(listed, ranking.padded_scores - shift[:, None], 0.0).astype(np.float32)
-    if not explain:
-        return Ranking(padded, scores, ranking.lengths)
-    return Ranking(padded, scores, ranking.lengths,
-                   contributions_at(sources, parts, padded))
-
-
-def contributions_at(sources: Mapping[str, Scores],
-                     parts: Mapping[str, tuple[np.ndarray, np.ndarray]],
-                     picks: np.ndarray) -> dict[str, np.ndarray]:
-    """Each algorithm's weighted z-score (scores * scale - shift) at B x K picks (-1
-    padded: 0 there), computed at the picks alone."""
-    listed = picks >= 0
-    at_items = np.maximum(picks, 0)
-    out = {}
-    for name, (scale, shift) in parts.items():
-        at = values_at(sources[name], at_items) * scale[:, None] - shift[:, None]
-        out[name] = np.where(listed, at, 0.0).astype(np.float32)
-    return out
+    out = blend_rank(sources, weights, n, per_item,
+                     batch.history if exclude_seen else None)
+    return Ranking(out.items, out.scores, out.lengths,
+                   out.contributions if explain else None)
 
 
 # Related items ("goes with"): item-item CF where interactions exist, content for the rest,
@@ -220,7 +166,10 @@ def similar(
     ranking = rank(blended, n, history=itself, allowed=candidates)
     if not explain:
         return ranking
-    as_is = (np.ones(items.size), np.zeros(items.size))  # sources are weighted z-scores already
-    return Ranking(ranking.padded_items, ranking.padded_scores, ranking.lengths,
-                   contributions_at(sources, dict.fromkeys(sources, as_is),
-                                    ranking.padded_items))
+    # The sources are weighted z-scores already: their parts are their values at the picks.
+    picks = ranking.padded_items
+    at = np.maximum(picks, 0)
+    return Ranking(picks, ranking.padded_scores, ranking.lengths,
+                   {name: np.where(picks >= 0, np.take_along_axis(values, at, axis=1),
+                                   0.0).astype(np.float32)
+                    for name, values in sources.items()})

@@ -241,7 +241,9 @@ def _run(args: argparse.Namespace) -> int:
     if args.processes < 1:
         raise InputError("--processes must be at least 1")
     if args.processes == 1 or users.size < 10_000:
-        result = warm_cache(engine, client, settings, users, overrides_store, args.batch_size)
+        with threadpool_limits(limits=1, user_api="blas"):  # idle BLAS threads spin
+            result = warm_cache(engine, client, settings, users, overrides_store,
+                                args.batch_size)
     else:
         result = warm_parallel(engine, settings, users, overrides_store, args.processes,
                                args.batch_size)

@@ -8,7 +8,8 @@ import pytest
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
-from recsvc.blend import accumulate, blend, standardization, standardize, values_at
+from recsvc.blend import blend, standardization, standardize
+from recsvc.fused import blend_rank
 from recsvc.models import (
     EASE,
     ContentModel,
@@ -18,10 +19,11 @@ from recsvc.models import (
     Trending,
     UserBatch,
 )
-from recsvc.models.base import SharedRows
+from recsvc.models.base import RowSums, SharedRows
 from recsvc.models.content import category_tokens, normalize, price_bands
 from recsvc.models.factors import confidence
 from recsvc.scoring import rank
+from recsvc.topn import top_n
 
 
 def random_data(seed: int = 0, users: int = 200, items: int = 50) -> TrainingData:
@@ -140,48 +142,104 @@ def test_standardize_and_blend() -> None:
     np.testing.assert_allclose(blend({"a": a, "b": b}, {"a": 2.0, "b": 0.0}), 2 * z)
 
 
-def test_compact_score_forms_blend_exactly_like_dense_scores() -> None:
-    """Shared rows, sparse and dense sources give the blend, statistics and values at
-    the picks that their dense equivalents give (what `recommend` relies on)."""
+def _unsorted(matrix: sp.csr_matrix) -> sp.csr_matrix:
+    """The same matrix with each row's entries reversed, as a sparse product leaves them."""
+    out = matrix.copy()
+    for row in range(matrix.shape[0]):
+        lo, hi = matrix.indptr[row], matrix.indptr[row + 1]
+        out.indices[lo:hi] = matrix.indices[lo:hi][::-1]
+        out.data[lo:hi] = matrix.data[lo:hi][::-1]
+    out.has_sorted_indices = False
+    return out
+
+
+@pytest.mark.parametrize("items", [300, 5000])  # item-kNN rows cover much / little of it
+def test_blend_rank_of_every_score_form_equals_numpy_blend_and_rank(items: int) -> None:
+    """The compiled blend (`recsvc.fused`, what `recommend` runs) takes every compact
+    form and gives the ranking, scores, per-source parts and statistics that plain numpy
+    gives from the dense equivalents: z-scores per row, weighted sum, boosts, -inf for
+    what may not be listed, the history excluded, top n."""
     rng = np.random.default_rng(4)
-    users, items = 40, 300
+    users = 40
     dense = rng.standard_normal((users, items)).astype(np.float32)
     rows = rng.random((3, items)).astype(np.float32) * 5
     shared = SharedRows(rows, rng.integers(0, 3, users))
-    sparse = sp.random(users, items, density=0.02, format="csr", dtype=np.float32,
-                       random_state=1) * 4
-    sparse_dense = sp.random(users, items, density=0.5, format="csr", dtype=np.float32,
-                             random_state=2)  # dense-ish: added through scipy's sparse + dense
-    # As a sparse product leaves them: indices unsorted within rows (here: reversed).
-    unsorted = sparse.copy()
-    for row in range(users):
-        lo, hi = sparse.indptr[row], sparse.indptr[row + 1]
-        unsorted.indices[lo:hi] = sparse.indices[lo:hi][::-1]
-        unsorted.data[lo:hi] = sparse.data[lo:hi][::-1]
-    unsorted.has_sorted_indices = False
+    history = sp.random(users, items, density=0.02, format="csr", dtype=np.float32,
+                        random_state=1) * 4
+    dense_ish = sp.random(users, items, density=0.5, format="csr", dtype=np.float32,
+                          random_state=2)
     one_row = SharedRows(rows[1:2], np.zeros(users, dtype=np.int64))  # like trending
-    compact = {"d": dense, "s": shared, "h": unsorted, "k": sparse_dense, "t": one_row}
-    plain = {"d": dense, "s": shared.dense(), "h": sparse.toarray(), "k": sparse_dense.toarray(),
-             "t": one_row.dense()}
-    weights = {"d": 1.0, "s": 0.3, "h": 2.0, "k": 0.5, "t": 0.7}
-    expected = sum(w * standardize(plain[n]) for n, w in weights.items())
-    np.testing.assert_allclose(blend(compact, weights), expected, atol=2e-5)
-    parts: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    total, shift = accumulate(compact, weights, parts)
-    np.testing.assert_allclose(total - shift[:, None], expected, atol=2e-5)
-    picks = rng.integers(0, items, (users, 7))
-    for name, scores in compact.items():
-        np.testing.assert_array_equal(
-            values_at(scores, picks), np.take_along_axis(plain[name], picks, axis=1))
-        scale, part_shift = parts[name]
-        z = values_at(scores, picks) * scale[:, None] - part_shift[:, None]
-        np.testing.assert_allclose(
-            z, weights[name] * np.take_along_axis(standardize(plain[name]), picks, axis=1),
-            atol=2e-5)
+    item_item = rng.standard_normal((items, items)).astype(np.float32)  # like EASE
+    neighbours = sp.random(items, items, density=20 / items, format="csr", dtype=np.float32,
+                           random_state=3)  # like item-kNN: 20 a row
+    past = sp.random(users, items, density=8 / items, format="csr", dtype=np.float32,
+                     random_state=5) * 3
+    compact = {"d": dense, "s": shared, "h": _unsorted(history), "k": dense_ish, "t": one_row,
+               "e": RowSums(past, item_item), "n": RowSums(_unsorted(past), neighbours)}
+    plain = {"d": dense, "s": shared.dense(), "h": history.toarray(), "k": dense_ish.toarray(),
+             "t": one_row.dense(), "e": np.asarray(past @ item_item),
+             "n": (past @ neighbours).toarray()}
+    weights = {"d": 1.0, "s": 0.3, "h": 2.0, "k": 0.5, "t": 0.7, "e": 1.5, "n": 0.8, "x": 0.0}
+    per_item = (rng.random(items) * 0.1).astype(np.float32)
+    per_item[rng.random(items) < 0.2] = -np.inf  # out of stock, excluded by a rule
+    z = {name: standardize(plain[name]) for name in plain}
+    expected = sum(w * z[name] for name, w in weights.items() if name in z) + per_item
+    reference = rank(expected, 25, history=past)
+
+    out = blend_rank(compact, weights, 25, per_item, past)
+    np.testing.assert_array_equal(out.items, reference.padded_items)
+    np.testing.assert_array_equal(out.lengths, reference.lengths)
+    np.testing.assert_allclose(out.scores, reference.padded_scores, atol=1e-4)
+    at = np.maximum(out.items, 0)
+    for name, w in weights.items():
+        if w == 0:
+            assert name not in out.contributions
+            continue
+        np.testing.assert_allclose(out.contributions[name],
+                                   w * np.take_along_axis(z[name], at, axis=1), atol=1e-4)
+        scale, shift = out.standardization[name]
+        std = plain[name].astype(np.float64).std(axis=1)
+        expected_scale = np.where(std > 0, w / np.where(std > 0, std, 1), 0.0)  # flat: 0
+        np.testing.assert_allclose(scale, expected_scale, rtol=1e-5)
+        np.testing.assert_allclose(shift, expected_scale * plain[name].mean(axis=1), rtol=1e-4)
 
 
-def test_each_algorithms_compact_scores_are_its_scores(monkeypatch) -> None:
-    import recsvc.models.item_knn as item_knn
+def test_blend_rank_keeps_the_variance_of_a_row_far_from_zero() -> None:
+    """A row far from zero with a tiny spread (float32 moments would cancel to noise)
+    and a row with no spread at all (no signal: contributes nothing)."""
+    row = (1000.0 + np.array([0.0, 0.001, 0.002, 0.003] * 50)).astype(np.float32)
+    flat = np.full(200, 7.0, dtype=np.float32)
+    out = blend_rank({"a": np.stack([row, flat])}, {"a": 1.0}, 3, np.zeros(200, np.float32),
+                     None)
+    scale, shift = out.standardization["a"]
+    exact = row.astype(np.float64)
+    assert scale[0] == pytest.approx(1 / exact.std(), rel=1e-6)
+    assert shift[0] == pytest.approx(exact.mean() / exact.std(), rel=1e-6)
+    assert scale[1] == 0 and shift[1] == 0
+    assert list(out.items[1]) == [0, 1, 2]  # all equal: by item number
+
+
+def test_top_n_breaks_ties_by_item_number_and_lists_finite_scores_only() -> None:
+    rng = np.random.default_rng(7)
+    for _ in range(300):
+        rows, width = int(rng.integers(1, 12)), int(rng.integers(1, 700))
+        scores = rng.integers(-3, 4, size=(rows, width)).astype(np.float32)
+        scores[rng.random((rows, width)) < 0.3] = -np.inf
+        scores[rng.random((rows, width)) < 0.02] = np.inf
+        scores[rng.random((rows, width)) < 0.02] = np.nan
+        scores[scores == 0] = np.where(rng.random(int((scores == 0).sum())) < 0.5, 0.0, -0.0)
+        n = int(rng.integers(0, width + 3))
+        items, top, lengths = top_n(scores, n)
+        for r in range(rows):
+            finite = np.flatnonzero(np.isfinite(scores[r]))
+            want = finite[np.lexsort((finite, -scores[r, finite]))][:n]
+            assert lengths[r] == want.size
+            np.testing.assert_array_equal(items[r, :want.size], want)
+            np.testing.assert_array_equal(top[r, :want.size], scores[r, want])
+            assert (items[r, want.size:] == -1).all() and (top[r, want.size:] == 0).all()
+
+
+def test_each_algorithms_compact_scores_are_its_scores() -> None:
     from recsvc.models import ItemKNN, PurchaseHistory
 
     data = random_data(seed=5, users=60, items=40)
@@ -191,19 +249,16 @@ def test_each_algorithms_compact_scores_are_its_scores(monkeypatch) -> None:
     batch = UserBatch(users=np.arange(10), history=data.user_items[:10],
                       attributes={"segment": codes[:10]})
     def as_dense(compact):  # noqa: ANN001, ANN202
-        return (compact.dense() if isinstance(compact, SharedRows)
+        return (compact.dense() if isinstance(compact, SharedRows | RowSums)
                 else compact.toarray() if sp.issparse(compact) else compact)
 
-    for model in (Popularity(attributes=["segment"]), Trending(), PurchaseHistory()):
+    for model in (Popularity(attributes=["segment"]), Trending(), PurchaseHistory(),
+                  ItemKNN(neighbours=10), EASE()):
         model.fit(data)
         np.testing.assert_allclose(as_dense(model.score_compact(batch)), model.score(batch),
                                    rtol=1e-6, err_msg=model.kind)
-    knn = ItemKNN(neighbours=10).fit(data)
-    for dense_above, form in ((1.0, sp.csr_matrix), (0.0, np.ndarray)):  # both of its forms
-        monkeypatch.setattr(item_knn, "DENSE_ABOVE", dense_above)
-        compact = knn.score_compact(batch)
-        assert isinstance(compact, form)
-        np.testing.assert_allclose(as_dense(compact), knn.score(batch), rtol=1e-6)
+    knn = ItemKNN(neighbours=10).fit(data).score_compact(batch)
+    assert isinstance(knn, RowSums) and sp.issparse(knn.matrix)  # its neighbour lists
     shared = Popularity(attributes=["segment"]).fit(data).score_compact(batch)
     assert isinstance(shared, SharedRows) and shared.rows.shape[0] == 3  # one row a segment
 

@@ -153,3 +153,17 @@ def test_strongest_anchor_is_the_past_item_with_the_largest_ease_weight(tmp_path
             assert has[b, k] == (column.max() > 0)
             if has[b, k]:
                 assert best[b, k] == int(np.argmax(column))
+
+
+def test_anchors_are_the_session_then_the_most_confident_past_items() -> None:
+    from recsvc.recommend import MAX_ANCHORS, _anchors
+
+    history = sp.csr_matrix(np.array([[0, 3, 1, 3, 0, 2], [0, 0, 0, 0, 0, 0]], np.float32))
+    anchors, from_session = _anchors(history, [np.array([5])], True)
+    # The session's item first; then by confidence (ties: item order), 5 not twice.
+    assert anchors[0].tolist() == [5, 1, 3, 2]
+    assert from_session[0].tolist() == [True, False, False, False]
+    assert (anchors[1] == -1).all() and not from_session[1].any()
+    many = sp.csr_matrix(np.arange(1, 31, dtype=np.float32)[None, :])
+    assert _anchors(many, [], True)[0][0].tolist() == list(range(29, 29 - MAX_ANCHORS, -1))
+    assert _anchors(history, [], False)[0].shape == (2, 0)  # not personal: no past

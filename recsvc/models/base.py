@@ -75,9 +75,29 @@ class SharedRows:
         return np.asarray(self.rows, dtype=np.float32)[self.which]
 
 
-# What `Recommender.score_compact` gives: dense users x items, shared rows, or sparse
-# (zero wherever nothing is stored).
-Scores = np.ndarray | SharedRows | sp.csr_matrix
+@dataclass(frozen=True)
+class RowSums:
+    """Scores that are a weighted sum of a few rows of a matrix: user j's row is
+    Σ_k weights[j, k] * matrix[k] (EASE: the shopper's items' rows of its weights;
+    item-kNN: of its neighbour lists). Blending builds each user's row when it needs it,
+    in cache, instead of a users x items product written out and read back."""
+
+    weights: sp.csr_matrix  # users x rows of `matrix`
+    matrix: np.ndarray | sp.csr_matrix  # rows x items, dense or CSR
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (int(self.weights.shape[0]), int(self.matrix.shape[1]))
+
+    def dense(self) -> np.ndarray:
+        product = sp.csr_matrix(self.weights, dtype=np.float32) @ self.matrix
+        return np.asarray(product.toarray() if sp.issparse(product) else product,
+                          dtype=np.float32)
+
+
+# What `Recommender.score_compact` gives: dense users x items, shared rows, row sums, or
+# sparse (zero wherever nothing is stored).
+Scores = np.ndarray | SharedRows | RowSums | sp.csr_matrix
 
 
 def save_csr(out: ArraySink, name: str, matrix: sp.csr_matrix) -> None:

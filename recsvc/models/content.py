@@ -13,7 +13,16 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recsvc.artifacts import StoredVersion
-from recsvc.models.base import ArraySink, Recommender, TrainingData, UserBatch, load_csr, save_csr
+from recsvc.models.base import (
+    ArraySink,
+    Recommender,
+    RowSums,
+    Scores,
+    TrainingData,
+    UserBatch,
+    load_csr,
+    save_csr,
+)
 from recsvc.models.factors import confidence
 
 TAG_SEPARATORS = r"[|;,]"
@@ -164,12 +173,15 @@ class ContentModel(Recommender):
         return cached
 
     def score(self, batch: UserBatch) -> np.ndarray:
+        compact = self.score_compact(batch)
+        return compact.dense() if isinstance(compact, RowSums) else compact
+
+    def score_compact(self, batch: UserBatch) -> Scores:
         similarity = self.item_similarity
         if similarity is not None:
-            # profile · item = Σ weight(j) vector(j) · item: one pass over the shopper's
-            # few items' rows of the similarity matrix, half the cost of the vectors.
-            weights = normalize(confidence(batch.history), norm="l1")
-            return np.asarray(weights @ similarity, dtype=np.float32)
+            # profile · item = Σ weight(j) vector(j) · item: the shopper's few items'
+            # rows of the similarity matrix, half the cost of the vectors.
+            return RowSums(normalize(confidence(batch.history), norm="l1"), similarity)
         profiles = sp.csr_matrix(self.profiles(batch.history))
         out = np.empty((profiles.shape[0], self.item_vectors.shape[0]), dtype=np.float32)
         # Sparse items x dense profiles: one pass over the item vectors per chunk of users

@@ -17,7 +17,7 @@ import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
 from recsvc.artifacts import StoredVersion
-from recsvc.models.base import ArraySink, Recommender, TrainingData, UserBatch
+from recsvc.models.base import ArraySink, Recommender, RowSums, TrainingData, UserBatch
 
 
 def interaction_gram(user_items: sp.csr_matrix) -> np.ndarray:
@@ -63,9 +63,12 @@ class EASE(Recommender):
         return self
 
     def score(self, batch: UserBatch) -> np.ndarray:
+        return self.score_compact(batch).dense()
+
+    def score_compact(self, batch: UserBatch) -> RowSums:
         history = sp.csr_matrix(batch.history, dtype=np.float32, copy=True)
         history.data = (history.data > 0).astype(np.float32)
-        return np.asarray(history @ self.weights, dtype=np.float32)
+        return RowSums(history, self.weights)
 
     def similar(self, items: np.ndarray) -> np.ndarray:
         return np.asarray(self.weights[np.asarray(items)], dtype=np.float32)

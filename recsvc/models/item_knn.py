@@ -11,10 +11,16 @@ import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
 from recsvc.artifacts import StoredVersion
-from recsvc.models.base import ArraySink, Recommender, TrainingData, UserBatch, load_csr, save_csr
+from recsvc.models.base import (
+    ArraySink,
+    Recommender,
+    RowSums,
+    TrainingData,
+    UserBatch,
+    load_csr,
+    save_csr,
+)
 from recsvc.models.factors import confidence
-
-DENSE_ABOVE = 1 / 16  # share of stored scores above which dense is the compact form
 
 
 class ItemKNN(Recommender):
@@ -52,15 +58,10 @@ class ItemKNN(Recommender):
         return self
 
     def score(self, batch: UserBatch) -> np.ndarray:
-        return (confidence(batch.history) @ self.similarity).toarray().astype(np.float32)
+        return self.score_compact(batch).dense()
 
-    def score_compact(self, batch: UserBatch) -> sp.csr_matrix | np.ndarray:
-        """Sparse where a shopper's neighbours are a small part of the catalog; dense
-        where they cover much of it (a small catalog), which is then cheaper to blend."""
-        scores = sp.csr_matrix(confidence(batch.history) @ self.similarity, dtype=np.float32)
-        if scores.nnz > scores.shape[0] * scores.shape[1] * DENSE_ABOVE:
-            return scores.toarray()
-        return scores
+    def score_compact(self, batch: UserBatch) -> RowSums:
+        return RowSums(confidence(batch.history), self.similarity)
 
     def similar(self, items: np.ndarray) -> np.ndarray:
         return np.asarray(self.similarity[items].todense(), dtype=np.float32)

@@ -23,6 +23,9 @@ from recsvc.models.base import (
 )
 from recsvc.models.factors import confidence
 
+# At most this many cells (float32) of rows by combination of attributes are kept.
+_COMBINATION_CELLS = 16_000_000
+
 
 class Popularity(Recommender):
     kind = "popularity"
@@ -42,6 +45,8 @@ class Popularity(Recommender):
         per_user = confidence(per_user)
         self.overall = np.asarray(per_user.sum(axis=0), dtype=np.float32).ravel()
         self.by_attribute = {}
+        for cache in ("_log_group_cache", "_combination_rows"):  # of an earlier fit
+            self.__dict__.pop(cache, None)
         for name in self.attributes:
             if name not in data.user_attributes:
                 continue
@@ -90,11 +95,19 @@ class Popularity(Recommender):
         codes = np.stack([np.asarray(batch.attributes[name]) for name in names], axis=1)
         combos, which = np.unique(codes, axis=0, return_inverse=True)
         rows = np.empty((combos.shape[0], overall.size), dtype=np.float32)
-        for r, combo in enumerate(combos):
-            groups = [self._log_groups(name)[code] for name, code in zip(names, combo,
-                                                                           strict=True)
-                      if code >= 0]
-            rows[r] = 0.5 * overall + 0.5 * np.mean(groups, axis=0) if groups else overall
+        # Rows by combination of attributes, kept across batches (a shop has few
+        # combinations; `warm-cache` asks for the same ones thousands of times).
+        known = self.__dict__.setdefault("_combination_rows", {})
+        for r, combo in enumerate(combos.tolist()):
+            key = (tuple(names), tuple(combo))
+            row = known.get(key)
+            if row is None:
+                groups = [self._log_groups(name)[code]
+                          for name, code in zip(names, combo, strict=True) if code >= 0]
+                row = 0.5 * overall + 0.5 * np.mean(groups, axis=0) if groups else overall
+                if len(known) * overall.size < _COMBINATION_CELLS:
+                    known[key] = row
+            rows[r] = row
         return SharedRows(rows, np.asarray(which, dtype=np.int64).reshape(-1))
 
     def save(self, out: ArraySink, prefix: str) -> None:
