@@ -217,22 +217,37 @@ _PLACEHOLDER = tuple(_frozen(array, array.dtype.type) for array in (
     _EMPTY_I64, _EMPTY_I64, _EMPTY_F32, _EMPTY_2D, _EMPTY_I64, _EMPTY_I32, _EMPTY_F32))
 
 
-def as_row_sums(scores: Scores) -> RowSums:
-    """Any compact form as weights @ matrix."""
+
+def _csr(matrix: sp.spmatrix | sp.sparray) -> sp.csr_matrix:
+    return matrix if matrix.format == "csr" else sp.csr_matrix(matrix)
+
+
+def _slot(scores: Scores) -> tuple[np.ndarray, ...]:
+    """Any compact form as the kernel's arrays for weights @ matrix: the weights' CSR
+    (indptr, indices, data), then the matrix dense (else empty), then its CSR (else
+    empty). A dense users x items array, shared rows and a sparse users x items array
+    are that form with one weight of 1 per row."""
     if isinstance(scores, RowSums):
-        return scores
-    rows = scores.shape[0]
-    identity_ptr = np.arange(rows + 1, dtype=np.int64)
-    ones = np.ones(rows, dtype=np.float32)
-    if isinstance(scores, SharedRows):
-        which = sp.csr_matrix((ones, np.asarray(scores.which, dtype=np.int64), identity_ptr),
-                              shape=(rows, scores.rows.shape[0]))
-        return RowSums(which, np.asarray(scores.rows, dtype=np.float32))
-    identity = sp.csr_matrix((ones, np.arange(rows, dtype=np.int64), identity_ptr),
-                             shape=(rows, rows))
-    if sp.issparse(scores):
-        return RowSums(identity, sp.csr_matrix(scores, dtype=np.float32))
-    return RowSums(identity, np.asarray(scores, dtype=np.float32))
+        weights = _csr(scores.weights)
+        w_indptr, w_indices, w_data = weights.indptr, weights.indices, weights.data
+        matrix = scores.matrix
+    else:
+        rows = scores.shape[0]
+        w_indptr = np.arange(rows + 1, dtype=np.int64)
+        w_data = np.ones(rows, dtype=np.float32)
+        if isinstance(scores, SharedRows):
+            w_indices, matrix = scores.which, scores.rows
+        else:
+            w_indices, matrix = np.arange(rows, dtype=np.int64), scores
+    if sp.issparse(matrix):
+        m = _csr(matrix)
+        dense, m_indptr, m_indices, m_data = _EMPTY_2D, m.indptr, m.indices, m.data
+    else:
+        dense, m_indptr, m_indices, m_data = matrix, _EMPTY_I64, _EMPTY_I32, _EMPTY_F32
+    return tuple(_frozen(array, dtype) for array, dtype in (
+        (w_indptr, np.int64), (w_indices, np.int64), (w_data, np.float32),
+        (dense, np.float32), (m_indptr, np.int64), (m_indices, np.int32),
+        (m_data, np.float32)))
 
 
 def blend_rank(sources: Mapping[str, Scores], weights: Mapping[str, float], n: int,
@@ -249,22 +264,8 @@ def blend_rank(sources: Mapping[str, Scores], weights: Mapping[str, float], n: i
     n = max(0, min(int(n), width))
     slots: list[list[np.ndarray]] = [[] for _ in range(7)]
     for name in names:
-        form = as_row_sums(sources[name])
-        w = sp.csr_matrix(form.weights)
-        slots[0].append(_frozen(w.indptr, np.int64))
-        slots[1].append(_frozen(w.indices, np.int64))
-        slots[2].append(_frozen(w.data, np.float32))
-        if sp.issparse(form.matrix):
-            m = sp.csr_matrix(form.matrix)
-            slots[3].append(_frozen(_EMPTY_2D, np.float32))
-            slots[4].append(_frozen(m.indptr, np.int64))
-            slots[5].append(_frozen(m.indices, np.int32))
-            slots[6].append(_frozen(m.data, np.float32))
-        else:
-            slots[3].append(_frozen(form.matrix, np.float32))
-            slots[4].append(_frozen(_EMPTY_I64, np.int64))
-            slots[5].append(_frozen(_EMPTY_I32, np.int32))
-            slots[6].append(_frozen(_EMPTY_F32, np.float32))
+        for slot, array in zip(slots, _slot(sources[name]), strict=True):
+            slot.append(array)
     # Padded with weightless placeholders to a multiple of SOURCE_SLOTS: the compiled
     # kernel is specialized on the number of sources, so every model and variant (and
     # cold start's two sources) shares one compilation.

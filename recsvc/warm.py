@@ -123,7 +123,9 @@ def warm_cache(
     ns = settings.cache_namespace
     rows = batch_size or max(1, min(2000, MAX_BATCH_CELLS // max(1, model.n_items)))
     ids = model.user_ids
-    variant_of = [engine.rules.variant_for(str(ids[u])) for u in users]
+    user_ids_all = [str(u) for u in ids[users].tolist()]
+    variant_of = ([engine.rules.variant_for(u) for u in user_ids_all] if engine.rules.variants
+                  else [engine.rules.variant_for("")] * len(user_ids_all))
     names = np.array([v.name for v in variant_of])
     written = skipped = 0
     now = time.time()
@@ -138,9 +140,10 @@ def warm_cache(
         weights = variant.weights or model.weights
         exclude_seen = (variant.exclude_seen if variant.exclude_seen is not None
                         else model.exclude_seen)
+        prefix = list_key(ns, engine.version, str(name), "").encode()
         for start in range(0, members.size, rows):
             chunk = members[start:start + rows]
-            user_ids = [str(ids[u]) for u in chunk]
+            user_ids = [str(u) for u in ids[chunk].tolist()]
             if fresh_users:
                 has_fresh = np.array([u in fresh_users for u in user_ids], dtype=bool)
                 chunk = chunk[~has_fresh]
@@ -157,7 +160,7 @@ def warm_cache(
             for user_id, value, listed in zip(user_ids, lists, ranking.lengths.tolist(),
                                               strict=True):
                 if listed:  # an empty list is the service's to handle (fallbacks)
-                    keys.append(list_key(ns, engine.version, str(name), user_id).encode())
+                    keys.append(prefix + user_id.encode())
                     values.append(value)
             writer.write(keys, values)
             written += len(keys)
