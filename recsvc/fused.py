@@ -120,6 +120,14 @@ def _standardize_into(values: np.ndarray, count: int, touched: np.ndarray, weigh
     return scale, scale * mean
 
 
+@numba.njit(cache=True, nogil=True)
+def _parts_at(values: np.ndarray, index: np.ndarray, k: int, scale: float, shift: float,
+              out: np.ndarray) -> None:
+    """A source's weighted z-score (values * scale - shift) at the k picks."""
+    for j in range(k):
+        out[j] = np.float32(scale * values[index[j]] - shift)
+
+
 @numba.njit(cache=True, nogil=True, fastmath=_FAST)
 def _blend_rank(w_indptr, w_indices, w_data, dense, m_indptr, m_indices, m_data,  # noqa: ANN001
                 is_dense: np.ndarray, weights: np.ndarray, per_item: np.ndarray,
@@ -173,11 +181,14 @@ def _blend_rank(w_indptr, w_indices, w_data, dense, m_indptr, m_indices, m_data,
             item = index[j]
             items[u, j] = item
             scores[u, j] = np.float32(total[item] - shift_sum)
-            for s in range(sources):
-                if weights[s] == 0.0:
-                    continue
-                value = dense[s][direct[s], item] if direct[s] >= 0 else bufs[s, item]
-                parts[s, u, j] = np.float32(scales[u, s] * value - shifts[u, s])
+        for s in range(sources):  # source by source: one row to read from for the picks
+            if weights[s] == 0.0:
+                continue
+            if direct[s] >= 0:
+                _parts_at(dense[s][direct[s]], index, k, scales[u, s], shifts[u, s],
+                          parts[s, u])
+            else:
+                _parts_at(bufs[s], index, k, scales[u, s], shifts[u, s], parts[s, u])
         # CSR sources' buffers back to zeros (they are read as zero where a row stored
         # nothing).
         for s in range(sources):

@@ -61,8 +61,8 @@ class UserBatch:
 @dataclass(frozen=True)
 class SharedRows:
     """Scores that many users share: user j's row is `rows[which[j]]` (popularity: one
-    row per combination of attributes; trending: one row for all). Blending standardizes
-    each row once instead of once per user."""
+    row per combination of attributes; trending: one row for all): computed once, read
+    in place for each user when blending."""
 
     rows: np.ndarray  # R x items
     which: np.ndarray  # one row number per user
