@@ -107,6 +107,10 @@ def test_normalize_rows() -> None:
     np.testing.assert_allclose(normalize(m).toarray(), [[0.6, 0.8], [0, 0],
                                                         [1 / 10**0.5, 3 / 10**0.5]], rtol=1e-6)
     np.testing.assert_allclose(normalize(m, "l1").toarray()[2], [0.25, 0.75])
+    repeated = sp.csr_matrix((np.array([1.0, 1.0, 2.0], np.float32), np.array([0, 0, 1]),
+                              np.array([0, 3])), shape=(1, 2))  # (0, 0) stored twice
+    np.testing.assert_allclose(normalize(repeated).toarray(), [[2 / 8**0.5, 2 / 8**0.5]],
+                               rtol=1e-6)
 
 
 def test_popularity_counts_people_not_units_and_groups() -> None:

@@ -33,14 +33,20 @@ ITEM_SIMILARITY_MAX = 4_000
 
 def normalize(matrix: sp.spmatrix, norm: str = "l2") -> sp.csr_matrix:
     """Scale rows to unit length (l2) or unit sum (l1); empty rows stay empty. (scikit-learn
-    has this too, but importing it would add a second and a half to the service's start.)"""
-    matrix = sp.csr_matrix(matrix, dtype=np.float32)
+    has this too, but importing it would add a second and a half to the service's start.)
+    Works on the stored values directly: a diagonal-matrix product cost a millisecond
+    of scipy overhead per request for a one-row history."""
+    out = sp.csr_matrix(matrix, dtype=np.float32, copy=True)
+    out.sum_duplicates()  # lengths below are of the summed entries
+    rows = np.repeat(np.arange(out.shape[0]), np.diff(out.indptr))
+    data = out.data.astype(np.float64)
+    lengths = np.bincount(rows, weights=data * data if norm == "l2" else np.abs(data),
+                          minlength=out.shape[0])
     if norm == "l2":
-        lengths = np.sqrt(np.asarray(matrix.multiply(matrix).sum(axis=1)).ravel())
-    else:
-        lengths = np.asarray(abs(matrix).sum(axis=1)).ravel()
+        lengths = np.sqrt(lengths)
     lengths[lengths == 0] = 1.0
-    return sp.csr_matrix(sp.diags((1.0 / lengths).astype(np.float32)) @ matrix)
+    out.data *= (1.0 / lengths).astype(np.float32)[rows]
+    return out
 
 
 def _column(items: pd.DataFrame, name: str) -> pd.Series:
