@@ -139,5 +139,9 @@ def load_engine(model_root: Path, version: str | None, rules: RulesFile) -> Engi
     from recsvc.jit import warm_up  # its kernels import this module
 
     engine = Engine.build(load_model(model_root, version), rules)
-    warm_up()
+    # Built here, off the request path: the compiled kernels and their look-up tables,
+    # and the renderer's per-item strings (~0.3 s at 100,000 items), which the first
+    # shopper after each model load used to wait for.
+    warm_up(engine)
+    _ = engine.renderer
     return engine

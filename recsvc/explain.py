@@ -20,6 +20,7 @@ import numba
 import numpy as np
 
 from recsvc.engine import Engine
+from recsvc.fused import read_only
 from recsvc.lists import (
     BECAUSE,
     BOUGHT_BEFORE,
@@ -52,7 +53,15 @@ def _relation(engine: Engine, picks: np.ndarray, anchors: np.ndarray
     """What says how much one item speaks for another: EASE's weights (items x items),
     else item-kNN's similarities (sorted anchor x n_items + pick keys), else content
     similarity (items x items for a small catalog; for a large one, computed here for
-    the batch's picks and anchors alone)."""
+    the batch's picks and anchors alone). Arrays read-only, as the kernels are compiled
+    for (`warm_up`)."""
+    mode, dense, keys, values, strengths = _relation_arrays(engine, picks, anchors)
+    return (mode, read_only(dense, np.float32), read_only(keys, np.int64),
+            read_only(values, np.float32), read_only(strengths, np.float32))
+
+
+def _relation_arrays(engine: Engine, picks: np.ndarray, anchors: np.ndarray
+                     ) -> tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     comps = engine.model.components
     if "ease" in comps:
         dense = comps["ease"].weights  # type: ignore[attr-defined]
@@ -233,15 +242,18 @@ def explain_batch(
     return codes, anchor
 
 
-def warm_up() -> None:
-    """Compile (or load from numba's cache) before the first list needs explaining."""
+def warm_up(engine: Engine | None = None) -> None:
+    """Compile (or load from numba's cache) before the first list needs explaining; with
+    an engine, also build what its anchors are looked up in (item-kNN's sorted keys take
+    most of a second at 100,000 items: not the first shopper's to wait for)."""
     picks = np.zeros((1, 1), dtype=np.int64)
     anchors = np.zeros((1, 1), dtype=np.int64)
-    dense = np.zeros((1, 1), dtype=np.float32)
-    _strongest(picks, anchors, _DENSE, dense, _NO_KEYS, _NO_VALUES, _NO_STRENGTHS, 1,
-               np.zeros((1, 1), dtype=np.int64))
+    relation = (_DENSE, read_only(np.zeros((1, 1)), np.float32), read_only(_NO_KEYS, np.int64),
+                read_only(_NO_VALUES, np.float32), read_only(_NO_STRENGTHS, np.float32))
+    _strongest(picks, anchors, *relation, 1, np.zeros((1, 1), dtype=np.int64))
     _explain(picks, np.zeros((1, 1, 1), dtype=np.float32), np.zeros(1, dtype=np.uint8),
              anchors, np.zeros((1, 1), dtype=np.bool_), np.zeros((1, 1), dtype=np.bool_),
-             _DENSE, dense, _NO_KEYS, _NO_VALUES, _NO_STRENGTHS, 1, np.zeros(1, np.bool_),
-             np.zeros(1, np.bool_), np.zeros((1, 1, MAX_REASONS), dtype=np.uint8),
-             np.zeros((1, 1), dtype=np.int32))
+             *relation, 1, np.zeros(1, np.bool_), np.zeros(1, np.bool_),
+             np.zeros((1, 1, MAX_REASONS), dtype=np.uint8), np.zeros((1, 1), dtype=np.int32))
+    if engine is not None and engine.model.n_items:
+        strongest_anchor(engine, picks, anchors)

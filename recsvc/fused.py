@@ -218,15 +218,16 @@ _EMPTY_F32 = np.zeros(0, dtype=np.float32)
 SOURCE_SLOTS = 8  # more than a model has algorithms
 
 
-def _frozen(array: np.ndarray, dtype: type) -> np.ndarray:
+def read_only(array: np.ndarray, dtype: type) -> np.ndarray:
     """A read-only C-contiguous view (a copy only if the type or layout differ): stored
-    model arrays are read-only, so every array handed over is, for one compiled type."""
+    model arrays are read-only (memory-mapped), so every array handed to a kernel is
+    made so, for one compiled type (numba compiles read-only and writable apart)."""
     out = np.ascontiguousarray(array, dtype=dtype).view()
     out.flags.writeable = False
     return out
 
 
-_PLACEHOLDER = tuple(_frozen(array, array.dtype.type) for array in (
+_PLACEHOLDER = tuple(read_only(array, array.dtype.type) for array in (
     _EMPTY_I64, _EMPTY_I64, _EMPTY_F32, _EMPTY_2D, _EMPTY_I64, _EMPTY_I32, _EMPTY_F32))
 
 
@@ -282,7 +283,7 @@ def _slot(scores: Scores) -> tuple[np.ndarray, ...]:
         dense, m_indptr, m_indices, m_data = _EMPTY_2D, m.indptr, m.indices, m.data
     else:
         dense, m_indptr, m_indices, m_data = matrix, _EMPTY_I64, _EMPTY_I32, _EMPTY_F32
-    return tuple(_frozen(array, dtype) for array, dtype in (
+    return tuple(read_only(array, dtype) for array, dtype in (
         (w_indptr, np.int64), (w_indices, np.int64), (w_data, np.float32),
         (dense, np.float32), (m_indptr, np.int64), (m_indices, np.int32),
         (m_data, np.float32)))
@@ -328,7 +329,7 @@ def blend_rank(sources: Mapping[str, Scores], weights: Mapping[str, float], n: i
     if rows and width:
         bufs, touched, mark, stamp = _SCRATCH.take(source_weights.size, width, rows)
         _blend_rank(*(tuple(slot) for slot in slots), is_dense, source_weights,
-                    _frozen(per_item, np.float32), ex_indptr, ex_indices, n, items, scores,
+                    read_only(per_item, np.float32), ex_indptr, ex_indices, n, items, scores,
                     parts, lengths, scales, shifts, bufs, touched, mark, stamp)
     return Blended(items, scores, lengths,
                    {name: parts[s] for s, name in enumerate(names)},

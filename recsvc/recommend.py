@@ -146,6 +146,8 @@ def compute_entries(
 def _widened(array: np.ndarray, width: int, fill: float) -> np.ndarray:
     """A copy with at least `width` columns, the new ones `fill`."""
     extra = max(0, width - array.shape[1])
+    if extra == 0:  # the usual case (no pins): np.pad costs far more than a copy
+        return array.copy()
     return np.pad(array, ((0, 0), (0, extra)), constant_values=fill)
 
 
