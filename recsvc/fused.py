@@ -246,7 +246,7 @@ class _Scratch(threading.local):
              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
         if self.shape != (sources, width):
             self.bufs = np.zeros((sources, width), dtype=np.float32)
-            self.touched = np.empty((sources, width), dtype=np.int64)
+            self.touched = np.empty((sources, width), dtype=np.int32)  # item numbers
             self.mark = np.full(width, -1, dtype=np.int64)
             self.shape, self.stamp = (sources, width), 0
         stamp = self.stamp

@@ -70,12 +70,11 @@ def rank(
     n: int,
     history: sp.csr_matrix | None = None,
     allowed: np.ndarray | None = None,
-    overwrite: bool = False,
 ) -> Ranking:
     """Top-n per row, best first; equal scores rank by item number (lower first). Items in
     `history` (when given) and items not `allowed` never appear (-inf scores never do
-    either). With `overwrite`, `scores` (float32) may be changed in place: no copy."""
-    scores = np.array(scores, dtype=np.float32, copy=not overwrite)
+    either)."""
+    scores = np.array(scores, dtype=np.float32)
     if allowed is not None:
         scores[:, ~allowed] = -np.inf
     if history is not None and history.nnz:
@@ -93,7 +92,9 @@ def rank_sources(
     candidates: np.ndarray | None,
     standardized: bool = False,
 ) -> Ranking:
-    """Blend per-algorithm scores and rank: the step shared by serving and tuning."""
+    """Blend dense per-algorithm scores and rank: the tuner's step, which standardizes each
+    algorithm once and tries many weights (`recommend` blends compact forms in
+    `recsvc.fused`; a test holds the two to the same rankings)."""
     blended = blend(sources, weights, standardized=standardized)
     return rank(blended, n, history=history if exclude_seen else None, allowed=candidates)
 

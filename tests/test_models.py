@@ -191,6 +191,15 @@ def test_blend_rank_of_every_score_form_equals_numpy_blend_and_rank(items: int) 
     reference = rank(expected, 25, history=past)
 
     out = blend_rank(compact, weights, 25, per_item, past)
+    # The kernel keeps its buffers between calls: another blend in between (other item-kNN
+    # rows, other users) must leave nothing behind.
+    # Four CSR sources: slots 0-3, where this blend has CSR sources too.
+    between = {"a": history, "b": RowSums(history, neighbours), "c": dense_ish,
+               "e": RowSums(past, neighbours)}
+    blend_rank(between, dict.fromkeys(between, 1.0), 5, per_item, None)
+    again = blend_rank(compact, weights, 25, per_item, past)
+    np.testing.assert_array_equal(again.items, out.items)
+    np.testing.assert_array_equal(again.scores, out.scores)
     np.testing.assert_array_equal(out.items, reference.padded_items)
     np.testing.assert_array_equal(out.lengths, reference.lengths)
     np.testing.assert_allclose(out.scores, reference.padded_scores, atol=1e-4)
