@@ -5,17 +5,22 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
 from recsvc.model import load_model
 from recsvc.models import Popularity, UserBatch
 from recsvc.scoring import rank
 from tests.conftest import quick_config
 from training.catalog import id_universe
+from training.config import TrainConfig
 from training.generate import StoreSpec, generate_store
 from training.metrics import ranking_metrics
 from training.pipeline import load_inputs, train
 from training.progress import Progress
 from training.signals import build_training_data
-from training.tune import validation_split
+from training.tune import HALF_LIVES, validation_folds
 
 
 def test_tuning_beats_popularity_within_budget(tmp_path: Path) -> None:
@@ -43,20 +48,33 @@ def test_tuning_beats_popularity_within_budget(tmp_path: Path) -> None:
     assert tuning["best"]["ease_regularization"] > 0
     assert result.model.components["ease"].regularization == tuning["best"][
         "ease_regularization"]
+    # The stages, in order: the starting settings, the other quantity weighting, each
+    # other decay half-life under the best CF settings so far, then CF draws under the
+    # best weighting.
+    trials = tuning["trials"]
+    assert len(trials) >= 2 + len(HALF_LIVES) - 1 + 1
+    decay_stage = trials[2:2 + len(HALF_LIVES) - 1]
+    assert {t["half_life_days"] for t in trials[:2 + len(HALF_LIVES) - 1]} == set(HALF_LIVES)
+    assert all(t["cf"] == trials[0]["cf"] for t in decay_stage)  # ALS settings untouched
+    assert all(t["cf"] != trials[0]["cf"] for t in trials[2 + len(decay_stage):])
 
-    # The tuned blend beats popularity alone on the same split, ranked the same way.
+    # The tuned blend beats popularity alone on the same folds' users, ranked the same way.
     model = load_model(tmp_path / "m")
     assert model.weights == {k: v for k, v in tuning["best"]["weights"].items()
                              if k in model.components}
     data, _ = load_inputs(config, Progress(quiet=True))
     users, items = id_universe(data)
-    split = validation_split(data.events, users, items, config)
-    train_data = build_training_data(split.train_events, users, items, 90.0,
-                                     reference_time=split.cutoff)
-    popularity = Popularity().fit(train_data)
-    batch = UserBatch(users=split.users, history=train_data.user_items[split.users])
-    ranking = rank(popularity.score(batch), 10, allowed=model.item_in_stock)
-    baseline = ranking_metrics(ranking.items, split.relevant, 10)
+    folds = validation_folds(data.events, users, items, config)
+    assert isinstance(folds, list) and len(folds) == config.tuning.validation_folds
+    ranked = []
+    for fold in folds:
+        train_data = build_training_data(fold.train_events, users, items, 90.0,
+                                         reference_time=fold.cutoff)
+        popularity = Popularity().fit(train_data)
+        batch = UserBatch(users=fold.users, history=train_data.user_items[fold.users])
+        ranked += rank(popularity.score(batch), 10, allowed=model.item_in_stock).items
+    relevant = sp.vstack([fold.relevant for fold in folds], format="csr")
+    baseline = ranking_metrics(ranked, relevant, 10)
     assert metrics["ndcg@10"] > 1.05 * baseline["ndcg@10"]
 
 
@@ -68,3 +86,44 @@ def test_too_little_data_falls_back_to_defaults(tmp_path: Path, planted) -> None
     assert "users return after the cut-off" in tuning["skipped"]
     assert result.manifest["metrics"]["validation"] == {}
     assert load_model(tmp_path / "m").weights["cf"] == 1.0
+
+
+def _events(rows: list[tuple[str, str, str, int]]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=["user_id", "item_id", "event_type", "timestamp"])
+    return frame.assign(weight=1.0)
+
+
+def test_validation_folds_are_consecutive_windows_back_from_the_end() -> None:
+    """Time span 0..1000 s, a tenth per fold: fold 0 holds out [900, 1000], fold 1
+    [800, 900), fold 2 [700, 800). Each fold trains on what came before its window and
+    is judged on the returning users' purchases inside it, nothing later."""
+    rows = [(f"u{u}", "a", "view", 0) for u in range(6)]  # everyone has a past
+    rows += [("u0", "b", "purchase", 950), ("u1", "c", "purchase", 1000),  # fold 0
+             ("u2", "b", "purchase", 850), ("u3", "d", "purchase", 800),   # fold 1
+             ("u4", "c", "purchase", 750), ("u5", "d", "view", 760),       # fold 2
+             ("u9", "a", "purchase", 720)]  # no past before 700: not a validation user
+    events = _events(rows)
+    users = np.array(sorted({r[0] for r in rows}))
+    items = np.array(["a", "b", "c", "d"])
+    config = TrainConfig()
+    config.tuning.validation_fraction = 0.1
+    config.tuning.validation_folds = 3
+    config.tuning.min_validation_users = 1
+    folds = validation_folds(events, users, items, config)
+    assert isinstance(folds, list) and [f.cutoff for f in folds] == [900, 800, 700]
+    expected = [{"u0": ["b"], "u1": ["c"]},  # the log's last second included
+                {"u2": ["b"], "u3": ["d"]},  # not u0's purchase at 950: a later window
+                {"u4": ["c"]}]  # u5 only viewed
+    for fold, want in zip(folds, expected, strict=True):
+        assert int(fold.train_events["timestamp"].max()) < fold.cutoff
+        got = {users[u]: sorted(items[fold.relevant[row].indices])
+               for row, u in enumerate(fold.users)}
+        assert got == want
+
+    # A fold with too few returning users ends the list; without the last window there
+    # is nothing to tune on.
+    config.tuning.min_validation_users = 2
+    folds = validation_folds(events, users, items, config)
+    assert isinstance(folds, list) and len(folds) == 2
+    config.tuning.min_validation_users = 3
+    assert "users return after the cut-off" in validation_folds(events, users, items, config)

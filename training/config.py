@@ -83,6 +83,8 @@ class TuningConfig(Section):
     max_trials: int = Field(30, ge=1)
     validation_fraction: float = Field(0.1, gt=0, lt=0.5,
                                        description="share of the time span held out")
+    validation_folds: int = Field(3, ge=1, le=6,
+                                  description="consecutive held-out windows, back from the end")
     target_events: list[str] = Field(default_factory=lambda: ["purchase"])
     metric: Literal["ndcg", "precision", "recall", "map"] = "ndcg"
     k: int = Field(10, ge=1)

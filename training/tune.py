@@ -1,9 +1,10 @@
-"""Tune stage: choose hyperparameters on a time-based validation split, within a budget.
+"""Tune stage: choose hyperparameters on time-based validation folds, within a budget.
 
-Train on events before a cut-off, score the users who come back after it, and count as
-hits the items they then bought (a repeat purchase counts: tuning learns whether to
-recommend items again from whether people buy them again). Ranking goes through
-`recsvc.scoring`, the code the service uses."""
+Each fold trains on events before a cut-off, scores the users who come back after it,
+and counts as hits the items they then bought (a repeat purchase counts: tuning learns
+whether to recommend items again from whether people buy them again). The folds are
+consecutive windows back from the end of the log, and their users are judged together.
+Ranking goes through `recsvc.scoring`, the code the service uses."""
 
 from __future__ import annotations
 
@@ -76,20 +77,27 @@ def validation_split(
     user_ids: np.ndarray,
     item_ids: np.ndarray,
     config: TrainConfig,
+    fold: int = 0,
+    max_users: int | None = None,
 ) -> Split | str:
-    """The tuner's split — cut at a share of the time span (`splits.time_split`), then
-    the returning shoppers' target events as what to predict — or the reason there is
-    none worth tuning on."""
+    """One of the tuner's folds — cut at a share of the time span (`splits.time_split`),
+    then the returning shoppers' target events in the next `validation_fraction` of the
+    span as what to predict — or the reason there is none worth tuning on. Fold 0 holds
+    out the end of the log; fold j ends where fold j - 1 begins."""
     tuning = config.tuning
     times = events["timestamp"].to_numpy(dtype=np.int64)
     if times.size == 0 or times.min() == times.max():
         return "all events share one timestamp"
-    cutoff = int(times.min() + (1 - tuning.validation_fraction) * (times.max() - times.min()))
+    span = times.max() - times.min()
+    cutoff = int(times.min() + (1 - (fold + 1) * tuning.validation_fraction) * span)
+    end = int(times.min() + (1 - fold * tuning.validation_fraction) * span)
     try:
         cut = time_split(events, cutoff=cutoff)
     except InputError as exc:
         return str(exc)
     train, after = cut.train, cut.test
+    if fold:  # the last window holds the log's final second too
+        after = after.loc[after["timestamp"].to_numpy(dtype=np.int64) < end]
     targets = after.loc[is_target(after, tuning.target_events)]
     targets = targets.loc[targets["user_id"].isin(train["user_id"].unique())]
     users = lookup(user_ids, targets["user_id"].to_numpy(dtype=str))
@@ -99,9 +107,10 @@ def validation_split(
         return (f"only {unique_users.size} users return after the cut-off "
                 f"(need {tuning.min_validation_users})")
     cap = max(tuning.min_validation_users,
-              min(tuning.max_validation_users, MAX_SCORE_CELLS // max(1, len(item_ids))))
+              min(max_users or tuning.max_validation_users,
+                  MAX_SCORE_CELLS // max(1, len(item_ids))))
     if unique_users.size > cap:
-        rng = np.random.default_rng(tuning.seed)
+        rng = np.random.default_rng(tuning.seed + fold)
         unique_users = np.sort(rng.choice(unique_users, size=cap, replace=False))
     row = np.searchsorted(unique_users, users)
     keep = (row < unique_users.size) & (unique_users[np.minimum(row, unique_users.size - 1)]
@@ -114,11 +123,38 @@ def validation_split(
     return Split(train_events=train, users=unique_users, relevant=relevant, cutoff=cutoff)
 
 
-class _Evaluator:
-    """Scores one split with cached per-algorithm scores; tries blends cheaply."""
+def validation_folds(
+    events: pd.DataFrame,
+    user_ids: np.ndarray,
+    item_ids: np.ndarray,
+    config: TrainConfig,
+) -> list[Split] | str:
+    """Up to `validation_folds` consecutive windows back from the end of the log. Each
+    fold is a model trained on its own past and the shoppers who return in its window:
+    a hundred returning shoppers judge a blend of seven weights noisily, and more of them,
+    from more than one month, make the choices steadier. A fold with too few returning
+    shoppers is left out; without the last window there is no tuning."""
+    tuning = config.tuning
+    cells_cap = MAX_SCORE_CELLS // max(1, len(item_ids))
+    per_fold = max(1, min(tuning.max_validation_users, cells_cap) // tuning.validation_folds)
+    folds: list[Split] = []
+    for fold in range(tuning.validation_folds):
+        split = validation_split(events, user_ids, item_ids, config, fold, per_fold)
+        if isinstance(split, str):
+            if fold == 0:
+                return split
+            break
+        folds.append(split)
+    return folds
 
-    def __init__(self, split: Split, candidates: np.ndarray, config: TrainConfig) -> None:
-        self.split = split
+
+class _Evaluator:
+    """Scores the folds' validation users (their rows stacked) with cached per-algorithm
+    scores; tries blends cheaply."""
+
+    def __init__(self, relevant: sp.csr_matrix, candidates: np.ndarray,
+                 config: TrainConfig) -> None:
+        self.relevant = relevant
         self.candidates = candidates
         self.k = config.tuning.k
         self.metric = f"{config.tuning.metric}@{config.tuning.k}"
@@ -127,7 +163,7 @@ class _Evaluator:
                 weights: dict[str, float], exclude_seen: bool) -> dict[str, float]:
         ranking = rank_sources(sources, weights, self.k, history, exclude_seen,
                                self.candidates, standardized=True)
-        return ranking_metrics(ranking.items, self.split.relevant, self.k)
+        return ranking_metrics(ranking.items, self.relevant, self.k)
 
     def value(self, *args: Any) -> float:
         return self.metrics(*args)[self.metric]
@@ -158,50 +194,64 @@ def tune(
     config: TrainConfig,
     progress: Progress,
 ) -> TuningResult:
-    """Random search over factorization and decay settings, coordinate ascent over blend
-    weights; stops when the next trial would overrun the time budget."""
+    """Search in stages, each under the blend fitted at the start: the quantity weighting,
+    then every decay half-life, then factorization settings at random; coordinate ascent
+    over blend weights at the start and at the end. Stops when the next trial would
+    overrun the time budget. Deciding the weighting on a fixed grid before drawing CF
+    settings keeps a lucky CF draw from choosing the decay for every algorithm."""
     began = time.perf_counter()
     budget = config.tuning.time_budget_s
-    split = validation_split(events, user_ids, item_ids, config)
-    if isinstance(split, str):
-        start.skipped = split
-        progress.log("tune.skipped", reason=split)
+    folds = validation_folds(events, user_ids, item_ids, config)
+    if isinstance(folds, str):
+        start.skipped = folds
+        progress.log("tune.skipped", reason=folds)
         return start
-    evaluator = _Evaluator(split, candidates, config)
+    progress.log("tune.folds", folds=len(folds),
+                 users=",".join(str(fold.users.size) for fold in folds))
+    evaluator = _Evaluator(sp.vstack([fold.relevant for fold in folds], format="csr"),
+                           candidates, config)
     rng = np.random.default_rng(config.tuning.seed)
     quiet = Progress(quiet=True)
-    cache: dict[tuple[float, str], tuple[TrainingData, dict[str, np.ndarray]]] = {}
+    cache: dict[tuple[float, str], tuple[list[TrainingData], dict[str, np.ndarray]]] = {}
     # Does buying 50 units say more than buying 1? Only where quantities are recorded,
     # and the data decides: repeat occasions often say more than volume.
-    scalings = (["log", "none"] if has_quantities(split.train_events)
+    scalings = (["log", "none"] if has_quantities(folds[0].train_events)
                 else [start.quantity_scaling])
     other_scalings = [s for s in scalings if s != start.quantity_scaling]
+    decays = [h for h in HALF_LIVES if h != start.half_life_days]
     reweighted = {
-        scaling: split.train_events.assign(weight=event_weights(
-            split.train_events, config.events.model_copy(update={"quantity_scaling": scaling})))
-        for scaling in scalings
+        (at, scaling): fold.train_events.assign(weight=event_weights(
+            fold.train_events, config.events.model_copy(update={"quantity_scaling": scaling})))
+        for at, fold in enumerate(folds) for scaling in scalings
     }
 
-    def prepare(half_life: float, scaling: str) -> tuple[TrainingData, dict[str, np.ndarray]]:
-        """Data and the non-CF algorithms' scores: they depend on the weighting alone."""
+    def prepare(half_life: float, scaling: str
+                ) -> tuple[list[TrainingData], dict[str, np.ndarray]]:
+        """Each fold's data and the non-CF algorithms' scores, the folds' rows stacked:
+        they depend on the weighting alone."""
         if (half_life, scaling) not in cache:
-            data = build_training_data(reweighted[scaling], user_ids, item_ids, half_life,
-                                       items, attributes, reference_time=split.cutoff)
-            components = build_components(config.model, data)
-            components.pop("cf")
-            components.pop("ease", None)  # fitted once below: it ignores the decay
-            fit_components(components, data, quiet)
-            cache[half_life, scaling] = (data, _standardized(components, data, split.users))
+            datas, parts = [], []
+            for at, fold in enumerate(folds):
+                data = build_training_data(reweighted[at, scaling], user_ids, item_ids,
+                                           half_life, items, attributes,
+                                           reference_time=fold.cutoff)
+                components = build_components(config.model, data)
+                components.pop("cf")
+                components.pop("ease", None)  # fitted once below: it ignores the decay
+                fit_components(components, data, quiet)
+                datas.append(data)
+                parts.append(_standardized(components, data, fold.users))
+            cache[half_life, scaling] = (datas, _stacked(parts))
         return cache[half_life, scaling]
 
     ease: dict[str, np.ndarray] = {}
 
     def run_trial(half_life: float, scaling: str, params: dict[str, Any]
                   ) -> tuple[dict[str, np.ndarray], sp.csr_matrix]:
-        data, sources = prepare(half_life, scaling)
-        cf = build_cf(config.model, params).fit(data)
-        return {**sources, **ease, **_standardized({"cf": cf}, data, split.users)}, \
-            data.user_items[split.users]
+        datas, sources = prepare(half_life, scaling)
+        cf = [_standardized({"cf": build_cf(config.model, params).fit(data)}, data, fold.users)
+              for data, fold in zip(datas, folds, strict=True)]
+        return {**sources, **ease, **_stacked(cf)}, _histories(datas, folds)
 
     best = start
     trials: list[dict[str, Any]] = []
@@ -216,17 +266,19 @@ def tune(
             if trial == 0:
                 half_life, params = start.half_life_days, dict(start.cf_params)
                 if ease_enabled(config.model, len(item_ids)):
-                    data, _ = prepare(half_life, scaling)
+                    datas, _ = prepare(half_life, scaling)
                     start.ease_regularization, ease["ease"] = _search_ease(
-                        evaluator, data, split.users, start, began + budget / 3)
+                        evaluator, datas, folds, start, began + budget / 3)
                     step.note(ease_regularization=start.ease_regularization)
             elif trial <= len(other_scalings):  # the same settings, weighted otherwise
                 half_life, params = start.half_life_days, dict(start.cf_params)
                 scaling = other_scalings[trial - 1]
-            else:
-                half_life = float(rng.choice(HALF_LIVES))
+            elif trial <= len(other_scalings) + len(decays):  # each decay, CF as best
+                half_life = decays[trial - 1 - len(other_scalings)]
+                params, scaling = dict(best.cf_params), best.quantity_scaling
+            else:  # CF settings at random, under the best weighting
+                half_life, scaling = best.half_life_days, best.quantity_scaling
                 params = _sample_cf(rng, config.model.cf_algorithm)
-                scaling = str(rng.choice(scalings))
             sources, history = run_trial(half_life, scaling, params)
             weights, exclude = (best.weights, best.exclude_seen)
             exclude = max((True, False),
@@ -243,6 +295,10 @@ def tune(
                 best = TuningResult(params, half_life, dict(weights), exclude,
                                     start.ease_regularization, scaling, metrics)
                 best_sources, best_history = sources, history
+            # Only the best weighting's scores are used again: free the others (each
+            # holds validation users x catalog cells per algorithm).
+            for key in [k for k in cache if k != (best.half_life_days, best.quantity_scaling)]:
+                del cache[key]
             step.advance()
         # Refine the blend around the best algorithms, if time is left.
         weights, exclude = _search_weights(evaluator, best_sources, best_history, best.weights,
@@ -258,6 +314,20 @@ def tune(
     return best
 
 
+def _stacked(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """The folds' score planes as one: the validation users of every fold, in fold order."""
+    if len(parts) == 1:
+        return parts[0]
+    return {name: np.vstack([part[name] for part in parts]) for name in parts[0]}
+
+
+def _histories(datas: list[TrainingData], folds: list[Split]) -> sp.csr_matrix:
+    """Each fold's validation users' past, in the order of `_stacked`."""
+    return sp.vstack([data.user_items[fold.users] for data, fold in zip(datas, folds,
+                                                                         strict=True)],
+                     format="csr")
+
+
 def _standardized(components: dict[str, Recommender], data: TrainingData,
                   users: np.ndarray) -> dict[str, np.ndarray]:
     batch = UserBatch(
@@ -271,22 +341,24 @@ def _standardized(components: dict[str, Recommender], data: TrainingData,
 
 def _search_ease(
     evaluator: _Evaluator,
-    data: TrainingData,
-    users: np.ndarray,
+    datas: list[TrainingData],
+    folds: list[Split],
     start: TuningResult,
     deadline: float,
 ) -> tuple[float, np.ndarray]:
     """EASE's one hyperparameter, by the model's own ranking quality: a coarse step of
     4x each way from the default, walking uphill, then one 2x refinement. XᵀX is computed
-    once; each candidate costs one matrix inversion."""
-    gram = interaction_gram(data.user_items)
-    history = data.user_items[users]
-    batch = UserBatch(users=users, history=history)
+    once per fold; each candidate costs one matrix inversion per fold."""
+    grams = [interaction_gram(data.user_items) for data in datas]
+    batches = [UserBatch(users=fold.users, history=data.user_items[fold.users])
+               for data, fold in zip(datas, folds, strict=True)]
+    history = _histories(datas, folds)
     tried: dict[float, tuple[float, np.ndarray]] = {}
 
     def value(r: float) -> float:
         if r not in tried:
-            scores = standardize(EASE(r).fit_gram(gram).score(batch))
+            scores = _stacked([{"ease": standardize(EASE(r).fit_gram(gram).score(batch))}
+                               for gram, batch in zip(grams, batches, strict=True)])["ease"]
             tried[r] = (evaluator.value({"ease": scores}, history, {"ease": 1.0},
                                         start.exclude_seen), scores)
         return tried[r][0]
