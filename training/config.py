@@ -82,7 +82,7 @@ class TuningConfig(Section):
     time_budget_s: float = Field(300.0, gt=0)
     max_trials: int = Field(30, ge=1)
     validation_fraction: float = Field(0.1, gt=0, lt=0.5,
-                                       description="share of the time span held out")
+                                       description="each fold's share of the time span")
     validation_folds: int = Field(3, ge=1, le=6,
                                   description="consecutive held-out windows, back from the end")
     target_events: list[str] = Field(default_factory=lambda: ["purchase"])
