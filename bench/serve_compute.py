@@ -44,6 +44,26 @@ def in_process(models: Path, users: int, samples: int) -> dict[str, float]:
     return {f"p{q}_ms": round(float(np.percentile(ms, q)), 2) for q in (50, 90, 99)}
 
 
+def in_process_popular(models: Path, samples: int) -> dict[str, float]:
+    """`GET /popular`'s lists (popular and trending) over the same catalog, in process."""
+    from recsvc.catalog import CatalogOverrides
+    from recsvc.engine import load_engine
+    from recsvc.recommend import popular_entries
+    from recsvc.rules import RulesFile
+
+    engine = load_engine(models, None, RulesFile())
+    live, _ = CatalogOverrides(models / "none.json").masks(engine.model)
+    out = {}
+    for kind in ("popular", "trending"):
+        times = []
+        for _ in range(samples):
+            t0 = time.perf_counter()
+            popular_entries(engine, kind, 10, live, {})
+            times.append(time.perf_counter() - t0)
+        out[f"{kind}_p50_ms"] = round(float(np.median(times[5:])) * 1000, 2)
+    return out
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--users", type=int, default=200_000)
@@ -72,6 +92,7 @@ def main() -> int:
         "algorithms": sorted(k for k, v in manifest["blend"]["weights"].items() if v),
         "http_one_connection": http,
         "in_process_compute": in_process(models, args.users, 300),
+        "in_process_popular": in_process_popular(models, 50),
     }
     (work / "result.json").write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))

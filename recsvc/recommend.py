@@ -22,6 +22,7 @@ from recsvc.lists import pack_batch
 from recsvc.models import UserBatch
 from recsvc.rules import Variant, category_mask
 from recsvc.scoring import Ranking, recommend, similar
+from recsvc.topn import top_n
 
 # A shopper we know nothing about: what sells, in their segment when we know it.
 COLD_START_WEIGHTS = {"popularity": 1.0, "trending": 0.5}
@@ -285,7 +286,7 @@ def popular_entries(engine: Engine, kind: str, n: int, allowed: np.ndarray,
     """Most popular (overall, or among shoppers with the given attributes) or trending."""
     model = engine.model
     if kind == "trending" and "trending" in model.components:
-        scores = np.log1p(np.asarray(model.components["trending"].trend))  # type: ignore[attr-defined]
+        scores = model.components["trending"].scores()  # type: ignore[attr-defined]
         reason: dict[str, Any] = {"code": "trending"}
     else:
         popularity = model.components.get("popularity")
@@ -296,19 +297,20 @@ def popular_entries(engine: Engine, kind: str, n: int, allowed: np.ndarray,
                       for name, value in attributes.items()
                       if name in popularity.by_attribute  # type: ignore[attr-defined]
                       and (code := engine.attribute_values[name].get(value.lower(), -1)) >= 0]
-            overall = np.asarray(popularity.overall)  # type: ignore[attr-defined]
-            scores = np.log1p(np.mean(groups, axis=0) if groups else overall)
+            scores = (np.log1p(np.mean(groups, axis=0)) if groups
+                      else popularity.overall_scores())  # type: ignore[attr-defined]
         reason = {"code": "popular"}
-    scores = np.where(allowed, scores, -np.inf)
-    order = np.lexsort((np.arange(scores.size), -scores))[:n]
-    order = order[np.isfinite(scores[order])]
+    # The exact top n without sorting the catalog (~10 ms a request at 100,000 items);
+    # ties go to the lower item number, and what is not allowed is never listed.
+    items, top, lengths = top_n(np.where(allowed, scores, -np.inf)[None, :], n)
     entries = []
-    for i in order:
+    for i, score in zip(items[0, :lengths[0]].tolist(), top[0, :lengths[0]].tolist(),
+                        strict=True):
         r = reason
         if reason["code"] == "popular" and model.item_category[i] >= 0:
             r = {"code": "popular_in",
                  "category": str(model.category_names[model.item_category[i]])}
-        entries.append([int(i), str(model.item_ids[i]), round(float(scores[i]), 5), [r]])
+        entries.append([i, str(model.item_ids[i]), round(score, 5), [r]])
     return entries
 
 

@@ -10,10 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 
 from recsvc.api import create_app
 from recsvc.artifacts import current_version
+from recsvc.model import load_model
 from recsvc.settings import Settings
 from tests.conftest import (
     LiveServer,
@@ -169,6 +171,17 @@ def test_similar_and_popular(service: Service) -> None:
         [i["item_id"] for i in popular["popular"] + popular["trending"]]) == {"b"}
     assert group_of([i["item_id"] for i in service.get("/popular", n=3, segment="gold")
                      .json()["popular"]]) == {"a"}
+    # Known answer: every listed item in the order of a full sort of the stored scores
+    # (log1p of overall popularity and of the trend; ties to the lower item number).
+    model = load_model(service.root)
+    body = service.get("/popular", n=100).json()
+    for kind, stored in (("popular", model.components["popularity"].overall),
+                         ("trending", model.components["trending"].trend)):
+        scores = np.log1p(np.asarray(stored, dtype=np.float32))
+        listed = np.flatnonzero(model.item_in_stock)
+        order = listed[np.lexsort((listed, -scores[listed]))][:100]
+        assert [i["item_id"] for i in body[kind]] == model.item_ids[order].tolist()
+        assert [i["score"] for i in body[kind]] == [round(float(s), 5) for s in scores[order]]
 
 
 def test_events_are_logged_and_change_the_next_list(service: Service) -> None:

@@ -74,6 +74,10 @@ class Popularity(Recommender):
         self.attributes = [a for a in self.attributes if a in self.by_attribute]
         return self
 
+    def overall_scores(self) -> np.ndarray:
+        """log1p of overall popularity, the scale every ranking by popularity uses."""
+        return _logged(self, "overall")
+
     def group_scores(self, attribute: str, code: int) -> np.ndarray:
         """Popularity among users with this attribute value, on the overall scale."""
         group = self.by_attribute[attribute][code]
@@ -147,6 +151,10 @@ class Trending(Recommender):
 
     def params(self) -> dict[str, Any]:
         return {"window_days": self.window_days, "half_life_days": self.half_life_days}
+
+    def scores(self) -> np.ndarray:
+        """log1p of the trend, the scale every ranking by trend uses."""
+        return _logged(self, "trend")
 
     def fit(self, data: TrainingData) -> Self:
         age_days = (data.reference_time - data.event_times) / SECONDS_PER_DAY
