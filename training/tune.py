@@ -132,8 +132,8 @@ def validation_folds(
     """Up to `validation_folds` consecutive windows back from the end of the log. Each
     fold is a model trained on its own past and the shoppers who return in its window:
     a hundred returning shoppers judge a blend of seven weights noisily, and more of them,
-    from more than one month, make the choices steadier. A fold with too few returning
-    shoppers is left out; without the last window there is no tuning."""
+    from more than one month, make the choices steadier. The folds stop at the first
+    window with too few returning shoppers; without the last window there is no tuning."""
     tuning = config.tuning
     cells_cap = MAX_SCORE_CELLS // max(1, len(item_ids))
     per_fold = max(1, min(tuning.max_validation_users, cells_cap) // tuning.validation_folds)
