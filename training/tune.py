@@ -77,8 +77,8 @@ def validation_split(
     user_ids: np.ndarray,
     item_ids: np.ndarray,
     config: TrainConfig,
-    fold: int = 0,
-    max_users: int | None = None,
+    fold: int,
+    max_users: int,
 ) -> Split | str:
     """One of the tuner's folds — cut at a share of the time span (`splits.time_split`),
     then the returning shoppers' target events in the next `validation_fraction` of the
@@ -106,9 +106,7 @@ def validation_split(
     if unique_users.size < tuning.min_validation_users:
         return (f"only {unique_users.size} users return after the cut-off "
                 f"(need {tuning.min_validation_users})")
-    cap = max(tuning.min_validation_users,
-              min(max_users or tuning.max_validation_users,
-                  MAX_SCORE_CELLS // max(1, len(item_ids))))
+    cap = max(tuning.min_validation_users, max_users)  # `validation_folds` shares it out
     if unique_users.size > cap:
         rng = np.random.default_rng(tuning.seed + fold)
         unique_users = np.sort(rng.choice(unique_users, size=cap, replace=False))
