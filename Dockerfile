@@ -23,7 +23,7 @@ WORKDIR /var/lib/recsvc
 # The scoring kernels are compiled once, here, into numba's cache (a few tens of
 # seconds), rather than at each container's first start.
 ENV NUMBA_CACHE_DIR=/var/lib/recsvc/.cache/numba
-RUN python -c "from recsvc.jit import warm_up; warm_up()"
+RUN python -c "from recsvc.core.ranking.warmup import warm_up; warm_up()"
 # Models and the service's state (events log, catalog overrides) live on volumes so that
 # a new image never loses them. All configuration comes from RECSVC_* variables.
 VOLUME ["/var/lib/recsvc/models", "/var/lib/recsvc/state"]

@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from recsvc.cli import main as recsvc_main
-from recsvc.model import load_model
+from recsvc.core.model import load_model
 from training.config import TrainConfig
 from training.converters.online_retail import convert, read_online_retail
 from training.pipeline import train
@@ -72,8 +72,8 @@ def main() -> int:
         **{f"{m}@{args.k}": round(evaluation[f"{m}@{args.k}"], 4)
            for m in ("precision", "recall", "ndcg", "map", "hit_rate", "coverage")},
         "train_seconds_with_tuning": round(train_seconds, 1),
-        "blend": model.manifest["blend"],
-        "tuned": model.manifest["tuning"]["best"],
+        "blend": model.manifest.blend.model_dump(),
+        "tuned": model.manifest.tuning.best,
         "algorithms_alone": {name: {f"precision@{args.k}": round(row[f"precision@{args.k}"], 4),
                                     f"ndcg@{args.k}": round(row[f"ndcg@{args.k}"], 4)}
                              for name, row in evaluation["models"].items()},

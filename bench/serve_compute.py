@@ -25,10 +25,11 @@ BIN = Path(sys.executable).parent
 
 
 def in_process(models: Path, users: int, samples: int) -> dict[str, float]:
-    from recsvc.catalog import CatalogOverrides
-    from recsvc.engine import load_engine
-    from recsvc.recommend import RecommendQuery, allowed_items, compute_entries
-    from recsvc.rules import DEFAULT_VARIANT, RulesFile
+    from recsvc.core.engine import load_engine
+    from recsvc.core.lists import RecommendQuery, shopper_list
+    from recsvc.core.policy.filters import filter_stage
+    from recsvc.core.policy.rules import DEFAULT_VARIANT, RulesFile
+    from recsvc.stores.catalog import CatalogOverrides
 
     engine = load_engine(models, None, RulesFile())
     live, price = CatalogOverrides(models / "none.json").masks(engine.model)
@@ -36,9 +37,8 @@ def in_process(models: Path, users: int, samples: int) -> dict[str, float]:
     for u in range(samples):
         query = RecommendQuery(user_id=f"U{(u * 7919) % users}", n=10)
         t0 = time.perf_counter()
-        allowed = allowed_items(engine, query, live, price)
-        compute_entries(engine, query, DEFAULT_VARIANT, [], live, allowed, 100, time.time(),
-                        30)
+        allowed = filter_stage(engine.model, engine.rules, live, price, query.filters).allowed
+        shopper_list(engine, query, DEFAULT_VARIANT, [], live, allowed, 100, time.time(), 30)
         times.append(time.perf_counter() - t0)
     ms = np.array(times[10:]) * 1000  # the first few pay for lazy caches and page faults
     return {f"p{q}_ms": round(float(np.percentile(ms, q)), 2) for q in (50, 90, 99)}
@@ -46,10 +46,10 @@ def in_process(models: Path, users: int, samples: int) -> dict[str, float]:
 
 def in_process_popular(models: Path, samples: int) -> dict[str, float]:
     """`GET /popular`'s lists (popular and trending) over the same catalog, in process."""
-    from recsvc.catalog import CatalogOverrides
-    from recsvc.engine import load_engine
-    from recsvc.recommend import popular_entries
-    from recsvc.rules import RulesFile
+    from recsvc.core.engine import load_engine
+    from recsvc.core.lists import popular_entries
+    from recsvc.core.policy.rules import RulesFile
+    from recsvc.stores.catalog import CatalogOverrides
 
     engine = load_engine(models, None, RulesFile())
     live, _ = CatalogOverrides(models / "none.json").masks(engine.model)
@@ -88,7 +88,7 @@ def main() -> int:
                    seconds=args.seconds, connections=1, sequential=True)
     result = {
         "items": manifest["counts"]["items"], "users": manifest["counts"]["users"],
-        "factors": manifest["components"]["cf"]["params"]["factors"],
+        "factors": manifest["algorithms"]["cf"]["params"]["factors"],
         "algorithms": sorted(k for k, v in manifest["blend"]["weights"].items() if v),
         "http_one_connection": http,
         "in_process_compute": in_process(models, args.users, 300),

@@ -21,11 +21,11 @@ import sys, time, json
 import numpy as np
 from threadpoolctl import threadpool_limits
 from implicit.cpu.als import AlternatingLeastSquares
-from recsvc.model import load_model
+from recsvc.core.model import load_model
 model = load_model(sys.argv[1], verify=False)
 matrix = model.user_items.copy()          # the very matrix recsvc trained on
 matrix.data = np.log1p(matrix.data)       # with the same confidence compression
-params = model.manifest["components"]["cf"]["params"]
+params = model.manifest.algorithms["cf"].params
 with threadpool_limits(1, "blas"):
     als = AlternatingLeastSquares(factors=params["factors"], iterations=params["iterations"],
                                   regularization=params["regularization"],

@@ -13,7 +13,10 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 
 from recsvc import __version__
-from recsvc.errors import EXIT_FAILURE, RecsvcError
+from recsvc.core.errors import EXIT_FAILURE, RecsvcError
+
+# What `pip install 'recsvc[train]'` adds: a command that needs them says so.
+TRAINING_PACKAGES = {"implicit", "pandas", "pyarrow", "sklearn", "matplotlib", "tqdm"}
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RecsvcError as exc:
         print(f"recsvc {args.command}: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] not in TRAINING_PACKAGES:
+            raise
+        print(f"recsvc {args.command}: error: needs the training extra ({exc.name} is not "
+              "installed): pip install 'recsvc[train]'", file=sys.stderr)
+        return EXIT_FAILURE
     except KeyboardInterrupt:
         print(f"recsvc {args.command}: interrupted", file=sys.stderr)
         return EXIT_FAILURE

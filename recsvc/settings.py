@@ -1,12 +1,17 @@
-"""Service settings: defaults here, then `RECSVC_*` environment variables (a `.env` file
-too), then `recsvc serve` options. Documented in docs/service.md."""
+"""Every `RECSVC_*` setting: defaults here, then environment variables (a `.env` file
+too), then command-line options. The service, `warm-cache` and the nightly job read this
+one class, so they agree on cache keys, TTLs, list sizes and where state lives.
+Documented in docs/service.md."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from recsvc.stores.cache import MEMORY, REDIS_SCHEMES, scheme
+from recsvc.stores.paths import StatePaths
 
 
 class Settings(BaseSettings):
@@ -24,7 +29,7 @@ class Settings(BaseSettings):
     state_dir: Path | None = None
     rules_file: Path | None = Field(None, description="TOML: business rules and A/B variants")
 
-    redis_url: str | None = None
+    redis_url: str | None = Field(None, description="redis://...; default: in-process cache")
     cache_namespace: str = "recsvc"
     cache_ttl_s: int = Field(86_400, ge=1)
     cache_list_size: int = Field(100, ge=1, le=1000, description="items kept per cached list")
@@ -42,7 +47,14 @@ class Settings(BaseSettings):
     max_events_per_request: int = Field(1000, ge=1)
     new_arrival_days: float = Field(30.0, ge=0)
 
-    def resolved_state_dir(self) -> Path:
-        if self.state_dir is not None:
-            return self.state_dir
-        return self.model_root.resolve().parent / "state"
+    @field_validator("redis_url")
+    @classmethod
+    def _cache_url(cls, url: str | None) -> str | None:
+        if url is not None and url != MEMORY and scheme(url) not in REDIS_SCHEMES:
+            raise ValueError(f"unknown scheme in {url!r} (redis://, rediss://, unix:// "
+                             f"or {MEMORY})")
+        return url
+
+    @property
+    def paths(self) -> StatePaths:
+        return StatePaths.of(self.model_root, self.state_dir)

@@ -13,6 +13,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from recsvc.core.manifest import (
+    Blend,
+    Counts,
+    Layout,
+    Metrics,
+    ModelCard,
+    TrainingInfo,
+    TuningSummary,
+)
+from recsvc.core.policy.events import EventWeights
 from training.config import TrainConfig
 
 DAY = 86_400
@@ -69,9 +79,24 @@ def quick_config(model_root: Path, **inputs: Path) -> TrainConfig:
     for key, value in inputs.items():
         setattr(config.input, key, value)
     config.tuning.enabled = False
-    config.model.factors = 2  # the planted structure has rank 2
-    config.model.iterations = 10
+    config.model.set("cf", factors=2, iterations=10)  # the planted structure has rank 2
     return config
+
+
+def minimal_card() -> ModelCard:
+    """A model card with every required field, for tests of the format alone."""
+    return ModelCard(
+        recsvc_version="test", events=EventWeights().model_dump(),
+        training=TrainingInfo(reference_time=T0, half_life_days=90.0,
+                              repeat_purchase_rate=0.0, config={}),
+        tuning=TuningSummary(skipped="test", seconds=0.0, budget_s=0.0, trials=[], best={},
+                             validation_metrics={}),
+        metrics=Metrics(validation={}), inputs={"note": "test"}, data_quality={})
+
+
+def empty_layout() -> Layout:
+    return Layout(counts=Counts(users=0, items=0, interactions=0), algorithms={},
+                  blend=Blend(weights={}, exclude_seen=True), user_attributes=[])
 
 
 @pytest.fixture

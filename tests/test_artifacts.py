@@ -1,4 +1,5 @@
-"""The model format: round trip, checksums, schema, atomic publish, pruning."""
+"""The model format: round trip, checksums, the typed manifest, schema upgrades, atomic
+publish, pruning."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from recsvc.artifacts import (
+from recsvc.core.artifacts import (
     VersionWriter,
     current_version,
     list_versions,
@@ -19,9 +20,9 @@ from recsvc.artifacts import (
     prune,
     publish,
 )
-from recsvc.errors import ModelError
-from recsvc.model import load_model
-from tests.conftest import quick_config
+from recsvc.core.errors import ModelError
+from recsvc.core.model import load_model
+from tests.conftest import empty_layout, minimal_card, quick_config
 from training.pipeline import train
 from training.progress import Progress
 
@@ -30,7 +31,7 @@ def write_version(root: Path, value: float = 1.0) -> str:
     with VersionWriter(root) as writer:
         writer.save_array("weights", np.full(3, value, dtype=np.float32))
         writer.save_array("ids", np.array(["a", "bb", "ccc"]))
-        return writer.commit({"note": "test"})
+        return writer.commit(minimal_card(), empty_layout()).version
 
 
 def test_round_trip_with_checksums(tmp_path: Path) -> None:
@@ -38,14 +39,14 @@ def test_round_trip_with_checksums(tmp_path: Path) -> None:
     publish(tmp_path, version)
     stored = open_version(tmp_path)
     assert stored.version == version == current_version(tmp_path)
-    assert stored.manifest["note"] == "test"
+    assert stored.manifest.inputs == {"note": "test"}
     np.testing.assert_array_equal(stored.array("weights"), np.ones(3, np.float32))
     assert list(stored.array("ids")) == ["a", "bb", "ccc"]
     weights = stored.array("weights")  # memory-mapped, not copied: a view of the mapping
     assert isinstance(weights.base, (np.memmap, mmap.mmap))
-    files = stored.manifest["files"]
+    files = stored.manifest.files
     assert set(files) == {"weights.npy", "ids.npy"}
-    assert all(len(meta["sha256"]) == 64 for meta in files.values())
+    assert all(len(meta.sha256) == 64 for meta in files.values())
 
 
 def test_object_arrays_are_refused(tmp_path: Path) -> None:
@@ -128,11 +129,73 @@ def test_trained_model_round_trips(tmp_path: Path, planted) -> None:
                                result.model.components["cf"].item_factors)
     assert (model.user_items != result.model.user_items).nnz == 0
     manifest = model.manifest
-    for key in ("schema_version", "created_at", "inputs", "data_quality", "tuning", "metrics",
-                "components", "blend", "files", "counts"):
-        assert key in manifest, key
-    assert manifest["inputs"]["interactions"]["rows"] == 720  # 60 users x 6 x (view, buy)
-    assert len(manifest["inputs"]["items"]["sha256"]) == 64
+    assert manifest is not None and manifest.schema_version == 2
+    assert manifest.inputs["interactions"]["rows"] == 720  # 60 users x 6 x (view, buy)
+    assert len(manifest.inputs["items"]["sha256"]) == 64
+    assert manifest.algorithms["cf"].params["factors"] == 2
     # Every array on disk is listed with its checksum, and nothing else is there.
     on_disk = {p.name for p in (tmp_path / "m" / result.version).iterdir()}
-    assert on_disk == set(manifest["files"]) | {"manifest.json"}
+    assert on_disk == set(manifest.files) | {"manifest.json"}
+    # The manifest's settings fit the same model again: tuning's choices are in them.
+    assert manifest.training.config["model"]["cf"]["factors"] == 2
+    assert manifest.training.config["blend"]["weights"] == manifest.blend.weights
+
+
+def test_manifest_fields_are_checked_by_name(tmp_path: Path) -> None:
+    """A missing or unknown field is refused with its name, never read as a default."""
+    version = write_version(tmp_path)
+    path = tmp_path / version / "manifest.json"
+    manifest = json.loads(path.read_text())
+    del manifest["events"]["weights"]
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(ModelError, match=r"manifest field events\.weights: Field required"):
+        open_version(tmp_path, version)
+    manifest = json.loads(path.read_text())
+    manifest["events"]["weights"] = {"view": 1.0}
+    manifest["training"]["surprise"] = 1
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(ModelError, match=r"manifest field training\.surprise: Extra inputs"):
+        open_version(tmp_path, version)
+
+
+def test_a_manifest_must_name_its_own_directory(tmp_path: Path) -> None:
+    version = write_version(tmp_path)
+    path = tmp_path / version / "manifest.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()),
+                                "version": "../../../tmp/evil"}))
+    with pytest.raises(ModelError, match="names version '../../../tmp/evil'"):
+        open_version(tmp_path, version)
+
+
+
+FIXTURE_V1 = Path(__file__).parent / "fixtures" / "model-v1"
+
+
+def test_a_schema_1_model_loads_and_ranks_as_it_did(tmp_path: Path) -> None:
+    """A model written by the first schema (kept as written by that code, with the lists
+    that code served) is upgraded on read and serves the very same lists."""
+    import shutil
+
+    from recsvc.core.engine import load_engine
+    from recsvc.core.lists import RecommendQuery, shopper_list
+    from recsvc.core.policy.filters import filter_stage
+    from recsvc.core.policy.rules import DEFAULT_VARIANT, RulesFile
+
+    shutil.copytree(FIXTURE_V1, tmp_path / "models")
+    expected = json.loads((FIXTURE_V1.parent / "model-v1-lists.json").read_text())
+    publish(tmp_path / "models", expected["version"])
+    engine = load_engine(tmp_path / "models", None, RulesFile())
+    card = engine.model.card
+    assert card is not None and card.events.quantity_scaling == "log"
+    # Its settings as the trainer reads them now, tuned values in their sections.
+    assert card.training.config["model"]["factors"] == 2
+    live = engine.model.item_in_stock.astype(bool)
+    stage = filter_stage(engine.model, engine.rules, live, engine.model.item_price)
+    for user, items in expected["lists"].items():
+        value, _ = shopper_list(engine, RecommendQuery(user_id=user, n=5), DEFAULT_VARIANT,
+                                [], live, stage.allowed, 5, 1_800_000_000.0, 30.0)
+        from recsvc.core.ranking.packed import unpack
+
+        packed = unpack(value)
+        assert packed is not None
+        assert engine.renderer.items(packed) == items, user

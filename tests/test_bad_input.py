@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from recsvc.artifacts import current_version, list_versions
 from recsvc.cli import main
+from recsvc.core.artifacts import current_version, list_versions
 from tests.conftest import T0, write_csv
 
 GOOD = [{"user_id": "u1", "item_id": "i1", "event_type": "purchase", "timestamp": T0},

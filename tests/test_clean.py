@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from recsvc.core.policy.events import EventWeights
 from tests.conftest import DAY, T0
 from training.clean import clean, parse_timestamps
-from training.config import CleaningConfig, EventConfig
+from training.config import CleaningConfig
 
 
 def test_report_counts_every_reason() -> None:
@@ -33,7 +34,7 @@ def test_report_counts_every_reason() -> None:
               "timestamp": str(T0 + s)} for s in range(20)]
     items = pd.DataFrame({"item_id": ["i1", "i2"]})
     users = pd.DataFrame({"user_id": ["gone", "u1"], "consent": ["no", "yes"]})
-    data = clean(pd.DataFrame(rows), items, users, EventConfig(),
+    data = clean(pd.DataFrame(rows), items, users, EventWeights(),
                  CleaningConfig(max_events_per_day=10))
     r = data.report
     assert r["rows_read"] == 33
@@ -68,6 +69,6 @@ def test_timestamps_in_every_form() -> None:
 def test_rating_weight_follows_the_stars() -> None:
     rows = [{"user_id": "u", "item_id": f"i{s}", "event_type": "rating", "timestamp": T0,
              "value": s} for s in (1, 3, 5)]
-    data = clean(pd.DataFrame(rows), None, None, EventConfig(), CleaningConfig())
+    data = clean(pd.DataFrame(rows), None, None, EventWeights(), CleaningConfig())
     weights = dict(zip(data.events["item_id"], data.events["weight"], strict=True))
     assert weights == {"i1": 2.0 * (1 - 2.5), "i3": 2.0 * 0.5, "i5": 2.0 * 2.5}

@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 
 from recsvc.cli import main
-from recsvc.errors import EXIT_BAD_INPUT, EXIT_NOT_PROMOTED
-from recsvc.model import load_model
-from recsvc.scoring import recommend
+from recsvc.core.errors import EXIT_BAD_INPUT, EXIT_NOT_PROMOTED
+from recsvc.core.model import load_model
+from recsvc.core.ranking.scoring import recommend
 from tests.conftest import T0, planted_seen, planted_store, quick_config, write_csv
 from training.config import TrainConfig
 from training.evaluate import build_test_set, evaluate, gate, rank_test_users

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from recsvc.artifacts import VersionWriter, current_version, list_versions, open_version
-from recsvc.model import load_model
+from recsvc.core.artifacts import VersionWriter, current_version, list_versions, open_version
+from recsvc.core.model import load_model
 from tests.conftest import quick_config
 from training.generate import StoreSpec, generate_store
 from training.pipeline import train

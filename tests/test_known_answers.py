@@ -7,10 +7,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from recsvc.model import load_model
-from recsvc.models import UserBatch
-from recsvc.scoring import rank, recommend
+from recsvc.core.algorithms import UserBatch
+from recsvc.core.model import load_model
+from recsvc.core.ranking.scoring import recommend
 from tests.conftest import DAY, T0, planted_seen, quick_config, write_csv
+from tests.oracle import rank
 from training.pipeline import train
 from training.progress import Progress
 
@@ -130,7 +131,7 @@ def test_consent_false_user_is_left_out(tmp_path: Path, planted) -> None:
     assert model.user_index(["au1"])[0] == -1
     assert model.is_opted_out("au1") and not model.is_opted_out("au2")
     assert model.user_index(["cold"])[0] >= 0  # known attributes, no events
-    assert result.manifest["data_quality"]["rows_dropped"]["consent_withdrawn"] == 12
+    assert result.manifest.data_quality["rows_dropped"]["consent_withdrawn"] == 12
     # Nothing about au1 is in any array of the model: its items' counts exclude it.
     interactions = pd.read_csv(planted["interactions"])
     kept = interactions[interactions.user_id != "au1"]
@@ -141,14 +142,14 @@ def test_repeat_buying_shop_keeps_bought_items_and_other_shop_excludes_them(
     tmp_path: Path, planted
 ) -> None:
     result = train(quick_config(tmp_path / "m1", **planted), QUIET)
-    assert result.manifest["blend"]["exclude_seen"] is True  # nobody buys twice here
+    assert result.manifest.blend.exclude_seen is True  # nobody buys twice here
     rows = pd.read_csv(planted["interactions"])
     again = rows[rows.event_type == "purchase"].assign(timestamp=lambda f: f.timestamp + 30 * DAY)
     path = write_csv(tmp_path / "again.csv", pd.concat([rows, again]))
     result = train(quick_config(tmp_path / "m2", interactions=path, items=planted["items"]),
                    QUIET)
-    assert result.manifest["blend"]["exclude_seen"] is False
-    assert result.manifest["blend"]["weights"]["history"] > 0
+    assert result.manifest.blend.exclude_seen is False
+    assert result.manifest.blend.weights["history"] > 0
 
 
 def test_popular_per_category_and_per_segment(tmp_path: Path, planted) -> None:

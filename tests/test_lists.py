@@ -5,11 +5,13 @@ from __future__ import annotations
 import numpy as np
 import orjson
 import pytest
+from fastapi.exceptions import RequestValidationError
 
-from recsvc.explain import BECAUSE, NONE, POPULAR_IN, PROMOTED, TRENDING
-from recsvc.fastpath import plain_query
-from recsvc.lists import ListRenderer, pack_batch, select, unpack
-from recsvc.model import load_model
+from recsvc.core.model import load_model
+from recsvc.core.policy.filters import FilterStage
+from recsvc.core.ranking.explain import BECAUSE, NONE, POPULAR_IN, PROMOTED, TRENDING
+from recsvc.core.ranking.packed import ListRenderer, pack_batch, unpack
+from recsvc.service.query import parse_recommend
 from tests.test_service import train_planted
 
 
@@ -29,10 +31,11 @@ def test_round_trip_select_and_render(tmp_path) -> None:
     packed = unpack(packed_rows(6)[0])
     assert packed is not None and len(packed) == 6
     allowed = np.array([True, False, True, True, True, True])
-    assert select(packed, 3, allowed) == [0, 2, 3]
     category = np.array([0, 0, 0, 1, 1, 1])
-    assert select(packed, 4, allowed, category, max_per_category=1) == [0, 3]
-    assert select(packed, 10, np.ones(4, dtype=bool)) == [0, 1, 2, 3]  # another catalog
+    assert FilterStage(allowed, category).select(packed.items, 3) == [0, 2, 3]
+    assert FilterStage(allowed, category, 1).select(packed.items, 4) == [0, 3]
+    another = FilterStage(np.ones(4, dtype=bool), category[:4])  # another catalog
+    assert another.select(packed.items, 10) == [0, 1, 2, 3]
     train_planted(tmp_path)
     model = load_model(tmp_path / "m")
     renderer = ListRenderer(model)
@@ -56,10 +59,16 @@ def test_foreign_or_truncated_values_are_refused() -> None:
     assert len(unpack(empty)) == 0
 
 
-def test_plain_query_recognizes_only_the_plain_request() -> None:
-    assert plain_query(b"user_id=U1&n=5") == ("U1", 5)
-    assert plain_query(b"user_id=U%20x") == ("U x", 10)
-    for query in (b"user_id=U1&n=0", b"user_id=U1&n=101", b"user_id=U1&n=ten", b"n=5",
-                  b"user_id=", b"user_id=U1&category=x", b"user_id=U1&user_id=U2",
-                  b"user_id=%FF", b"user_id=" + b"x" * 300):
-        assert plain_query(query) is None, query
+def test_the_recommend_query_is_read_as_starlette_reads_it() -> None:
+    """One parser for the route and the fast path: lists repeated or comma-separated,
+    the last of repeated single values, every bound of `RecommendParams` enforced."""
+    query = parse_recommend(b"user_id=U%20x&n=5&exclude=a,b&exclude=c&segment=pro"
+                            b"&user_id=U2&min_price=1.5")
+    assert (query.user_id, query.n, query.exclude) == ("U2", 5, ("a", "b", "c"))
+    assert query.attributes == {"segment": "pro"} and query.min_price == 1.5
+    assert not query.cacheable
+    assert parse_recommend(b"user_id=U1").cacheable
+    for bad in (b"user_id=U1&n=0", b"user_id=U1&n=101", b"user_id=U1&n=ten", b"user_id=",
+                b"user_id=" + b"x" * 300, b"min_price=5&max_price=1"):
+        with pytest.raises(RequestValidationError):
+            parse_recommend(bad)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 
-from recsvc.api import create_app
+from recsvc.service.app import create_app
 from recsvc.settings import Settings
 from tests.conftest import LiveServer, free_port, quick_config
 from training.generate import StoreSpec, generate_store

@@ -8,9 +8,7 @@ import pytest
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
-from recsvc.blend import blend, standardization, standardize
-from recsvc.fused import blend_rank
-from recsvc.models import (
+from recsvc.core.algorithms import (
     EASE,
     ContentModel,
     MatrixFactorization,
@@ -19,11 +17,12 @@ from recsvc.models import (
     Trending,
     UserBatch,
 )
-from recsvc.models.base import RowSums, SharedRows
-from recsvc.models.content import category_tokens, normalize, price_bands
-from recsvc.models.factors import confidence
-from recsvc.scoring import rank
-from recsvc.topn import top_n
+from recsvc.core.algorithms.base import confidence
+from recsvc.core.algorithms.content import category_tokens, normalize, price_bands
+from recsvc.core.algorithms.forms import RowSums, SharedRows
+from recsvc.core.ranking.kernel import blend_rank
+from recsvc.core.ranking.topn import top_n
+from tests.oracle import blend, rank, standardization, standardize
 
 
 def random_data(seed: int = 0, users: int = 200, items: int = 50) -> TrainingData:
@@ -87,7 +86,7 @@ def test_content_vectors_weigh_text_category_brand_and_price() -> None:
 
 
 def test_content_scores_through_item_similarity_equal_the_profiles_route(monkeypatch) -> None:
-    import recsvc.models.content as content
+    import recsvc.core.algorithms.content as content
 
     model = ContentModel()
     model.item_vectors = normalize(sp.random(30, 12, density=0.3, format="csr",
@@ -119,7 +118,7 @@ def test_popularity_counts_people_not_units_and_groups() -> None:
     data = random_data()
     data.user_items = m
     data.user_attributes = {"segment": (np.array([0, 1, 1, 1]), ["pro", "home"])}
-    pop = Popularity(["segment"]).fit(data)
+    pop = Popularity(attributes=["segment"]).fit(data)
     assert pop.overall[1] > pop.overall[0]
     assert pop.group_scores("segment", 0)[0] > pop.group_scores("segment", 0)[1]
 
@@ -159,7 +158,7 @@ def _unsorted(matrix: sp.csr_matrix) -> sp.csr_matrix:
 
 @pytest.mark.parametrize("items", [300, 5000])  # item-kNN rows cover much / little of it
 def test_blend_rank_of_every_score_form_equals_numpy_blend_and_rank(items: int) -> None:
-    """The compiled blend (`recsvc.fused`, what `recommend` runs) takes every compact
+    """The compiled blend (`recsvc.core.ranking.kernel`, what `recommend` runs) takes every compact
     form and gives the ranking, scores, per-source parts and statistics that plain numpy
     gives from the dense equivalents: z-scores per row, weighted sum, boosts, -inf for
     what may not be listed, the history excluded, top n."""
@@ -253,7 +252,7 @@ def test_top_n_breaks_ties_by_item_number_and_lists_finite_scores_only() -> None
 
 
 def test_each_algorithms_compact_scores_are_its_scores() -> None:
-    from recsvc.models import ItemKNN, PurchaseHistory
+    from recsvc.core.algorithms import ItemKNN, PurchaseHistory
 
     data = random_data(seed=5, users=60, items=40)
     codes = np.arange(60) % 3 - 1  # -1: unknown segment
@@ -269,7 +268,7 @@ def test_each_algorithms_compact_scores_are_its_scores() -> None:
                   ItemKNN(neighbours=10), EASE()):
         model.fit(data)
         np.testing.assert_allclose(as_dense(model.score_compact(batch)), model.score(batch),
-                                   rtol=1e-6, err_msg=model.kind)
+                                   rtol=1e-6, err_msg=model.name)
     knn = ItemKNN(neighbours=10).fit(data).score_compact(batch)
     assert isinstance(knn, RowSums) and sp.issparse(knn.matrix)  # its neighbour lists
     shared = Popularity(attributes=["segment"]).fit(data).score_compact(batch)

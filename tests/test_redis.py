@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 import redis
 
-from recsvc.artifacts import current_version
 from recsvc.cli import main
-from recsvc.lists import ListRenderer, pack_batch, unpack
-from recsvc.model import load_model
+from recsvc.core.artifacts import current_version
+from recsvc.core.model import load_model
+from recsvc.core.ranking.packed import ListRenderer, pack_batch, unpack
+from tests.conftest import free_port
 from tests.test_service import KEY, start_service, train_planted
 
 
@@ -96,20 +97,41 @@ def test_warm_cache_writes_what_the_service_would_compute(redis_service, redis_c
     assert not redis_client.exists(f"recsvc:list:{version}:default:bu1")
 
 
-def test_list_writer_sets_every_list_with_its_ttl_and_survives_a_script_flush(
-        redis_client) -> None:
-    from recsvc.warm import SET_MANY_KEYS, ListWriter
+def test_bulk_writer_sets_every_list_with_its_ttl_and_survives_a_script_flush(
+        redis_server, redis_client) -> None:
+    from recsvc.stores.cache import open_bulk_writer
+    from recsvc.stores.redis_cache import SET_MANY_KEYS
 
-    writer = ListWriter(redis_client, ttl_s=600)
+    writer = open_bulk_writer(redis_server.url)
     count = SET_MANY_KEYS + 7  # two commands, the second one short
     keys = [f"t:list:{i}".encode() for i in range(count)]
     values = [bytes([i % 256]) * (1 + i % 3000) for i in range(count)]  # some past 6 kB
-    writer.write(keys, values)
+    writer.set_many(keys, values, 600)
     assert redis_client.mget(keys) == values
     assert 590 <= redis_client.ttl(keys[-1]) <= 600
     redis_client.script_flush()  # as after a Redis restart: the script must be loaded again
-    writer.write(keys[:3], [b"x", b"y", b"z"])
+    writer.set_many(keys[:3], [b"x", b"y", b"z"], 600)
     assert redis_client.mget(keys[:3]) == [b"x", b"y", b"z"]
+    redis_client.rpush("t:fresh:U7", b"x")
+    assert writer.users_with_fresh("t") == {"U7"}
+    writer.close()
+
+
+def test_caches_open_from_their_urls(redis_server) -> None:
+    from recsvc.stores.cache import open_bulk_writer, open_cache
+    from recsvc.stores.local_cache import LocalCache
+    from recsvc.stores.redis_cache import RedisCache
+
+    assert isinstance(open_cache(None), LocalCache)
+    assert isinstance(open_cache("memory://"), LocalCache)
+    assert isinstance(open_cache(redis_server.url), RedisCache)
+    with pytest.raises(ValueError, match="unknown scheme"):
+        open_cache("memcached://127.0.0.1")
+    with pytest.raises(ValueError, match="only fill a shared cache"):
+        open_bulk_writer("memory://")
+    dead = f"redis://127.0.0.1:{free_port()}/0"
+    with pytest.raises(ConnectionError, match="cannot reach Redis"):
+        open_bulk_writer(dead, timeout_s=1)
 
 
 def test_redis_down_degrades_then_recovers(redis_service, redis_server, redis_client) -> None:

@@ -14,11 +14,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from recsvc.api import create_app
-from recsvc.artifacts import current_version, list_versions
 from recsvc.cli import main
-from recsvc.errors import EXIT_LOCKED, EXIT_NOT_PROMOTED
-from recsvc.model import load_model
+from recsvc.core.artifacts import current_version, list_versions
+from recsvc.core.errors import EXIT_LOCKED, EXIT_NOT_PROMOTED
+from recsvc.core.model import load_model
+from recsvc.service.app import create_app
 from recsvc.settings import Settings
 from tests.conftest import LiveServer, free_port
 from training.gather import gather
@@ -173,7 +173,9 @@ def test_gather_reads_directories_and_skips_bad_lines(store, tmp_path: Path) -> 
 def test_window_keeps_only_recent_days(store, tmp_path: Path) -> None:
     root = tmp_path / "m"
     assert main(retrain_args(store, root, "--window-days", "30")) == 0
-    report = load_model(root).manifest["data_quality"]
+    manifest = load_model(root).manifest
+    assert manifest is not None
+    report = manifest.data_quality
     assert report["rows_outside_window"] > 0 and report["window_days"] == 30
 
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from recsvc.errors import InputError
-from recsvc.model import load_model
-from recsvc.rules import RulesFile, load_rules, resolve
+from recsvc.core.errors import InputError
+from recsvc.core.model import load_model
+from recsvc.core.policy.rules import RulesFile, load_rules, resolve
 from tests.test_service import start_service, train_planted
 
 RULES = """
@@ -106,8 +106,8 @@ def test_tag_rules_and_bad_rules_files(tmp_path: Path) -> None:
 def test_reason_codes_for_new_arrivals_and_repeat_purchases(tmp_path: Path) -> None:
     import time
 
-    from recsvc.engine import Engine
-    from recsvc.explain import BOUGHT_BEFORE, NEW, explain_batch
+    from recsvc.core.engine import Engine
+    from recsvc.core.ranking.explain import BOUGHT_BEFORE, NEW, explain_batch
 
     train_planted(tmp_path)
     model = load_model(tmp_path / "m")
@@ -119,7 +119,7 @@ def test_reason_codes_for_new_arrivals_and_repeat_purchases(tmp_path: Path) -> N
     picks = np.array([[new, int(model.item_index(["a1"])[0])]])
     contributions = {"history": np.array([[0.0, 2.0]], np.float32),
                      "popularity": np.array([[0.0, 0.0]], np.float32)}
-    codes, anchors = explain_batch(engine, picks, contributions, np.zeros((1, 0), int),
+    codes, anchors = explain_batch(engine.model, picks, contributions, np.zeros((1, 0), int),
                                    np.zeros((1, 0), bool), np.zeros((1, 2), bool), now, 30)
     assert codes[0, 0, 0] == NEW
     assert codes[0, 1, 0] == BOUGHT_BEFORE and NEW not in codes[0, 1]
@@ -127,8 +127,8 @@ def test_reason_codes_for_new_arrivals_and_repeat_purchases(tmp_path: Path) -> N
 
 
 def test_strongest_anchor_is_the_past_item_with_the_largest_ease_weight(tmp_path: Path) -> None:
-    from recsvc.engine import Engine
-    from recsvc.explain import strongest_anchor
+    from recsvc.core.engine import Engine
+    from recsvc.core.ranking.explain import strongest_anchor
 
     train_planted(tmp_path)
     model = load_model(tmp_path / "m")
@@ -142,7 +142,7 @@ def test_strongest_anchor_is_the_past_item_with_the_largest_ease_weight(tmp_path
     anchors = np.full((6, 4), -1)
     for b, m in enumerate([4, 2, 1, 0, 3, 4]):  # padded rows, one without any past item
         anchors[b, :m] = rng.choice(n, m, replace=False)
-    best, has = strongest_anchor(engine, picks, anchors)
+    best, has = strongest_anchor(engine.model, picks, anchors)
     for b in range(6):
         valid = anchors[b][anchors[b] >= 0]
         for k in range(9):
@@ -156,7 +156,8 @@ def test_strongest_anchor_is_the_past_item_with_the_largest_ease_weight(tmp_path
 
 
 def test_anchors_are_the_session_then_the_most_confident_past_items() -> None:
-    from recsvc.recommend import MAX_ANCHORS, _anchors
+    from recsvc.core.ranking.anchors import MAX_ANCHORS
+    from recsvc.core.ranking.anchors import anchor_candidates as _anchors
 
     history = sp.csr_matrix(np.array([[0, 3, 1, 3, 0, 2], [0, 0, 0, 0, 0, 0]], np.float32))
     anchors, from_session = _anchors(history, [np.array([5])], True)

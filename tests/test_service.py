@@ -13,9 +13,9 @@ import httpx
 import numpy as np
 import pytest
 
-from recsvc.api import create_app
-from recsvc.artifacts import current_version
-from recsvc.model import load_model
+from recsvc.core.artifacts import current_version
+from recsvc.core.model import load_model
+from recsvc.service.app import create_app
 from recsvc.settings import Settings
 from tests.conftest import (
     LiveServer,

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recsvc.errors import InputError
+from recsvc.core.errors import InputError
 from training.splits import leave_last_split, random_split, time_split
 
 

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from recsvc.model import as_str_array, lookup
-from recsvc.models.content import TAG_SEPARATORS
+from recsvc.core.algorithms.content import TAG_SEPARATORS
+from recsvc.core.model import as_str_array, lookup
 from training.clean import CleanData, parse_flag, parse_timestamps
 
 

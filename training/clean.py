@@ -10,8 +10,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from recsvc.models.base import SECONDS_PER_DAY
-from training.config import CleaningConfig, EventConfig
+from recsvc.core.algorithms.base import SECONDS_PER_DAY
+from recsvc.core.policy.events import EventWeights
+from training.config import CleaningConfig
 
 FALSE_WORDS = {"false", "f", "no", "n", "0", "off", "withdrawn", "denied"}
 
@@ -63,9 +64,11 @@ def parse_flag(values: pd.Series) -> np.ndarray:
     return ~text.isin(FALSE_WORDS).fillna(False).to_numpy(dtype=bool)
 
 
-def canonical_events(values: pd.Series, config: EventConfig) -> pd.Series:
+def canonical_events(values: pd.Series, config: EventWeights) -> pd.Series:
+    """Each distinct event name's canonical form (`EventWeights.canonical`); unknown
+    names keep their tidied spelling (the report counts them), missing ones stay <NA>."""
     text = values.astype("string").str.strip().str.lower().str.replace(" ", "_")
-    return text.replace(config.aliases)
+    return text.map(lambda name: name if pd.isna(name) else config.canonical(name) or name)
 
 
 def has_quantities(events: pd.DataFrame) -> bool:
@@ -75,17 +78,15 @@ def has_quantities(events: pd.DataFrame) -> bool:
     return bool(np.any(np.isfinite(value) & (value > 1)))
 
 
-def event_weights(events: pd.DataFrame, config: EventConfig) -> np.ndarray:
-    """Base weight of each event (before time decay)."""
-    base = np.array(events["event_type"].map(config.weights), dtype=np.float64)
-    value = np.array(events["value"], dtype=np.float64)
-    rating = (events["event_type"] == "rating").to_numpy()
-    base[rating] = base[rating] * (value[rating] - config.rating_neutral)
-    if config.quantity_scaling == "log":
-        quantity = np.array(events["event_type"].isin(["purchase", "refund"]), dtype=bool)
-        quantity &= np.isfinite(value) & (value >= 1)
-        base[quantity] *= 1.0 + np.log(value[quantity])
-    return base
+def event_weights(events: pd.DataFrame, config: EventWeights) -> np.ndarray:
+    """Base weight of each event (before time decay), by the service's own definition
+    (`EventWeights`), reading the categorical event column by its codes."""
+    types = events["event_type"]
+    if not isinstance(types.dtype, pd.CategoricalDtype):
+        types = types.astype("category")
+    return config.weigh_coded(types.cat.codes.to_numpy(),
+                              [str(c) for c in types.cat.categories],
+                              np.asarray(events["value"], dtype=np.float64))
 
 
 def _codes(values: pd.Series) -> tuple[np.ndarray, pd.Index]:
@@ -134,7 +135,7 @@ def clean(
     interactions: pd.DataFrame,
     items: pd.DataFrame | None,
     users: pd.DataFrame | None,
-    events_config: EventConfig,
+    events_config: EventWeights,
     cleaning: CleaningConfig,
 ) -> CleanData:
     report: dict[str, Any] = {"rows_read": int(len(interactions))}

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 from recsvc.cli import Command
-from recsvc.errors import EXIT_NOT_PROMOTED, EXIT_OK, InputError
+from recsvc.core.errors import EXIT_NOT_PROMOTED, EXIT_OK, InputError
+from recsvc.stores.paths import StatePaths
 from training.config import apply_tuning_options, load_config
 from training.progress import Progress
 
@@ -127,6 +129,8 @@ def _configure_retrain(p: argparse.ArgumentParser) -> None:
     p.add_argument("--window-days", type=float, help="train on the last N days only")
     p.add_argument("--active-days", type=float, default=30.0,
                    help="users warmed: seen within this many days")
+    p.add_argument("--processes", type=int, default=os.cpu_count() or 1,
+                   help="cache warm-up workers (default: one per CPU)")
     p.add_argument("--tune-budget", type=float, metavar="SECONDS")
     p.add_argument("--no-tune", action="store_true")
     p.add_argument("--quiet", action="store_true", help="only the JSON summary")
@@ -135,7 +139,6 @@ def _configure_retrain(p: argparse.ArgumentParser) -> None:
 def _run_retrain(args: argparse.Namespace) -> int:
     import orjson
 
-    from recsvc.settings import Settings
     from training.retrain import RetrainOptions, retrain
 
     config = load_config(args.config)
@@ -146,14 +149,13 @@ def _run_retrain(args: argparse.Namespace) -> int:
         config.input.window_days = args.window_days
     if not 0 <= args.tolerance < 1:
         raise InputError("--tolerance must be between 0 and 1 (a relative drop)")
-    events_dir = args.events_dir or (
-        Settings(model_root=args.model_root).resolved_state_dir() / "events")
+    events_dir = args.events_dir or StatePaths.of(args.model_root).events_dir
     options = RetrainOptions(
         model_root=args.model_root, interactions=args.interactions, items=args.items,
         users=args.users, events_dir=events_dir, config=config, redis_url=args.redis_url,
         tolerance=args.tolerance, gate_metric=args.gate_metric,
         gate_fraction=args.gate_fraction, active_days=args.active_days,
-        rules_file=args.rules_file)
+        rules_file=args.rules_file, processes=args.processes)
     summary = retrain(options, Progress(quiet=args.quiet))
     sys.stdout.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2, default=str).decode()
                      + "\n")

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from recsvc.errors import InputError
+from recsvc.core.algorithms import REGISTRY, algorithm
+from recsvc.core.errors import InputError, first_problem
+from recsvc.core.policy.events import EventWeights
 
 
 class Section(BaseModel):
@@ -24,24 +26,6 @@ class InputConfig(Section):
     window_days: float | None = Field(None, gt=0, description="train on the last N days only")
 
 
-class EventConfig(Section):
-    """Weight of one event of each type. A rating weighs `rating * (value - rating_neutral)`;
-    purchases and refunds weigh `1 + ln(quantity)` times their weight when `value` holds a
-    quantity. A refund is negative: it cancels the purchase it refunds."""
-
-    weights: dict[str, float] = Field(default_factory=lambda: {
-        "view": 1.0, "click": 2.0, "add_to_cart": 4.0, "purchase": 10.0,
-        "rating": 2.0, "review": 3.0, "refund": -10.0,
-    })
-    aliases: dict[str, str] = Field(default_factory=lambda: {
-        "cart": "add_to_cart", "addtocart": "add_to_cart", "add-to-cart": "add_to_cart",
-        "transaction": "purchase", "order": "purchase", "buy": "purchase",
-        "return": "refund", "cancellation": "refund",
-    })
-    rating_neutral: float = 2.5
-    quantity_scaling: Literal["log", "none"] = "log"
-
-
 class CleaningConfig(Section):
     max_events_per_day: float = Field(500.0, gt=0, description="above: a bot-like user")
 
@@ -50,23 +34,71 @@ class SignalConfig(Section):
     half_life_days: float = Field(90.0, gt=0)
 
 
+# The first config layout named algorithms' settings flat; they are read still (and from
+# models that saved such a config), each under its algorithm's section.
+LEGACY_MODEL_KEYS = {
+    "cf_algorithm": ("cf", "algorithm"), "factors": ("cf", "factors"),
+    "regularization": ("cf", "regularization"), "alpha": ("cf", "alpha"),
+    "iterations": ("cf", "iterations"), "learning_rate": ("cf", "learning_rate"),
+    "random_state": ("cf", "random_state"),
+    "item_knn_measure": ("item_knn", "measure"),
+    "item_knn_neighbours": ("item_knn", "neighbours"),
+    "ease_regularization": ("ease", "regularization"), "ease_max_items": ("ease", "max_items"),
+    "trending_window_days": ("trending", "window_days"),
+    "trending_half_life_days": ("trending", "half_life_days"),
+    "popularity_attributes": ("popularity", "attributes"),
+}
+
+
 class ModelConfig(Section):
-    cf_algorithm: Literal["als", "bpr"] = "als"
-    factors: int = Field(64, ge=1)
-    regularization: float = Field(0.05, ge=0)
-    alpha: float = Field(2.0, gt=0)
-    iterations: int = Field(15, ge=1)
-    learning_rate: float = Field(0.01, gt=0)
-    item_knn_measure: Literal["cosine", "bm25"] = "cosine"
-    item_knn_neighbours: int = Field(100, ge=1)
-    content: bool = True
-    ease: bool = True
-    ease_regularization: float = Field(16.0, gt=0, description="times the mean item count")
-    ease_max_items: int = Field(10_000, ge=0, description="dense items x items above: off")
-    trending_window_days: float = Field(14.0, gt=0)
-    trending_half_life_days: float = Field(3.0, gt=0)
-    popularity_attributes: list[str] = Field(default_factory=lambda: ["segment", "region", "tier"])
-    random_state: int = 42
+    """`[model]`: which algorithms to fit (`algorithms`, default: every registered one)
+    and, in a `[model.<name>]` table, each one's settings (validated by the algorithm's
+    own `Params`)."""
+
+    model_config = ConfigDict(extra="allow")
+    algorithms: list[str] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_layout(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
+        for name in [k for k, v in data.items() if isinstance(v, bool)]:  # `ease = false`
+            if not data.pop(name):
+                enabled = data.get("algorithms") or list(REGISTRY)
+                data["algorithms"] = [a for a in enabled if a != name]
+        for key, (name, param) in LEGACY_MODEL_KEYS.items():
+            if key in data:
+                data.setdefault(name, {})[param] = data.pop(key)
+        return data
+
+    @model_validator(mode="after")
+    def _known_algorithms(self) -> ModelConfig:
+        for name in self.algorithms or []:
+            algorithm(name)  # a ValueError naming the known ones
+        extra = self.__pydantic_extra__ or {}
+        for name, params in extra.items():
+            if not isinstance(params, dict):
+                raise ValueError(f"{name}: expected a table of {name}'s settings")
+            extra[name] = algorithm(name).parse_params(params, name).model_dump()
+        return self
+
+    def enabled(self) -> list[str]:
+        """The algorithms to fit, in the registry's order."""
+        wanted = set(self.algorithms) if self.algorithms is not None else set(REGISTRY)
+        return [name for name in REGISTRY if name in wanted]
+
+    def params(self, name: str) -> dict[str, Any]:
+        """The settings given for `name` (its defaults fill the rest)."""
+        return dict((self.__pydantic_extra__ or {}).get(name, {}))
+
+    def set(self, name: str, **params: Any) -> None:
+        """Change some of `name`'s settings (validated)."""
+        merged = {**self.params(name), **params}
+        extra = self.__pydantic_extra__
+        assert extra is not None
+        extra[name] = algorithm(name).parse_params(merged, name).model_dump()
 
 
 class BlendConfig(Section):
@@ -100,7 +132,7 @@ class OutputConfig(Section):
 
 class TrainConfig(Section):
     input: InputConfig = Field(default_factory=InputConfig)
-    events: EventConfig = Field(default_factory=EventConfig)
+    events: EventWeights = Field(default_factory=EventWeights)
     cleaning: CleaningConfig = Field(default_factory=CleaningConfig)
     signals: SignalConfig = Field(default_factory=SignalConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
@@ -119,12 +151,6 @@ def apply_tuning_options(config: TrainConfig, no_tune: bool, budget_s: float | N
         config.tuning.time_budget_s = budget_s
 
 
-def _first_error(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    where = ".".join(str(p) for p in err["loc"])
-    return f"{where}: {err['msg']}"
-
-
 def load_config(path: Path | None) -> TrainConfig:
     """Read a TOML file into a validated config; None gives the defaults."""
     if path is None:
@@ -140,7 +166,7 @@ def load_config(path: Path | None) -> TrainConfig:
     try:
         config = TrainConfig.model_validate(raw)
     except ValidationError as exc:
-        raise InputError(f"config file {path}: {_first_error(exc)}") from None
+        raise InputError(f"config file {path}: {first_problem(exc)}") from None
     # Relative paths in a config file are relative to the file, as a reader expects.
     base = Path(path).parent
     for section, key in (("input", "interactions"), ("input", "items"), ("input", "users"),

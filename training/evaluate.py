@@ -1,9 +1,10 @@
 """Score a model on held-out events: accuracy and beyond-accuracy metrics at several k,
 per algorithm and for the blend, per user and item group, and the promotion gate.
 
-Every list is ranked by `recsvc.scoring.recommend`, the function the service calls, with
-the same filters (stock, already-bought items as trained), so offline numbers are what
-the storefront would show. Metric definitions: training/metrics.py and docs/metrics.md."""
+Every list is ranked by `recsvc.core.ranking.scoring.recommend`, the function the
+service calls, with the same filters (stock, already-bought items as trained), so offline
+numbers are what the storefront would show. Metric definitions: training/metrics.py and
+docs/metrics.md."""
 
 from __future__ import annotations
 
@@ -14,9 +15,9 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from recsvc.model import RecommenderModel, lookup
-from recsvc.models import UserBatch
-from recsvc.scoring import recommend
+from recsvc.core.algorithms import UserBatch
+from recsvc.core.model import RecommenderModel, lookup
+from recsvc.core.ranking.scoring import recommend
 from training.metrics import beyond_accuracy, item_popularity, most_popular, ranking_metrics
 from training.splits import is_target
 

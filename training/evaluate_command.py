@@ -17,8 +17,8 @@ from pathlib import Path
 import orjson
 import pandas as pd
 
-from recsvc.errors import InputError
-from recsvc.model import RecommenderModel, load_model
+from recsvc.core.errors import InputError
+from recsvc.core.model import RecommenderModel, load_model
 from training.clean import CleanData, clean
 from training.config import TrainConfig, apply_tuning_options, load_config
 from training.evaluate import Evaluation, GateResult, TestSet, build_test_set, evaluate, gate
@@ -160,11 +160,11 @@ def _split_and_evaluate(args: argparse.Namespace, config: TrainConfig, ks: list[
     train = CleanData(events=split.train, items=data.items, users=data.users,
                       opted_out=data.opted_out, report=data.report)
     model = fit_model(config, train, progress)
-    model.manifest.setdefault("version", f"split-{args.split}")
     test = _test_set(model, split.test, config, data.users, str(args.interactions))
     with progress.step("evaluate", users=len(test)):
         evaluation = evaluate(model, test, ks, _algorithms(args.algorithms, model))
+    evaluation.model_version = f"split-{args.split}"  # trained in memory, never written
     info = {**split.description, "train_events": int(len(split.train)),
             "test_events": int(len(split.test)),
-            "tuning": model.manifest["tuning"]["best"]}
+            "tuning": model.card.tuning.best if model.card else {}}
     return evaluation, info

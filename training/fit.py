@@ -1,58 +1,40 @@
-"""Fit stage: build each algorithm from the config and fit it on the weighted data."""
+"""Fit stage: build each enabled algorithm from the config and fit it on the weighted
+data. What is registered (`recsvc.core.algorithms.REGISTRY`) is what is built."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from recsvc.models import (
-    EASE,
-    ContentModel,
-    ItemKNN,
-    MatrixFactorization,
-    Popularity,
-    PurchaseHistory,
-    Recommender,
-    TrainingData,
-    Trending,
-)
+from recsvc.core.algorithms import Recommender, TrainingData, algorithm
 from training.config import ModelConfig
 from training.progress import Progress
 
-CF_PARAMS = ("factors", "regularization", "alpha", "iterations", "learning_rate")
+
+def build(config: ModelConfig, name: str, **overrides: Any) -> Recommender:
+    """One unfitted algorithm with its configured settings (and `overrides`)."""
+    cls = algorithm(name)
+    params = cls.parse_params({**config.params(name), **overrides}, f"model.{name}")
+    return cls(**params.model_dump())
 
 
-def cf_params(config: ModelConfig) -> dict[str, Any]:
-    return {name: getattr(config, name) for name in CF_PARAMS}
+def unusable(config: ModelConfig, data: TrainingData) -> dict[str, str]:
+    """Enabled algorithms the data cannot take, each with why (`Recommender.usable`)."""
+    out = {}
+    for name in config.enabled():
+        cls = algorithm(name)
+        reason = cls.usable(cls.parse_params(config.params(name), f"model.{name}"), data)
+        if reason is not None:
+            out[name] = reason
+    return out
 
 
-def build_cf(config: ModelConfig, params: dict[str, Any]) -> MatrixFactorization:
-    return MatrixFactorization(algorithm=config.cf_algorithm, random_state=config.random_state,
-                               **params)
-
-
-def ease_enabled(config: ModelConfig, n_items: int) -> bool:
-    return config.ease and 0 < n_items <= config.ease_max_items
-
-
-def build_components(
-    config: ModelConfig,
-    data: TrainingData,
-    params: dict[str, Any] | None = None,
-    ease_regularization: float | None = None,
-) -> dict[str, Recommender]:
-    """Unfitted algorithms, by the name the blend weights use."""
-    components: dict[str, Recommender] = {
-        "cf": build_cf(config, params or cf_params(config)),
-        "item_knn": ItemKNN(config.item_knn_measure, config.item_knn_neighbours),
-        "popularity": Popularity(config.popularity_attributes),
-        "trending": Trending(config.trending_window_days, config.trending_half_life_days),
-        "history": PurchaseHistory(),
-    }
-    if ease_enabled(config, data.n_items):
-        components["ease"] = EASE(ease_regularization or config.ease_regularization)
-    if config.content and data.items is not None and len(data.items.columns) > 1:
-        components["content"] = ContentModel()
-    return components
+def build_components(config: ModelConfig, data: TrainingData,
+                     names: list[str] | None = None) -> dict[str, Recommender]:
+    """Unfitted algorithms by name: the enabled ones (or `names` of them) that the data
+    can take."""
+    skipped = unusable(config, data)
+    return {name: build(config, name) for name in config.enabled()
+            if name not in skipped and (names is None or name in names)}
 
 
 def fit_components(

@@ -14,8 +14,8 @@ from typing import Any
 import orjson
 import pandas as pd
 
-from recsvc.errors import InputError
-from recsvc.events import PREFIX, SUFFIX
+from recsvc.core.errors import InputError
+from recsvc.stores.events_log import PREFIX, SUFFIX
 from training.readers import FORMATS, read_interactions
 
 REQUIRED = ("user_id", "item_id", "event_type", "timestamp")

@@ -10,30 +10,30 @@ from typing import Any
 import numpy as np
 
 from recsvc import __version__
-from recsvc.artifacts import VersionWriter, prune, publish, sha256_file
-from recsvc.errors import InputError
-from recsvc.model import RecommenderModel, as_str_array
-from recsvc.models.base import SECONDS_PER_DAY
+from recsvc.core.algorithms import algorithm
+from recsvc.core.algorithms.base import SECONDS_PER_DAY, ShopFacts
+from recsvc.core.artifacts import VersionWriter, prune, publish, sha256_file
+from recsvc.core.errors import InputError
+from recsvc.core.manifest import Manifest, Metrics, ModelCard, TrainingInfo, TuningSummary
+from recsvc.core.model import RecommenderModel, as_str_array
 from training.catalog import aligned_items, id_universe, item_metadata, user_attributes
 from training.clean import CleanData, clean, event_weights, format_report
 from training.config import TrainConfig
-from training.fit import build_components, cf_params, fit_components
+from training.fit import build, build_components, fit_components
 from training.progress import Progress
 from training.readers import read_interactions, read_items, read_users
 from training.signals import build_training_data, repeat_purchase_rate
 from training.tune import TuningResult, tune
 
-# Blend weights before tuning (and with --no-tune); `history` and `exclude_seen` come
-# from the data: see default_blend.
-BASE_WEIGHTS = {"cf": 1.0, "ease": 1.0, "item_knn": 0.5, "content": 0.25, "popularity": 0.25,
-                "trending": 0.1}
+# At this share of purchases that repeat an earlier one, the shop is one where people
+# reorder: bought items may come back, and the shopper's own history weighs in.
 REPEAT_RATE_THRESHOLD = 0.1
 
 
 @dataclass
 class TrainResult:
     version: str
-    manifest: dict[str, Any]
+    manifest: Manifest
     model: RecommenderModel
 
 
@@ -83,28 +83,50 @@ def apply_window(data: CleanData, window_days: float | None) -> CleanData:
                      opted_out=data.opted_out, report=data.report)
 
 
-def default_blend(config: TrainConfig, repeat_rate: float) -> tuple[dict[str, float], bool]:
-    """Starting weights. Repeat buying decides whether bought items come back: in a shop
-    where people reorder (groceries, supplies) their own history is the best signal."""
-    repeats = repeat_rate >= REPEAT_RATE_THRESHOLD
-    weights = {**BASE_WEIGHTS, "history": 1.0 if repeats else 0.0, **config.blend.weights}
-    exclude = (not repeats) if config.blend.exclude_seen is None else config.blend.exclude_seen
+def default_blend(config: TrainConfig, facts: ShopFacts) -> tuple[dict[str, float], bool]:
+    """Starting weights (each algorithm's `starting_weight`, then the config's), and
+    whether bought items are excluded: not in a shop where people reorder."""
+    weights = {name: algorithm(name).starting_weight(facts) for name in config.model.enabled()}
+    weights.update(config.blend.weights)
+    exclude = (not facts.repeat_buying if config.blend.exclude_seen is None
+               else config.blend.exclude_seen)
     return weights, exclude
+
+
+def attributes_needed(config: TrainConfig) -> list[str]:
+    """User attribute columns the enabled algorithms learn from, in first-use order."""
+    names: list[str] = []
+    for name in config.model.enabled():
+        names += [a for a in build(config.model, name).user_attributes() if a not in names]
+    return names
+
+
+def settled_config(config: TrainConfig, result: TuningResult) -> TrainConfig:
+    """The config with tuning's choices in it: `recsvc train --no-tune` with it fits the
+    same model again (saved in the manifest; the nightly gate refits it so)."""
+    settled = config.model_copy(deep=True)
+    for name, params in result.params.items():
+        settled.model.set(name, **params)
+    settled.signals.half_life_days = result.half_life_days
+    settled.events = settled.events.model_copy(
+        update={"quantity_scaling": result.quantity_scaling})
+    settled.blend.weights = dict(result.weights)
+    settled.blend.exclude_seen = result.exclude_seen
+    return settled
 
 
 def fit_model(
     config: TrainConfig, data: CleanData, progress: Progress, inputs: dict[str, Any] | None = None
 ) -> RecommenderModel:
-    """Weight, tune and fit stages on clean data: a complete model in memory, its manifest
-    entries (except the file list) in `model.manifest`. Nothing is written."""
+    """Weight, tune and fit stages on clean data: a complete model in memory, with its
+    card (`model.card`). Nothing is written."""
     user_ids, item_ids = id_universe(data)
     items = aligned_items(data, item_ids)
-    attributes = user_attributes(data, user_ids, config.model.popularity_attributes)
+    attributes = user_attributes(data, user_ids, attributes_needed(config))
     metadata = item_metadata(items)
     repeat_rate = repeat_purchase_rate(data.events)
-    weights, exclude_seen = default_blend(config, repeat_rate)
-    result = TuningResult(cf_params=cf_params(config.model),
-                          half_life_days=config.signals.half_life_days,
+    weights, exclude_seen = default_blend(config, ShopFacts(repeat_rate >= REPEAT_RATE_THRESHOLD))
+    result = TuningResult(params={}, half_life_days=config.signals.half_life_days,
                           weights=weights, exclude_seen=exclude_seen,
                           quantity_scaling=config.events.quantity_scaling)
     if config.tuning.enabled:
@@ -112,44 +134,44 @@ def fit_model(
                       metadata["item_in_stock"], result, config, progress)
     else:
         result.skipped = "disabled (--no-tune)"
+    settled = settled_config(config, result)
 
     events = data.events
-    if result.quantity_scaling != config.events.quantity_scaling:
-        events = events.assign(weight=event_weights(events, config.events.model_copy(
-            update={"quantity_scaling": result.quantity_scaling})))
+    if settled.events != config.events:
+        events = events.assign(weight=event_weights(events, settled.events))
     with progress.step("weight", half_life_days=result.half_life_days,
                        quantity_scaling=result.quantity_scaling):
         training = build_training_data(events, user_ids, item_ids, result.half_life_days,
                                        items, attributes)
-    components = fit_components(
-        build_components(config.model, training, result.cf_params, result.ease_regularization),
-        training, progress)
-    weights = {name: w for name, w in result.weights.items() if name in components}
+    components = fit_components(build_components(settled.model, training), training,
+                                progress)
+    settled.blend.weights = {name: w for name, w in result.weights.items() if name in components}
     last_seen = np.zeros(len(user_ids), dtype=np.int64)
     np.maximum.at(last_seen, training.event_users, training.event_times)
+    card = ModelCard(
+        recsvc_version=__version__,
+        events=settled.events.model_dump(),
+        training=TrainingInfo(reference_time=training.reference_time,
+                              half_life_days=result.half_life_days,
+                              repeat_purchase_rate=round(repeat_rate, 4),
+                              config=settled.model_dump(mode="json")),
+        tuning=TuningSummary.model_validate(result.summary()),
+        metrics=Metrics(validation=result.metrics),
+        inputs=inputs or {},
+        data_quality=data.report,
+    )
     return RecommenderModel(
         user_last_seen=last_seen,
         user_ids=user_ids,
         item_ids=item_ids,
         user_items=training.user_items,
         components=components,
-        weights=weights,
+        weights=dict(settled.blend.weights),
         exclude_seen=result.exclude_seen,
         user_attributes={n: (codes, as_str_array(values))
                          for n, (codes, values) in attributes.items()},
         opted_out=as_str_array(data.opted_out),
-        manifest={
-            "recsvc_version": __version__,
-            "inputs": inputs or {},
-            "data_quality": data.report,
-            "training": {"half_life_days": result.half_life_days,
-                         "quantity_scaling": result.quantity_scaling,
-                         "reference_time": training.reference_time,
-                         "repeat_purchase_rate": round(repeat_rate, 4),
-                         "config": config.model_dump(mode="json")},
-            "tuning": result.summary(),
-            "metrics": {"validation": result.metrics},
-        },
+        card=card,
         **metadata,
     )
 
@@ -160,16 +182,16 @@ def write_model(config: TrainConfig, model: RecommenderModel, progress: Progress
     decides later, as the nightly job does); old ones pruned."""
     if config.output.model_root is None:
         raise InputError("no model root given (--model-root or [output] model_root)")
+    assert model.card is not None
     with progress.step("write", model_root=str(config.output.model_root)) as step:
         with VersionWriter(config.output.model_root) as writer:
-            manifest = {**model.save(writer), **model.manifest}
-            version = writer.commit(manifest)
+            model.manifest = writer.commit(model.card, model.save(writer))
+        version = model.manifest.version
         removed: list[str] = []
         if make_current:
             publish(config.output.model_root, version)
             removed = prune(config.output.model_root, config.output.keep_versions)
         step.note(version=version, pruned=len(removed))
-    model.manifest = {"version": version, **manifest}
     return version
 
 
@@ -182,26 +204,24 @@ def train(config: TrainConfig, progress: Progress | None = None) -> TrainResult:
     data = apply_window(data, config.input.window_days)
     model = fit_model(config, data, progress, inputs)
     version = write_model(config, model, progress)
+    assert model.manifest is not None
     return TrainResult(version=version, manifest=model.manifest, model=model)
 
 
 def format_summary(result: TrainResult) -> str:
     m = result.manifest
-    lines = [f"model {result.version}: {m['counts']['users']:,} users, "
-             f"{m['counts']['items']:,} items, {m['counts']['interactions']:,} user-item pairs"]
-    blend = m["blend"]
-    weights = ", ".join(f"{k} {v:g}" for k, v in blend["weights"].items() if v)
+    lines = [f"model {result.version}: {m.counts.users:,} users, {m.counts.items:,} items, "
+             f"{m.counts.interactions:,} user-item pairs"]
+    weights = ", ".join(f"{k} {v:g}" for k, v in m.blend.weights.items() if v)
     lines.append(f"blend: {weights}; already-bought items "
-                 f"{'excluded' if blend['exclude_seen'] else 'may be recommended again'}")
-    tuning = m["tuning"]
-    if tuning["skipped"]:
-        lines.append(f"tuning: skipped ({tuning['skipped']})")
+                 f"{'excluded' if m.blend.exclude_seen else 'may be recommended again'}")
+    if m.tuning.skipped:
+        lines.append(f"tuning: skipped ({m.tuning.skipped})")
     else:
-        lines.append(f"tuning: {len(tuning['trials'])} trials in {tuning['seconds']:.1f}s "
-                     f"(budget {tuning['budget_s']:g}s)")
-        metrics = m["metrics"]["validation"]
+        lines.append(f"tuning: {len(m.tuning.trials)} trials in {m.tuning.seconds:.1f}s "
+                     f"(budget {m.tuning.budget_s:g}s)")
         lines.append("validation (time split): " + ", ".join(
-            f"{k} {v:.4f}" for k, v in metrics.items()))
+            f"{k} {v:.4f}" for k, v in m.metrics.validation.items()))
     return "\n".join(lines)
 
 

@@ -23,10 +23,13 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from pydantic import ValidationError
 
-from recsvc.artifacts import current_version, open_version, prune, publish
-from recsvc.errors import InputError, LockedError
-from recsvc.model import load_model
+from recsvc.core.artifacts import current_version, open_version, prune, publish
+from recsvc.core.errors import InputError, LockedError, ModelError, first_problem
+from recsvc.core.manifest import ModelCard
+from recsvc.jobs.warm import warm
+from recsvc.settings import Settings
 from training.clean import CleanData, clean, format_report
 from training.config import TrainConfig
 from training.evaluate import GateResult, build_test_set, evaluate, gate
@@ -95,24 +98,17 @@ class RetrainOptions:
     gate_fraction: float = 0.1
     active_days: float = 30.0
     rules_file: Path | None = None
+    processes: int = 1  # warm-up workers
 
 
-def refit_config(base: TrainConfig, manifest: dict[str, Any]) -> TrainConfig:
-    """The settings a model was trained with, to refit it elsewhere without tuning."""
-    saved = manifest.get("training", {}).get("config")
-    config = TrainConfig.model_validate(saved) if saved else base.model_copy(deep=True)
-    best = manifest.get("tuning", {}).get("best", {})
-    for key, value in (best.get("cf") or {}).items():
-        if hasattr(config.model, key):
-            setattr(config.model, key, value)
-    if best.get("half_life_days"):
-        config.signals.half_life_days = best["half_life_days"]
-    if best.get("quantity_scaling"):
-        config.events.quantity_scaling = best["quantity_scaling"]
-    if best.get("ease_regularization"):
-        config.model.ease_regularization = best["ease_regularization"]
-    config.blend.weights = dict(manifest.get("blend", {}).get("weights", {}))
-    config.blend.exclude_seen = manifest.get("blend", {}).get("exclude_seen")
+def refit_config(base: TrainConfig, card: ModelCard, where: str) -> TrainConfig:
+    """The settings a model was trained with (tuning's choices included), to fit it
+    again on other data without tuning; inputs and outputs are tonight's."""
+    try:
+        config = TrainConfig.model_validate(card.training.config)
+    except ValidationError as exc:
+        raise ModelError(f"model {where}: its saved training config: "
+                         f"{first_problem(exc)}") from None
     config.tuning.enabled = False
     config.input = base.input.model_copy()
     config.output = base.output.model_copy()
@@ -121,8 +117,8 @@ def refit_config(base: TrainConfig, manifest: dict[str, Any]) -> TrainConfig:
 
 def compare_on_split(
     data: CleanData,
-    candidate: dict[str, Any],
-    current: dict[str, Any],
+    candidate: ModelCard,
+    current: ModelCard,
     options: RetrainOptions,
 ) -> tuple[GateResult, dict[str, Any]]:
     split = time_split(data.events, test_fraction=options.gate_fraction)
@@ -131,8 +127,8 @@ def compare_on_split(
     k = int(options.gate_metric.split("@")[1]) if "@" in options.gate_metric else 10
     scores = {}
     quiet = Progress(quiet=True)
-    for name, manifest in (("candidate", candidate), ("current", current)):
-        model = fit_model(refit_config(options.config, manifest), train, quiet)
+    for name, card in (("candidate", candidate), ("current", current)):
+        model = fit_model(refit_config(options.config, card, name), train, quiet)
         test = build_test_set(model, split.test, options.config.tuning.target_events,
                               data.users)
         if len(test) == 0:
@@ -181,7 +177,7 @@ def retrain(options: RetrainOptions, progress: Progress) -> dict[str, Any]:
         model = fit_model(config, data, progress, {"files": gathered.files})
         candidate = write_model(config, model, progress, make_current=False)
         summary["candidate_version"] = candidate
-        summary["candidate_validation"] = model.manifest["metrics"]["validation"]
+        summary["candidate_validation"] = model.card.metrics.validation if model.card else {}
         t = stage("train", t)
 
         previous = summary["previous_version"]
@@ -189,8 +185,8 @@ def retrain(options: RetrainOptions, progress: Progress) -> dict[str, Any]:
             promote, reason = True, "no current model"
         else:
             current_manifest = open_version(root, previous, verify=False).manifest
-            result, details = compare_on_split(data, model.manifest, current_manifest,
-                                               options)
+            assert model.card is not None
+            result, details = compare_on_split(data, model.card, current_manifest, options)
             summary["gate"] = {**result.summary(), **details}
             promote = result.passed
             reason = ("passed the gate" if promote else
@@ -200,7 +196,7 @@ def retrain(options: RetrainOptions, progress: Progress) -> dict[str, Any]:
 
         if promote:
             if options.redis_url:
-                summary["warm_cache"] = warm(root, candidate, options)
+                summary["warm_cache"] = warm_candidate(root, candidate, options)
                 t = stage("warm_cache", t)
             publish(root, candidate)
             summary["pruned"] = prune(root, config.output.keep_versions)
@@ -212,26 +208,12 @@ def retrain(options: RetrainOptions, progress: Progress) -> dict[str, Any]:
     return summary
 
 
-def warm(root: Path, version: str, options: RetrainOptions) -> dict[str, Any]:
-    """Warm the candidate's lists for active users before it becomes current."""
-    import redis
-
-    from recsvc.catalog import CatalogOverrides
-    from recsvc.engine import Engine
-    from recsvc.rules import load_rules
-    from recsvc.settings import Settings
-    from recsvc.warm import select_users, warm_cache
-
+def warm_candidate(root: Path, version: str, options: RetrainOptions) -> dict[str, Any]:
+    """Warm the candidate's lists for active users before it becomes current: the same
+    job as `recsvc warm-cache` (compiled kernels warmed, workers forked)."""
     settings = Settings(model_root=root, redis_url=options.redis_url,
                         rules_file=options.rules_file)
-    engine = Engine.build(load_model(root, version), load_rules(options.rules_file))
-    client = redis.Redis.from_url(options.redis_url, socket_timeout=30)
-    try:
-        users = select_users(engine, "active", options.active_days)
-        overrides = CatalogOverrides(settings.resolved_state_dir() / "catalog_overrides.json")
-        result = warm_cache(engine, client, settings, users, overrides)
-    finally:
-        client.close()
+    result = warm(settings, version, "active", options.active_days, options.processes)
     return {"users": result.users, "written": result.written,
             "seconds": round(result.seconds, 2)}
 

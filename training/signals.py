@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from recsvc.model import lookup
-from recsvc.models import TrainingData
-from recsvc.models.base import SECONDS_PER_DAY
+from recsvc.core.algorithms import TrainingData
+from recsvc.core.algorithms.base import SECONDS_PER_DAY
+from recsvc.core.model import lookup
 
 
 def decay(ages_seconds: np.ndarray, half_life_days: float) -> np.ndarray:

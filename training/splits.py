@@ -18,7 +18,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from recsvc.errors import InputError
+from recsvc.core.errors import InputError
 
 SplitMethod = Literal["time", "leave-last", "random"]
 

@@ -4,7 +4,12 @@ Each fold trains on events before a cut-off, scores the users who come back afte
 and counts as hits the items they then bought (a repeat purchase counts: tuning learns
 whether to recommend items again from whether people buy them again). The folds are
 consecutive windows back from the end of the log, and their users are judged together.
-Ranking goes through `recsvc.scoring`, the code the service uses."""
+Ranking goes through `recsvc.core.ranking.scoring`, the code the service uses.
+
+What is tuned comes from the algorithms' own declarations (`Recommender`): those that
+follow the event weighting are refitted for each weighting tried; one with a `walk`
+parameter has it searched by its own ranking quality; one that can `draw` settings
+gets fresh draws in the later trials. Every registered algorithm takes part."""
 
 from __future__ import annotations
 
@@ -16,15 +21,13 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from recsvc.blend import standardize
-from recsvc.errors import InputError
-from recsvc.model import lookup
-from recsvc.models import Recommender, TrainingData, UserBatch
-from recsvc.models.ease import EASE, interaction_gram
-from recsvc.scoring import rank_sources, source_scores
+from recsvc.core.algorithms import Recommender, TrainingData, UserBatch, algorithm
+from recsvc.core.errors import InputError
+from recsvc.core.model import lookup
+from recsvc.core.ranking.scoring import blend_and_rank, dense_scores
 from training.clean import event_weights, has_quantities
 from training.config import TrainConfig
-from training.fit import build_cf, build_components, ease_enabled, fit_components
+from training.fit import build, build_components, fit_components, unusable
 from training.metrics import ranking_metrics
 from training.progress import Progress
 from training.signals import build_training_data
@@ -46,11 +49,10 @@ class Split:
 
 @dataclass
 class TuningResult:
-    cf_params: dict[str, Any]
+    params: dict[str, dict[str, Any]]  # algorithm -> settings chosen (over the config's)
     half_life_days: float
     weights: dict[str, float]
     exclude_seen: bool
-    ease_regularization: float | None = None
     quantity_scaling: str = "log"
     metrics: dict[str, float] = field(default_factory=dict)
     trials: list[dict[str, Any]] = field(default_factory=list)
@@ -64,9 +66,8 @@ class TuningResult:
             "seconds": round(self.seconds, 2),
             "budget_s": self.budget_s,
             "trials": self.trials,
-            "best": {"cf": self.cf_params, "half_life_days": self.half_life_days,
+            "best": {"params": self.params, "half_life_days": self.half_life_days,
                      "quantity_scaling": self.quantity_scaling,
-                     "ease_regularization": self.ease_regularization,
                      "weights": self.weights, "exclude_seen": self.exclude_seen},
             "validation_metrics": self.metrics,
         }
@@ -159,26 +160,12 @@ class _Evaluator:
 
     def metrics(self, sources: dict[str, np.ndarray], history: sp.csr_matrix,
                 weights: dict[str, float], exclude_seen: bool) -> dict[str, float]:
-        ranking = rank_sources(sources, weights, self.k, history, exclude_seen,
-                               self.candidates, standardized=True)
+        ranking = blend_and_rank(sources, weights, self.k, self.candidates,
+                                 history if exclude_seen else None)
         return ranking_metrics(ranking.items, self.relevant, self.k)
 
     def value(self, *args: Any) -> float:
         return self.metrics(*args)[self.metric]
-
-
-def _sample_cf(rng: np.random.Generator, algorithm: str) -> dict[str, Any]:
-    params: dict[str, Any] = {
-        "factors": int(rng.choice([16, 32, 64, 128])),
-        "regularization": float(np.round(10 ** rng.uniform(-3, 0.5), 4)),
-        "alpha": float(np.round(10 ** rng.uniform(-0.5, 1.6), 3)),
-        "iterations": int(rng.choice([10, 15, 25])),
-        "learning_rate": 0.01,
-    }
-    if algorithm == "bpr":
-        params["learning_rate"] = float(np.round(10 ** rng.uniform(-2.5, -1), 4))
-        params["iterations"] = int(rng.choice([50, 100, 200]))
-    return params
 
 
 def tune(
@@ -193,10 +180,10 @@ def tune(
     progress: Progress,
 ) -> TuningResult:
     """Search in stages, each under the blend fitted at the start: the quantity weighting,
-    then every decay half-life, then factorization settings at random; coordinate ascent
-    over blend weights at the start and at the end. Stops when the next trial would
-    overrun the time budget. Deciding the weighting on a fixed grid before drawing CF
-    settings keeps a lucky CF draw from choosing the decay for every algorithm."""
+    then every decay half-life, then drawn settings at random; coordinate ascent over
+    blend weights at the start and at the end. Stops when the next trial would overrun
+    the time budget. Deciding the weighting on a fixed grid before drawing settings
+    keeps a lucky draw (CF's) from choosing the decay for every algorithm."""
     began = time.perf_counter()
     budget = config.tuning.time_budget_s
     folds = validation_folds(events, user_ids, item_ids, config)
@@ -210,6 +197,12 @@ def tune(
                            candidates, config)
     rng = np.random.default_rng(config.tuning.seed)
     quiet = Progress(quiet=True)
+    model = config.model
+    # Each algorithm's part in the search, by what it declares.
+    enabled = model.enabled()
+    drawn = [n for n in enabled if algorithm(n).draws()]
+    fixed = [n for n in enabled if n not in drawn and not algorithm(n).follows_weighting]
+    refitted = [n for n in enabled if n not in drawn and n not in fixed]
     cache: dict[tuple[float, str], tuple[list[TrainingData], dict[str, np.ndarray]]] = {}
     # Does buying 50 units say more than buying 1? Only where quantities are recorded,
     # and the data decides: repeat occasions often say more than volume.
@@ -225,34 +218,35 @@ def tune(
 
     def prepare(half_life: float, scaling: str
                 ) -> tuple[list[TrainingData], dict[str, np.ndarray]]:
-        """Each fold's data and the non-CF algorithms' scores, the folds' rows stacked:
-        they depend on the weighting alone."""
+        """Each fold's data and the scores of the algorithms refitted per weighting, the
+        folds' rows stacked: they depend on the weighting alone."""
         if (half_life, scaling) not in cache:
             datas, parts = [], []
             for at, fold in enumerate(folds):
                 data = build_training_data(reweighted[at, scaling], user_ids, item_ids,
                                            half_life, items, attributes,
                                            reference_time=fold.cutoff)
-                components = build_components(config.model, data)
-                components.pop("cf")
-                components.pop("ease", None)  # fitted once below: it ignores the decay
-                fit_components(components, data, quiet)
+                components = fit_components(build_components(model, data, refitted), data,
+                                            quiet)
                 datas.append(data)
-                parts.append(_standardized(components, data, fold.users))
+                parts.append(_scores(components, data, fold.users))
             cache[half_life, scaling] = (datas, _stacked(parts))
         return cache[half_life, scaling]
 
-    ease: dict[str, np.ndarray] = {}
+    # Fitted once (they ignore the weighting), on the starting weighting's folds.
+    once: dict[str, np.ndarray] = {}
 
-    def run_trial(half_life: float, scaling: str, params: dict[str, Any]
+    def run_trial(half_life: float, scaling: str, params: dict[str, dict[str, Any]]
                   ) -> tuple[dict[str, np.ndarray], sp.csr_matrix]:
         datas, sources = prepare(half_life, scaling)
-        cf = [_standardized({"cf": build_cf(config.model, params).fit(data)}, data, fold.users)
-              for data, fold in zip(datas, folds, strict=True)]
-        return {**sources, **ease, **_stacked(cf)}, _histories(datas, folds)
+        per_trial = [_scores({name: build(model, name, **params.get(name, {})).fit(data)
+                              for name in drawn if name not in skipped}, data, fold.users)
+                     for data, fold in zip(datas, folds, strict=True)]
+        return {**sources, **once, **_stacked(per_trial)}, _histories(datas, folds)
 
     best = start
     trials: list[dict[str, Any]] = []
+    skipped: dict[str, str] = {}
     with progress.step("tune", total=config.tuning.max_trials, budget_s=budget) as step:
         last = 0.0
         for trial in range(config.tuning.max_trials):
@@ -262,21 +256,34 @@ def tune(
             t0 = time.perf_counter()
             scaling = start.quantity_scaling
             if trial == 0:
-                half_life, params = start.half_life_days, dict(start.cf_params)
-                if ease_enabled(config.model, len(item_ids)):
-                    datas, _ = prepare(half_life, scaling)
-                    start.ease_regularization, ease["ease"] = _search_ease(
-                        evaluator, datas, folds, start, began + budget / 3)
-                    step.note(ease_regularization=start.ease_regularization)
+                half_life, params = start.half_life_days, dict(start.params)
+                datas, _ = prepare(half_life, scaling)
+                skipped = unusable(model, datas[0])
+                for name in fixed:
+                    if name in skipped:
+                        continue
+                    if algorithm(name).walk is not None:
+                        value, once[name] = _walk(name, evaluator, datas, folds, start, config,
+                                                  began + budget / 3)
+                        start.params = {**start.params,
+                                        name: {algorithm(name).walk: value}}
+                        step.note(**{f"{name}_{algorithm(name).walk}": value})
+                    else:
+                        once.update(_stacked([_scores(
+                            {name: build(model, name).fit(data)}, data, fold.users)
+                            for data, fold in zip(datas, folds, strict=True)]))
+                params = dict(start.params)
             elif trial <= len(other_scalings):  # the same settings, weighted otherwise
-                half_life, params = start.half_life_days, dict(start.cf_params)
+                half_life, params = start.half_life_days, dict(start.params)
                 scaling = other_scalings[trial - 1]
-            elif trial <= len(other_scalings) + len(decays):  # each decay, CF as best
+            elif trial <= len(other_scalings) + len(decays):  # each decay, settings as best
                 half_life = decays[trial - 1 - len(other_scalings)]
-                params, scaling = dict(best.cf_params), best.quantity_scaling
-            else:  # CF settings at random, under the best weighting
+                params, scaling = dict(best.params), best.quantity_scaling
+            else:  # settings drawn at random, under the best weighting
                 half_life, scaling = best.half_life_days, best.quantity_scaling
-                params = _sample_cf(rng, config.model.cf_algorithm)
+                params = {**best.params, **{
+                    name: algorithm(name).draw(rng, build(model, name).params) or {}
+                    for name in drawn}}
             sources, history = run_trial(half_life, scaling, params)
             weights, exclude = (best.weights, best.exclude_seen)
             exclude = max((True, False),
@@ -286,12 +293,13 @@ def tune(
                 weights, exclude = _search_weights(evaluator, sources, history, weights,
                                                    began + budget)
             metrics = evaluator.metrics(sources, history, weights, exclude)
-            trials.append({"half_life_days": half_life, "quantity_scaling": scaling, "cf": params,
+            trials.append({"half_life_days": half_life, "quantity_scaling": scaling,
+                           "params": {n: params.get(n, {}) for n in drawn},
                            "metric": round(metrics[evaluator.metric], 5),
                            "seconds": round(last, 2)})
             if trial == 0 or metrics[evaluator.metric] > best.metrics[evaluator.metric]:
-                best = TuningResult(params, half_life, dict(weights), exclude,
-                                    start.ease_regularization, scaling, metrics)
+                best = TuningResult(params, half_life, dict(weights), exclude, scaling,
+                                    metrics)
                 best_sources, best_history = sources, history
             # Only the best weighting's scores are used again: free the others (each
             # holds validation users x catalog cells per algorithm).
@@ -326,28 +334,35 @@ def _histories(datas: list[TrainingData], folds: list[Split]) -> sp.csr_matrix:
                      format="csr")
 
 
-def _standardized(components: dict[str, Recommender], data: TrainingData,
-                  users: np.ndarray) -> dict[str, np.ndarray]:
+def _scores(components: dict[str, Recommender], data: TrainingData,
+            users: np.ndarray) -> dict[str, np.ndarray]:
+    """The algorithms' dense scores for the fold's validation users (the blend
+    standardizes them)."""
     batch = UserBatch(
         users=users,
         history=data.user_items[users],
         attributes={n: codes[users] for n, (codes, _) in data.user_attributes.items()},
     )
-    return {name: standardize(scores)
-            for name, scores in source_scores(components, batch).items()}
+    return dense_scores(components, batch)
 
 
-def _search_ease(
+def _walk(
+    name: str,
     evaluator: _Evaluator,
     datas: list[TrainingData],
     folds: list[Split],
     start: TuningResult,
+    config: TrainConfig,
     deadline: float,
 ) -> tuple[float, np.ndarray]:
-    """EASE's one hyperparameter, by the model's own ranking quality: a coarse step of
-    4x each way from the default, walking uphill, then one 2x refinement. XᵀX is computed
-    once per fold; each candidate costs one matrix inversion per fold."""
-    grams = [interaction_gram(data.user_items) for data in datas]
+    """An algorithm's `walk` parameter, by the algorithm's own ranking quality: a coarse
+    step of 4x each way from the configured value, walking uphill, then one 2x
+    refinement. What does not depend on the parameter is prepared once per fold
+    (`Recommender.prepare`: EASE's XᵀX); each candidate is one `fit_prepared` per fold."""
+    cls = algorithm(name)
+    param = cls.walk
+    assert param is not None
+    prepared = [cls.prepare(data) for data in datas]
     batches = [UserBatch(users=fold.users, history=data.user_items[fold.users])
                for data, fold in zip(datas, folds, strict=True)]
     history = _histories(datas, folds)
@@ -355,13 +370,14 @@ def _search_ease(
 
     def value(r: float) -> float:
         if r not in tried:
-            scores = _stacked([{"ease": standardize(EASE(r).fit_gram(gram).score(batch))}
-                               for gram, batch in zip(grams, batches, strict=True)])["ease"]
-            tried[r] = (evaluator.value({"ease": scores}, history, {"ease": 1.0},
+            scores = _stacked([{name: build(config.model, name, **{param: r})
+                                .fit_prepared(p).score(batch)}
+                               for p, batch in zip(prepared, batches, strict=True)])[name]
+            tried[r] = (evaluator.value({name: scores}, history, {name: 1.0},
                                         start.exclude_seen), scores)
         return tried[r][0]
 
-    best = start.ease_regularization or 16.0
+    best = float(getattr(build(config.model, name).params, param))
     value(best)
     for factor in (4.0, 0.25):  # coarse: walk while it improves, in one direction
         moved = False

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from recsvc.errors import InputError
+from recsvc.core.errors import InputError
 
 COLUMNS = ("InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate", "UnitPrice",
            "CustomerID", "Country")

@@ -1,0 +1,246 @@
+"""The contract every algorithm follows (after implicit's `RecommenderBase`).
+
+One algorithm is one class in one module, and everything the rest of the project needs
+to know about it is declared there:
+
+- `name` — its key in blend weights, in the manifest and in the trainer's config
+  (`[model.<name>]`);
+- `Params` — its settings, with defaults and bounds (a pydantic model);
+- `usable(params, data)` — whether it can be fitted on this data, and why not;
+- `fit` (trainer only: it may import training libraries inside), `score` /
+  `score_compact` (its scores in one of the `forms`), `similar`, `save` / `load`;
+- how its part of a pick is explained: `reason`, and for item-to-item algorithms the
+  `relation` they show ("bought together", "similar to") with `relation_priority`
+  (which relation names the anchor item when several algorithms have one) and
+  `item_relation()` (how strongly one item speaks for another);
+- its role in blends: `start_weight` (the untuned blend), `cold_start_weight` (a shopper
+  with no past), `similar_weight` (related items);
+- its tuning: `follows_weighting` (refitted for each event weighting the tuner tries),
+  `draw(rng)` (random search) or `walk` (a positive parameter searched by steps of 4x
+  and 2x, judged by the algorithm alone; `prepare` / `fit_prepared` share the work
+  that does not depend on it).
+
+Scoring runs in the service too, so it uses numpy/scipy only.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self
+
+import numpy as np
+import scipy.sparse as sp
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from recsvc.core.algorithms.forms import Form, Scores
+from recsvc.core.errors import first_problem
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from recsvc.core.artifacts import StoredVersion
+
+SECONDS_PER_DAY = 86_400.0
+
+
+class ArraySink(Protocol):
+    def save_array(self, name: str, array: np.ndarray) -> None: ...
+
+    def save_csr(self, name: str, matrix: sp.spmatrix) -> None: ...
+
+
+@dataclass
+class TrainingData:
+    """Everything a model may learn from, indexed by dense user and item numbers."""
+
+    user_items: sp.csr_matrix  # users x items, decayed confidence (>= 0)
+    event_users: np.ndarray  # one entry per kept event
+    event_items: np.ndarray
+    event_weights: np.ndarray  # event weight before time decay
+    event_times: np.ndarray  # epoch seconds
+    reference_time: int  # the end of the training period
+    items: pd.DataFrame | None = None  # catalog rows aligned with item numbers
+    user_attributes: dict[str, tuple[np.ndarray, list[str]]] = field(default_factory=dict)
+
+    @property
+    def n_users(self) -> int:
+        return int(self.user_items.shape[0])
+
+    @property
+    def n_items(self) -> int:
+        return int(self.user_items.shape[1])
+
+
+@dataclass(frozen=True)
+class ShopFacts:
+    """What the trainer measured about the shop before fitting anything."""
+
+    repeat_buying: bool  # do shoppers buy the same items again (>= 10% of purchases)?
+
+
+@dataclass
+class UserBatch:
+    """Users to score. `users[j] >= 0` names a trained user whose stored state may be used;
+    -1 means score from `history` alone (an anonymous session, or a user with new events)."""
+
+    users: np.ndarray
+    history: sp.csr_matrix  # len(users) x items confidence, as in TrainingData.user_items
+    attributes: dict[str, np.ndarray] = field(default_factory=dict)  # attribute -> codes, -1
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+
+class Reason(StrEnum):
+    """What a pick an algorithm carried is shown as (`recsvc.core.ranking.explain`)."""
+
+    OWN_PAST = "own_past"  # bought_before: the shopper's own history
+    ANCHORED = "anchored"  # because_you_bought X / similar_to X: an item of the shopper's
+    POPULAR = "popular"  # popular_in <category>
+    TRENDING = "trending"
+    NONE = "none"
+
+
+class Relation(StrEnum):
+    """How an item-to-item algorithm relates two items, as related items show it."""
+
+    BOUGHT_TOGETHER = "bought_together"
+    SIMILAR_TO = "similar_to"
+
+
+@dataclass(frozen=True)
+class ItemRelation:
+    """How strongly an anchor item speaks for a pick, in one of three forms: a dense
+    items x items matrix (`dense[anchor, pick]`), sorted `anchor * n_items + pick` keys
+    with their values (a sparse relation), or item vectors whose dot product it is."""
+
+    dense: np.ndarray | None = None
+    keys: np.ndarray | None = None
+    values: np.ndarray | None = None
+    vectors: sp.csr_matrix | None = None
+
+
+class AlgorithmParams(BaseModel):
+    """Base of every algorithm's `Params`: unknown settings are refused by name."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def confidence(user_items: sp.csr_matrix) -> sp.csr_matrix:
+    """Compress raw confidences so that a wholesaler's 500 units do not drown all else."""
+    out = sp.csr_matrix(user_items, dtype=np.float32, copy=True)
+    np.log1p(out.data, out=out.data)
+    return out
+
+
+def logged(owner: object, name: str) -> np.ndarray:
+    """log1p of the array `owner.<name>`, float32, computed once per array (not per
+    request: at 100,000 items that is a millisecond each time)."""
+    source = getattr(owner, name)
+    cached = owner.__dict__.get(f"_log_{name}")
+    if cached is None or cached[0] is not source:
+        cached = (source, np.log1p(np.asarray(source)).astype(np.float32))
+        owner.__dict__[f"_log_{name}"] = cached
+    return cached[1]
+
+
+class Recommender(ABC):
+    """One algorithm. Scores are per item; higher is better. Scales differ between
+    algorithms: blending standardizes them before mixing."""
+
+    name: ClassVar[str]
+    Params: ClassVar[type[AlgorithmParams]]
+    form: ClassVar[Form] = Form.DENSE  # what `score_compact` gives
+    reason: ClassVar[Reason] = Reason.NONE
+    relation: ClassVar[Relation | None] = None
+    relation_priority: ClassVar[int] = 99  # lower: its relation names anchors first
+    start_weight: ClassVar[float] = 0.0
+    cold_start_weight: ClassVar[float] = 0.0
+    similar_weight: ClassVar[float] = 0.0
+    follows_weighting: ClassVar[bool] = True
+    walk: ClassVar[str | None] = None
+
+    def __init__(self, **params: Any) -> None:
+        self.params = self.Params(**params)
+
+    @classmethod
+    def parse_params(cls, params: dict[str, Any], where: str) -> AlgorithmParams:
+        """Validated settings; a bad one raises ValueError naming `where.<field>`."""
+        try:
+            return cls.Params.model_validate(params)
+        except ValidationError as exc:
+            raise ValueError(f"{where}.{first_problem(exc)}") from None
+
+    @classmethod
+    def usable(cls, params: AlgorithmParams, data: TrainingData) -> str | None:
+        """Why it cannot be fitted on `data` (it is then left out), or None."""
+        return None
+
+    @classmethod
+    def starting_weight(cls, facts: ShopFacts) -> float:
+        """Its weight in the untuned blend, given what is known of the shop."""
+        return cls.start_weight
+
+    @classmethod
+    def draw(cls, rng: np.random.Generator, params: AlgorithmParams) -> dict[str, Any] | None:
+        """Settings drawn at random for a tuning trial, over `params` (None: it has
+        nothing to draw; an algorithm that draws overrides this)."""
+        return None
+
+    @classmethod
+    def draws(cls) -> bool:
+        """Does it draw settings for tuning trials (does it override `draw`)?"""
+        return getattr(cls.draw, "__func__", None) is not getattr(Recommender.draw, "__func__",
+                                                                  None)
+
+    def user_attributes(self) -> list[str]:
+        """User attribute columns it learns from (loaded from the users table)."""
+        return []
+
+    @abstractmethod
+    def fit(self, data: TrainingData) -> Self: ...
+
+    @classmethod
+    def prepare(cls, data: TrainingData) -> Any:
+        """What `fit` computes from the data alone, whatever the settings: the tuner's
+        walk prepares once and fits each candidate with `fit_prepared`."""
+        return data
+
+    def fit_prepared(self, prepared: Any) -> Self:
+        return self.fit(prepared)
+
+    @abstractmethod
+    def score(self, batch: UserBatch) -> np.ndarray:
+        """Dense float32 scores, len(batch) x n_items."""
+
+    def score_compact(self, batch: UserBatch) -> Scores:
+        """The same scores as `score`, in the most compact form the algorithm has them
+        (`forms.Scores`), so that blending passes over the whole catalog only where it
+        must."""
+        return self.score(batch)
+
+    def similar(self, items: np.ndarray) -> np.ndarray | None:
+        """Dense float32 item-to-item scores, len(items) x n_items; None if the algorithm
+        has no notion of item similarity."""
+        return None
+
+    def item_relation(self) -> ItemRelation | None:
+        """How strongly one item speaks for another, for naming anchors (relational
+        algorithms only). Built once per loaded model."""
+        return None
+
+    @abstractmethod
+    def save(self, out: ArraySink, prefix: str) -> None: ...
+
+    @classmethod
+    def load(cls, stored: StoredVersion, prefix: str, params: dict[str, Any]) -> Self:
+        """The fitted algorithm from a stored version (its arrays under `prefix`)."""
+        model = cls(**params)
+        model.restore(stored, prefix)
+        return model
+
+    @abstractmethod
+    def restore(self, stored: StoredVersion, prefix: str) -> None:
+        """Read back what `save` wrote."""

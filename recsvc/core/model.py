@@ -1,0 +1,177 @@
+"""A trained model in memory: id maps, item metadata, user histories and the fitted
+algorithms, with their blend weights, and its card (how it was made). Saved and loaded
+through `recsvc.core.artifacts`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from recsvc.core.algorithms import Recommender, UserBatch, algorithm
+from recsvc.core.algorithms.base import ArraySink
+from recsvc.core.artifacts import StoredVersion, open_version
+from recsvc.core.errors import ModelError
+from recsvc.core.manifest import AlgorithmEntry, Blend, Counts, Layout, Manifest, ModelCard
+
+
+def as_str_array(values: Any) -> np.ndarray:
+    """Fixed-width unicode: saved without pickle and memory-mappable."""
+    array = np.asarray(list(values), dtype=str)
+    return array if array.size else np.zeros(0, dtype="<U1")
+
+
+def lookup(sorted_ids: np.ndarray, ids: Any) -> np.ndarray:
+    """Positions of `ids` in the sorted id array; -1 where absent."""
+    query = np.asarray(ids, dtype=str).reshape(-1)
+    if sorted_ids.size == 0 or query.size == 0:
+        return np.full(query.shape, -1, dtype=np.int64)
+    pos = np.searchsorted(sorted_ids, query)
+    pos = np.minimum(pos, sorted_ids.size - 1)
+    return np.where(sorted_ids[pos] == query, pos, -1).astype(np.int64)
+
+
+@dataclass
+class RecommenderModel:
+    user_ids: np.ndarray  # sorted, so that lookups are a binary search
+    item_ids: np.ndarray  # sorted
+    user_items: sp.csr_matrix  # confidence, users x items
+    components: dict[str, Recommender]
+    weights: dict[str, float]
+    exclude_seen: bool
+    item_category: np.ndarray  # codes into category_names, -1 unknown
+    category_names: np.ndarray
+    item_price: np.ndarray  # NaN unknown
+    item_in_stock: np.ndarray  # bool
+    item_created_at: np.ndarray  # epoch seconds, 0 unknown
+    item_tags: sp.csr_matrix = field(
+        default_factory=lambda: sp.csr_matrix((0, 0), dtype=np.int8))  # items x tags
+    tag_names: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype="<U1"))
+    user_attributes: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    user_last_seen: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # epoch s
+    opted_out: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype="<U1"))
+    card: ModelCard | None = None  # how it was made; None only for hand-built models
+    manifest: Manifest | None = None  # once written (or when loaded)
+
+    @property
+    def n_users(self) -> int:
+        return int(self.user_ids.size)
+
+    @property
+    def n_items(self) -> int:
+        return int(self.item_ids.size)
+
+    @property
+    def version(self) -> str:
+        return self.manifest.version if self.manifest is not None else "unsaved"
+
+    @property
+    def reference_time(self) -> int:
+        """The end of its training data (epoch seconds)."""
+        return self.card.training.reference_time if self.card is not None else 0
+
+    def user_index(self, ids: Any) -> np.ndarray:
+        return lookup(self.user_ids, ids)
+
+    def item_index(self, ids: Any) -> np.ndarray:
+        return lookup(self.item_ids, ids)
+
+    def is_opted_out(self, user_id: str) -> bool:
+        return bool(lookup(self.opted_out, [user_id])[0] >= 0)
+
+    def batch(self, users: np.ndarray) -> UserBatch:
+        """A batch of trained users, scored from their stored histories and vectors."""
+        users = np.asarray(users, dtype=np.int64)
+        return UserBatch(
+            users=users,
+            history=self.user_items[users],
+            attributes={name: codes[users] for name, (codes, _) in self.user_attributes.items()},
+        )
+
+    # -- persistence -------------------------------------------------------------------
+
+    def save(self, out: ArraySink) -> Layout:
+        """Write every array; return the manifest entries that describe them."""
+        out.save_array("user_ids", self.user_ids)
+        out.save_array("item_ids", self.item_ids)
+        out.save_csr("user_items", self.user_items)
+        out.save_array("item_category", self.item_category)
+        out.save_array("category_names", self.category_names)
+        out.save_array("item_price", self.item_price)
+        out.save_array("item_in_stock", self.item_in_stock)
+        out.save_array("item_created_at", self.item_created_at)
+        out.save_array("opted_out", self.opted_out)
+        out.save_csr("item_tags", self.item_tags)
+        out.save_array("user_last_seen", self.user_last_seen)
+        out.save_array("tag_names", self.tag_names)
+        for name, (codes, values) in self.user_attributes.items():
+            out.save_array(f"user_attr.{name}.codes", codes)
+            out.save_array(f"user_attr.{name}.values", values)
+        for name, component in self.components.items():
+            component.save(out, f"model.{name}")
+        return Layout(
+            counts=Counts(users=self.n_users, items=self.n_items,
+                          interactions=int(self.user_items.nnz)),
+            algorithms={name: AlgorithmEntry(params=component.params.model_dump())
+                        for name, component in self.components.items()},
+            blend=Blend(weights=self.weights, exclude_seen=self.exclude_seen),
+            user_attributes=sorted(self.user_attributes),
+        )
+
+    @staticmethod
+    def _optional(stored: StoredVersion) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if stored.has_array("tag_names"):  # absent in models written before they were kept
+            out["item_tags"] = stored.csr("item_tags")
+            out["tag_names"] = stored.array("tag_names")
+        if stored.has_array("user_last_seen"):
+            out["user_last_seen"] = stored.array("user_last_seen")
+        return out
+
+    @classmethod
+    def from_stored(cls, stored: StoredVersion) -> RecommenderModel:
+        m = stored.manifest
+        components: dict[str, Recommender] = {}
+        for name, entry in m.algorithms.items():
+            try:
+                kind = algorithm(name)
+                kind.parse_params(entry.params, f"algorithms.{name}.params")
+                components[name] = kind.load(stored, f"model.{name}", entry.params)
+            except ValueError as exc:
+                raise ModelError(f"model {stored.version}: {exc}") from None
+        attributes = {
+            name: (stored.array(f"user_attr.{name}.codes"),
+                   stored.array(f"user_attr.{name}.values"))
+            for name in m.user_attributes
+        }
+        return cls(
+            user_ids=stored.array("user_ids"),
+            item_ids=stored.array("item_ids"),
+            user_items=stored.csr("user_items"),
+            components=components,
+            weights=dict(m.blend.weights),
+            exclude_seen=m.blend.exclude_seen,
+            item_category=stored.array("item_category"),
+            category_names=stored.array("category_names"),
+            item_price=stored.array("item_price"),
+            item_in_stock=stored.array("item_in_stock"),
+            item_created_at=stored.array("item_created_at"),
+            user_attributes=attributes,
+            opted_out=stored.array("opted_out"),
+            **cls._optional(stored),
+            card=m,
+            manifest=m,
+        )
+
+
+def load_model(
+    model_root: str | Path, version: str | None = None, verify: bool = True
+) -> RecommenderModel:
+    """Load `version` (default: current) after checking its schema and checksums."""
+    return RecommenderModel.from_stored(open_version(model_root, version, verify=verify))
+
+
+__all__ = ["RecommenderModel", "as_str_array", "load_model", "lookup"]

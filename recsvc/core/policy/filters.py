@@ -1,0 +1,105 @@
+"""The filter stage: what one request may show, applied when a list is read.
+
+A ranked list (fresh or from the cache) is cut to the request's n items here and only
+here, so everything that may change between two requests — stock and delistings, the
+rules' exclusions, the request's own filters (category, price range, excluded items),
+the per-category cap — holds on cached lists too. A new read-time rule (a frequency
+cap, say) is one more condition in `FilterStage`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from recsvc.core.model import RecommenderModel
+from recsvc.core.policy.rules import ResolvedRules, category_mask
+
+
+class QueryError(ValueError):
+    """A query the catalog cannot answer as asked (an unknown category): a 4xx."""
+
+
+@dataclass(frozen=True)
+class ItemFilters:
+    """A request's own filters over the catalog."""
+
+    category: str | None = None
+    exclude: tuple[str, ...] = ()
+    min_price: float | None = None
+    max_price: float | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.category or self.exclude or self.min_price is not None
+                    or self.max_price is not None)
+
+
+def query_mask(model: RecommenderModel, price: np.ndarray,
+               filters: ItemFilters) -> np.ndarray | None:
+    """The request's own filters over the catalog, or None without any."""
+    mask = None
+    if filters.category:
+        mask = category_mask(model, filters.category)
+        if not mask.any():
+            raise QueryError(f"unknown category {filters.category!r}")
+    if filters.min_price is not None or filters.max_price is not None:
+        price = price.astype(np.float64)  # a bound like 1e308 must not overflow float32
+        with np.errstate(invalid="ignore"):
+            in_range = np.ones(price.size, dtype=bool)
+            if filters.min_price is not None:
+                in_range &= price >= filters.min_price
+            if filters.max_price is not None:
+                in_range &= price <= filters.max_price
+        mask = in_range if mask is None else mask & in_range
+    if filters.exclude:
+        excluded = model.item_index(list(filters.exclude))
+        keep = np.ones(model.n_items, dtype=bool)
+        keep[excluded[excluded >= 0]] = False
+        mask = keep if mask is None else mask & keep
+    return mask
+
+
+@dataclass(frozen=True)
+class FilterStage:
+    """What one request may list: `allowed` per item (live catalog, rules, the
+    request's filters) and at most `max_per_category` items of one category."""
+
+    allowed: np.ndarray
+    item_category: np.ndarray
+    max_per_category: int | None = None
+
+    def select(self, items: np.ndarray, n: int) -> list[int]:
+        """Positions in a ranked list of `items` of the first n it may show."""
+        allowed = self.allowed
+        try:
+            positions = np.flatnonzero(allowed[items])
+        except IndexError:  # written for another catalog: keep only what indexes this one
+            ok = (items >= 0) & (items < allowed.size)
+            ok[ok] = allowed[items[ok]]
+            positions = np.flatnonzero(ok)
+        cap = self.max_per_category
+        if cap is None:
+            return positions[:n].tolist()
+        out: list[int] = []
+        counts: dict[int, int] = {}
+        for j in positions.tolist():
+            c = int(self.item_category[items[j]])
+            if c >= 0:
+                if counts.get(c, 0) >= cap:
+                    continue
+                counts[c] = counts.get(c, 0) + 1
+            out.append(j)
+            if len(out) == n:
+                break
+        return out
+
+
+def filter_stage(model: RecommenderModel, rules: ResolvedRules, live: np.ndarray,
+                 price: np.ndarray, filters: ItemFilters = ItemFilters()) -> FilterStage:
+    """The stage for one request: the live catalog (in stock, not delisted), minus the
+    rules' exclusions, within the request's own filters."""
+    allowed = live & rules.allowed
+    mask = query_mask(model, price, filters) if filters else None
+    if mask is not None:
+        allowed = allowed & mask
+    return FilterStage(allowed, model.item_category, rules.max_per_category)

@@ -1,0 +1,128 @@
+"""A ranked list as the cache stores it, and its rendering to JSON.
+
+The value holds, per item, its number, score, up to three reason codes and the anchor
+item of a "because you bought X" reason, as flat arrays (little-endian):
+
+    RL2\\n | count u32 | items i32[c] | scores f32[c] | codes u8[c x 3] | anchors i32[c]
+
+Written for thousands of users at once with a few numpy operations (`pack_batch`), read
+with `numpy.frombuffer` views. Only the n items a request shows are rendered to JSON,
+from byte strings prepared once per model (`ListRenderer`). Keys carry the model
+version, so item numbers always refer to the model that wrote them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+
+from recsvc.core.model import RecommenderModel
+
+MAGIC = b"RL2\n"
+REASONS = 3
+_HEADER = len(MAGIC) + 4
+# Reason codes as stored (`explain` chooses them; their meanings are listed there).
+NONE, PROMOTED, BOUGHT_BEFORE, BECAUSE, SIMILAR, POPULAR_IN, POPULAR, TRENDING, NEW = range(9)
+
+
+@dataclass(frozen=True)
+class PackedList:
+    items: np.ndarray
+    scores: np.ndarray
+    codes: np.ndarray  # count x 3
+    anchors: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.items.size)
+
+
+def pack_batch(items: np.ndarray, scores: np.ndarray, codes: np.ndarray,
+               anchors: np.ndarray, lengths: np.ndarray) -> list[bytes]:
+    """One value per row of B x K arrays; row b keeps its first lengths[b] entries."""
+    rows, width = items.shape
+    lengths = np.asarray(lengths, dtype=np.int64)
+    out: list[bytes] = [b""] * rows
+    # Rows of one length are laid side by side in one buffer and cut from its bytes:
+    # a handful of array copies for the batch rather than six joins a row.
+    for n in np.unique(lengths).tolist():
+        which = np.flatnonzero(lengths == n)
+        fields = [np.frombuffer(MAGIC, np.uint8)[None, :].repeat(which.size, axis=0),
+                  np.full((which.size, 1), n, "<u4").view(np.uint8),
+                  np.ascontiguousarray(items[which, :n], "<i4").view(np.uint8),
+                  np.ascontiguousarray(scores[which, :n], "<f4").view(np.uint8),
+                  np.ascontiguousarray(codes[which, :n], np.uint8).reshape(which.size, -1),
+                  np.ascontiguousarray(anchors[which, :n], "<i4").view(np.uint8)]
+        raw = np.concatenate(fields, axis=1).tobytes()
+        size = _HEADER + n * (4 + 4 + REASONS + 4)
+        for j, b in enumerate(which.tolist()):
+            out[b] = raw[j * size:(j + 1) * size]
+    return out
+
+
+def unpack(raw: bytes) -> PackedList | None:
+    """None for a value that is not a packed list (a foreign or truncated value)."""
+    if len(raw) < _HEADER or not raw.startswith(MAGIC):
+        return None
+    count = int(np.frombuffer(raw, dtype="<u4", count=1, offset=len(MAGIC))[0])
+    if len(raw) != _HEADER + count * (4 + 4 + REASONS + 4):
+        return None
+    offset = _HEADER
+    items = np.frombuffer(raw, dtype="<i4", count=count, offset=offset)
+    offset += 4 * count
+    scores = np.frombuffer(raw, dtype="<f4", count=count, offset=offset)
+    offset += 4 * count
+    codes = np.frombuffer(raw, dtype=np.uint8, count=count * REASONS,
+                          offset=offset).reshape(count, REASONS)
+    offset += REASONS * count
+    anchors = np.frombuffer(raw, dtype="<i4", count=count, offset=offset)
+    return PackedList(items, scores, codes, anchors)
+
+
+class ListRenderer:
+    """JSON for listed items, from byte strings prepared once per model."""
+
+    def __init__(self, model: RecommenderModel) -> None:
+        self.model = model
+        ids = model.item_ids.tolist()
+        self.prefix = [b'{"item_id":' + orjson.dumps(i) + b',"score":' for i in ids]
+        self.ids = [orjson.dumps(i) for i in ids]
+        self.popular_in = [b'{"code":"popular_in","category":' + orjson.dumps(str(c)) + b"}"
+                           for c in model.category_names.tolist()]
+        self.constant = {code: b'{"code":"' + name.encode() + b'"}' for code, name in (
+            (PROMOTED, "promoted"), (BOUGHT_BEFORE, "bought_before"), (POPULAR, "popular"),
+            (TRENDING, "trending"), (NEW, "new_arrival"))}
+        self.category = model.item_category.tolist()
+
+    def reason(self, code: int, item: int, anchor: int) -> bytes:
+        if code == POPULAR_IN:
+            c = self.category[item]
+            return self.popular_in[c] if c >= 0 else self.constant[POPULAR]
+        if code == BECAUSE:
+            return b'{"code":"because_you_bought","item_id":' + self.ids[anchor] + b"}"
+        if code == SIMILAR:
+            return b'{"code":"similar_to","item_id":' + self.ids[anchor] + b"}"
+        return self.constant[code]
+
+    def items_json(self, packed: PackedList, positions: list[int]) -> bytes:
+        # Plain Python values first: indexing numpy arrays item by item is slow. The
+        # usual selection is the head of the list: a slice, not a gather.
+        n = len(positions)
+        at: slice | list[int] = slice(0, n) if n == 0 or positions[-1] == n - 1 else positions
+        items = packed.items[at].tolist()
+        scores = packed.scores[at].tolist()
+        codes = packed.codes[at].tolist()
+        anchors = packed.anchors[at].tolist()
+        reason, prefix, dumps = self.reason, self.prefix, orjson.dumps
+        parts = [prefix[item] + dumps(round(score, 5)) + b',"reasons":['
+                 + b",".join([reason(c, item, anchor) for c in cs if c]) + b"]}"
+                 for item, score, cs, anchor in zip(items, scores, codes, anchors,
+                                                    strict=True)]
+        return b"[" + b",".join(parts) + b"]"
+
+    def items(self, packed: PackedList, positions: list[int] | None = None) -> list[Any]:
+        """Decoded items, for tests and tools."""
+        if positions is None:
+            positions = list(range(len(packed)))
+        return orjson.loads(self.items_json(packed, positions))

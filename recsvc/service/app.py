@@ -1,0 +1,55 @@
+"""The HTTP service: `create_app` builds it from settings (dependencies injected, one
+router per area, errors answered in one shape); the work behind each route is a plain
+function in `recsvc.service.usecases`.
+
+Run with `recsvc serve`, or `uvicorn --factory recsvc.service.app:create_app` (settings
+from `RECSVC_*` environment variables)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+from threadpoolctl import threadpool_limits
+
+from recsvc import __version__
+from recsvc.service import errors, telemetry
+from recsvc.service.fastpath import RecommendFastPath
+from recsvc.service.routes import catalog, operations, storefront
+from recsvc.service.state import ServiceState
+from recsvc.settings import Settings
+
+
+def create_app(settings: Settings | None = None, state: ServiceState | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # One BLAS thread: requests already run side by side (threads, workers), and
+        # BLAS's idle threads spin on the cores that answer HTTP (measured on the
+        # compute path: p99 22.4 -> 18.1 ms).
+        blas = threadpool_limits(limits=1, user_api="blas")
+        service = state or ServiceState(settings)
+        app.state.service = service
+        if not service.has_engine:
+            await service.try_load()
+        watcher = asyncio.create_task(service.watch())
+        try:
+            yield
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+            await service.close()
+            blas.restore_original_limits()
+
+    app = FastAPI(title="recsvc", version=__version__, lifespan=lifespan,
+                  description="Personalized product recommendations for online shops.")
+    app.add_middleware(RecommendFastPath)
+    app.add_middleware(telemetry.TelemetryMiddleware, max_body_bytes=settings.max_body_bytes)
+    errors.install(app)
+    for router in (storefront.router, catalog.router, operations.router):
+        app.include_router(router)
+    return app

@@ -1,0 +1,55 @@
+"""Health, readiness, metrics, the model served, and loading or rolling back a model
+(the last two with the operator key)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Query
+from fastapi.responses import Response
+
+from recsvc.service import telemetry
+from recsvc.service.deps import AdminDep, StateDep
+from recsvc.service.usecases import operations
+
+router = APIRouter(tags=["operations"])
+
+
+def _json(payload: Any, status_code: int = 200) -> Response:
+    return Response(orjson.dumps(payload), status_code=status_code,
+                    media_type="application/json")
+
+
+@router.get("/model")
+async def model(state: StateDep) -> Response:
+    return _json(operations.model_info(state))
+
+
+@router.get("/healthz")
+async def healthz() -> Response:
+    return _json({"status": "alive"})
+
+
+@router.get("/readyz")
+async def readyz(state: StateDep) -> Response:
+    status, body = operations.readiness(state)
+    return _json(body, status)
+
+
+@router.get("/metrics")
+async def metrics() -> Response:
+    body, content_type = telemetry.render()
+    return Response(body, media_type=content_type)
+
+
+@router.post("/admin/reload", dependencies=[AdminDep])
+async def reload(state: StateDep) -> Response:
+    return _json({"model_version": await operations.reload(state)})
+
+
+@router.post("/admin/rollback", dependencies=[AdminDep])
+async def rollback(
+    state: StateDep, version: Annotated[str | None, Query(max_length=128)] = None
+) -> Response:
+    return _json({"model_version": await operations.rollback(state, version)})

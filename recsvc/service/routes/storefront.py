@@ -1,0 +1,64 @@
+"""What a storefront calls: a shopper's list, related items, popular items, and the
+events it reports."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import orjson
+from fastapi import APIRouter, Body, Path, Query, Request
+from fastapi.responses import Response
+
+from recsvc.service.deps import StateDep
+from recsvc.service.query import openapi_parameters, parse_recommend
+from recsvc.service.schemas import EventIn, PopularResponse, RecommendResponse, SimilarResponse
+from recsvc.service.usecases.browse import popular_body, similar_body
+from recsvc.service.usecases.events import record_events
+from recsvc.service.usecases.recommend import recommend_body
+
+router = APIRouter(tags=["storefront"])
+JSON = "application/json"
+
+
+@router.get("/recommend", response_model=RecommendResponse,
+            openapi_extra={"parameters": openapi_parameters()})
+async def recommend(request: Request, state: StateDep) -> Response:
+    """Top-n items for a shopper, each with reason codes. Without `user_id`, for an
+    anonymous session (give `recent_items`) or a stranger (`segment`, `region`)."""
+    query = parse_recommend(request.scope["query_string"])
+    return Response(await recommend_body(state, query), media_type=JSON)
+
+
+@router.get("/similar/{item_id}", response_model=SimilarResponse)
+async def similar(
+    state: StateDep,
+    item_id: Annotated[str, Path(min_length=1, max_length=256)],
+    n: Annotated[int, Query(ge=1, le=100)] = 10,
+) -> Response:
+    """Related items for a product page."""
+    return Response(await similar_body(state, item_id, n), media_type=JSON)
+
+
+@router.get("/popular", response_model=PopularResponse)
+async def popular(
+    state: StateDep,
+    n: Annotated[int, Query(ge=1, le=100)] = 10,
+    category: Annotated[str | None, Query(max_length=512)] = None,
+    segment: Annotated[str | None, Query(max_length=128)] = None,
+    region: Annotated[str | None, Query(max_length=128)] = None,
+) -> Response:
+    """Popular (overall, or in a segment/region) and trending items."""
+    attributes = {k: v for k, v in (("segment", segment), ("region", region)) if v}
+    return Response(popular_body(state, n, category, attributes), media_type=JSON)
+
+
+@router.post("/events")
+async def events(
+    state: StateDep,
+    events: Annotated[EventIn | list[EventIn], Body()],
+) -> Response:
+    """Record one event or a batch. Appended durably to the events log (the next
+    training learns from it); the shopper's next list reflects it at once."""
+    batch = events if isinstance(events, list) else [events]
+    accepted = await record_events(state, batch)
+    return Response(orjson.dumps({"accepted": accepted}), media_type=JSON)

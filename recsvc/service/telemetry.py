@@ -1,0 +1,157 @@
+"""Prometheus metrics, and the ASGI middleware that times requests and refuses
+oversized bodies before any route reads them.
+
+With several workers, each process writes its samples to `PROMETHEUS_MULTIPROC_DIR`
+(`recsvc serve` sets one up) and `/metrics` merges them."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+from recsvc.service.errors import error_body
+
+REQUEST_SECONDS = Histogram(
+    "recsvc_request_seconds", "Request latency by endpoint", ["endpoint"],
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5))
+CACHE = Counter("recsvc_cache_total", "Top-N cache lookups", ["result"])
+# Bound once: a label lookup per request is measurable on the cache-hit path.
+CACHE_HIT, CACHE_MISS, CACHE_SKIP = (CACHE.labels(result=r) for r in ("hit", "miss", "skip"))
+FALLBACKS = Counter("recsvc_fallbacks_total", "Lists served by a fallback", ["kind"])
+ERRORS = Counter("recsvc_errors_total", "Responses with status >= 500", ["endpoint"])
+RECOMMENDATIONS = Counter("recsvc_recommendations_total", "Lists served", ["variant"])
+EVENTS = Counter("recsvc_events_total", "Events accepted", ["event_type"])
+MODEL_INFO = Gauge("recsvc_model_info", "The loaded model (value 1)", ["version"],
+                   multiprocess_mode="liveall")
+REDIS_UP = Gauge("recsvc_redis_up", "1 when Redis answers, 0 when degraded",
+                 multiprocess_mode="liveall")
+
+# Path prefixes of parameterized routes, so labels stay few.
+TEMPLATES = (("/similar/", "/similar/{item_id}"), ("/items/", "/items/{item_id}"))
+KNOWN = {"/recommend", "/popular", "/events", "/model", "/healthz", "/readyz", "/metrics",
+         "/admin/reload", "/admin/rollback", "/docs", "/openapi.json"}
+
+
+_TIMERS: dict[str, Any] = {}
+
+
+def request_timer(label: str) -> Any:
+    """The latency histogram's child for an endpoint, looked up once."""
+    timer = _TIMERS.get(label)
+    if timer is None:
+        timer = _TIMERS[label] = REQUEST_SECONDS.labels(endpoint=label)
+    return timer
+
+
+_VARIANTS: dict[str, Any] = {}
+
+
+def count_recommendation(variant: str) -> None:
+    counter = _VARIANTS.get(variant)
+    if counter is None:
+        counter = _VARIANTS[variant] = RECOMMENDATIONS.labels(variant=variant)
+    counter.inc()
+
+
+def endpoint_label(path: str) -> str:
+    if path in KNOWN:
+        return path
+    for prefix, template in TEMPLATES:
+        if path.startswith(prefix):
+            return template
+    return "other"
+
+
+def set_model(version: str) -> None:
+    MODEL_INFO.clear()
+    MODEL_INFO.labels(version=version).set(1)
+
+
+def render() -> tuple[bytes, str]:
+    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(), CONTENT_TYPE_LATEST
+
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class TelemetryMiddleware:
+    """Pure ASGI (no per-request task or body copy): times each request, counts 5xx,
+    and answers 413 to a body over `max_body_bytes`, declared or streamed."""
+
+    def __init__(self, app: Callable, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        label = endpoint_label(scope["path"])
+        start = time.perf_counter()
+        status = {"code": 500}
+        limit = self.max_body_bytes
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                try:
+                    too_big = int(value) > limit
+                except ValueError:
+                    too_big = True
+                if too_big:
+                    await _refuse(send, limit)
+                    return
+
+        received = {"bytes": 0}
+
+        async def limited_receive() -> dict[str, Any]:
+            message = await receive()
+            if message["type"] == "http.request":
+                received["bytes"] += len(message.get("body", b""))
+                if received["bytes"] > limit:
+                    raise _BodyTooLarge
+            return message
+
+        async def tracking_send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _BodyTooLarge:
+            await _refuse(send, limit)
+            status["code"] = 413
+        finally:
+            request_timer(label).observe(time.perf_counter() - start)
+            if status["code"] >= 500:
+                ERRORS.labels(endpoint=label).inc()
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+async def _refuse(send: Send, limit: int) -> None:
+    body = error_body(f"request body larger than {limit} bytes")
+    await send({"type": "http.response.start", "status": 413,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,45 @@
+"""What operators ask the running service: the model it serves, whether it is ready,
+and to load or roll back a model now."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from recsvc.core.errors import ModelError
+from recsvc.service import telemetry
+from recsvc.service.errors import Conflict, NotFound
+from recsvc.service.state import ServiceState
+
+
+def model_info(state: ServiceState) -> dict[str, Any]:
+    engine = state.engine
+    manifest = engine.model.manifest
+    assert manifest is not None  # a served model was loaded from disk
+    return {"version": engine.version, "trained_at": manifest.created_at,
+            "metrics": manifest.metrics.model_dump(), "counts": manifest.counts.model_dump(),
+            "blend": manifest.blend.model_dump(), "algorithms": sorted(manifest.algorithms),
+            "variants": [v.name for _, v in engine.rules.variants] or ["default"]}
+
+
+def readiness(state: ServiceState) -> tuple[int, dict[str, Any]]:
+    """(status code, body): 503 until a model is loaded."""
+    cache = state.cache.status()
+    telemetry.REDIS_UP.set(0 if cache == "degraded" else 1)
+    if not state.has_engine:
+        return 503, {"status": "no model", "detail": state.load_error, "cache": cache}
+    status = "degraded" if cache == "degraded" else "ready"
+    return 200, {"status": status, "model_version": state.engine.version, "cache": cache}
+
+
+async def reload(state: ServiceState) -> str:
+    try:
+        return await state.load()
+    except ModelError as exc:
+        raise Conflict(f"reload failed, still serving the previous model: {exc}") from None
+
+
+async def rollback(state: ServiceState, version: str | None) -> str:
+    try:
+        return await state.rollback(version)
+    except ModelError as exc:
+        raise NotFound(str(exc)) from None

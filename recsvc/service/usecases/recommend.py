@@ -1,0 +1,61 @@
+"""`GET /recommend`: a shopper's list, from the cache when it is there and enough of it
+may still be shown, else computed (and cached). The route and the fast path both answer
+with `recommend_body`."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import orjson
+from starlette.concurrency import run_in_threadpool
+
+from recsvc.core.lists import RecommendQuery, shopper_list
+from recsvc.core.policy.filters import filter_stage
+from recsvc.core.ranking.packed import unpack
+from recsvc.service import telemetry
+from recsvc.service.state import ServiceState
+from recsvc.stores.cache import decode_fresh, fresh_key, list_key
+
+
+async def recommend_body(state: ServiceState, query: RecommendQuery) -> bytes:
+    """The response to `GET /recommend`, as JSON bytes."""
+    engine = state.engine
+    settings = state.settings
+    variant = engine.rules.variant_for(query.user_id)
+    live, price = state.live()
+    stage = filter_stage(engine.model, engine.rules, live, price, query.filters)
+    key = (list_key(settings.cache_namespace, engine.version, variant.name, query.user_id)
+           if query.cacheable and query.user_id else None)
+    packed, positions = None, None
+    if key is not None:
+        raw = await state.cache.get(key)
+        packed = unpack(raw) if raw is not None else None
+        if packed is not None:
+            positions = stage.select(packed.items, query.n)
+            if len(positions) < min(query.n, len(packed)):
+                positions = None  # too many went out of stock since: compute afresh
+        (telemetry.CACHE_HIT if positions is not None else telemetry.CACHE_MISS).inc()
+    else:
+        telemetry.CACHE_SKIP.inc()
+    if packed is None or positions is None:
+        fresh = []
+        if query.user_id:
+            raw_fresh = await state.cache.fresh(fresh_key(settings.cache_namespace,
+                                                          query.user_id))
+            fresh = [(item, w) for item, w, ts in decode_fresh(raw_fresh)
+                     if ts > engine.reference_time]
+        value, fallback = await run_in_threadpool(
+            shopper_list, engine, query, variant, fresh, live, stage.allowed,
+            max(settings.cache_list_size, query.n), time.time(), settings.new_arrival_days)
+        if fallback:
+            telemetry.FALLBACKS.labels(kind=fallback).inc()
+        if key is not None:
+            await state.cache.set(key, value, settings.cache_ttl_s)
+        packed = unpack(value)
+        assert packed is not None
+        positions = stage.select(packed.items, query.n)
+    telemetry.count_recommendation(variant.name)
+    head = orjson.dumps({"user_id": query.user_id or None, "model_version": engine.version,
+                         "variant": variant.name, "recommendation_id": os.urandom(16).hex()})
+    return head[:-1] + b',"items":' + engine.renderer.items_json(packed, positions) + b"}"

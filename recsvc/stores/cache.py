@@ -1,0 +1,105 @@
+"""The cache's interface: what the service reads and writes per request (`Cache`,
+async) and what jobs write in bulk (`BulkWriter`), each opened from a URL, so a backend
+is chosen by configuration and another one plugs in here.
+
+- `redis://`, `rediss://`, `unix://`: Redis (`stores.redis_cache`), shared by every
+  worker, replica and job;
+- `memory://`: an LRU inside the process (`stores.local_cache`): the demo, tests,
+  one-worker setups.
+
+A user's list is one pre-serialized value under a key that carries the model version
+and the A/B variant, so a new model never serves old lists and a hit is one GET. A
+user's fresh events (newer than the model) are a short list under their own key."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Protocol
+
+import orjson
+
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+MEMORY = "memory://"
+
+
+def list_key(namespace: str, version: str, variant: str, user_id: str) -> str:
+    return f"{namespace}:list:{version}:{variant}:{user_id}"
+
+
+def fresh_key(namespace: str, user_id: str) -> str:
+    return f"{namespace}:fresh:{user_id}"
+
+
+class Cache(Protocol):
+    """Per-request reads and writes. Never raises for a backend's trouble: a read
+    answers as a miss, a write is dropped, and `status()` says `degraded`."""
+
+    async def get(self, key: str) -> bytes | None: ...
+
+    async def set(self, key: str, value: bytes, ttl_s: int) -> None: ...
+
+    async def delete(self, keys: Iterable[str]) -> None: ...
+
+    async def add_fresh(self, key: str, events: list[bytes], cap: int, ttl_s: int) -> None: ...
+
+    async def fresh(self, key: str) -> list[bytes]: ...
+
+    def status(self) -> str: ...
+
+    async def close(self) -> None: ...
+
+
+class BulkWriter(Protocol):
+    """What a job writes: many lists at once, and which users have fresh events (their
+    lists are left to the service, which folds those events in)."""
+
+    def set_many(self, keys: list[bytes], values: list[bytes], ttl_s: int) -> None: ...
+
+    def users_with_fresh(self, namespace: str) -> set[str]: ...
+
+    def close(self) -> None: ...
+
+
+def scheme(url: str) -> str:
+    return url.split("://", 1)[0].lower() if "://" in url else ""
+
+
+def open_cache(url: str | None, *, timeout_ms: float = 50.0, breaker_failures: int = 3,
+               breaker_reset_s: float = 5.0, local_entries: int = 100_000) -> Cache:
+    """The service's cache for `url` (None: in-process)."""
+    if url is None or url == MEMORY:
+        from recsvc.stores.local_cache import LocalCache
+
+        return LocalCache(local_entries)
+    if scheme(url) in REDIS_SCHEMES:
+        from recsvc.stores.redis_cache import RedisCache
+
+        return RedisCache(url, timeout_ms, breaker_failures, breaker_reset_s)
+    raise ValueError(f"cache URL {url!r}: unknown scheme (redis://, rediss://, unix:// "
+                     f"or {MEMORY})")
+
+
+def open_bulk_writer(url: str, timeout_s: float = 30.0) -> BulkWriter:
+    """A job's writer for `url`; a ConnectionError when the cache cannot be reached.
+    An in-process cache cannot be written from another process: refused."""
+    if scheme(url) in REDIS_SCHEMES:
+        from recsvc.stores.redis_cache import RedisBulkWriter
+
+        return RedisBulkWriter(url, timeout_s)
+    raise ValueError(f"cache URL {url!r}: a job can only fill a shared cache "
+                     "(redis://, rediss:// or unix://)")
+
+
+def encode_fresh(item_id: str, weight: float, timestamp: float) -> bytes:
+    return orjson.dumps([item_id, weight, timestamp])
+
+
+def decode_fresh(raw: list[bytes]) -> list[tuple[str, float, float]]:
+    out = []
+    for value in raw:
+        try:
+            item, weight, ts = orjson.loads(value)
+            out.append((str(item), float(weight), float(ts)))
+        except (orjson.JSONDecodeError, TypeError, ValueError):
+            continue  # a foreign value under our key: ignore it rather than fail a page
+    return out

@@ -1,0 +1,54 @@
+"""The in-process cache: an LRU with expiry, private to one process (the demo, tests,
+one-worker setups)."""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Iterable
+
+
+class LocalCache:
+    """An LRU with expiry, private to one process (the demo, tests, one-worker setups)."""
+
+    def __init__(self, max_entries: int) -> None:
+        self.max_entries = max_entries
+        self._lists: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
+        self._fresh: dict[str, tuple[float, list[bytes]]] = {}
+
+    async def get(self, key: str) -> bytes | None:
+        entry = self._lists.get(key)
+        if entry is None:
+            return None
+        if entry[0] < time.monotonic():
+            del self._lists[key]
+            return None
+        self._lists.move_to_end(key)
+        return entry[1]
+
+    async def set(self, key: str, value: bytes, ttl_s: int) -> None:
+        self._lists[key] = (time.monotonic() + ttl_s, value)
+        self._lists.move_to_end(key)
+        while len(self._lists) > self.max_entries:
+            self._lists.popitem(last=False)
+
+    async def delete(self, keys: Iterable[str]) -> None:
+        for key in keys:
+            self._lists.pop(key, None)
+
+    async def add_fresh(self, key: str, events: list[bytes], cap: int, ttl_s: int) -> None:
+        _, current = self._fresh.get(key, (0.0, []))
+        self._fresh[key] = (time.monotonic() + ttl_s, (current + events)[-cap:])
+
+    async def fresh(self, key: str) -> list[bytes]:
+        expires, events = self._fresh.get(key, (0.0, []))
+        if expires < time.monotonic():
+            self._fresh.pop(key, None)
+            return []
+        return events
+
+    def status(self) -> str:
+        return "embedded"
+
+    async def close(self) -> None:
+        return None
