@@ -4,27 +4,35 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 DEMO   ?= demo
 
-.PHONY: install dev demo test lint bench container-check clean
+.PHONY: install install-train dev demo test lint bench container-check clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-# Stamps re-run the install whenever pyproject.toml changes.
+# Installation by role (pyproject.toml): `install` serves (serve, warm-cache, versions,
+# rollback), `install-train` adds training and evaluation, `dev` adds the test tools.
+# Stamps re-run an install whenever pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
-$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+$(VENV)/.installed-train: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[train]'
 	touch $@ $(VENV)/.installed
 
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@ $(VENV)/.installed-train $(VENV)/.installed
+
 install: $(VENV)/.installed
+
+install-train: $(VENV)/.installed-train
 
 dev: $(VENV)/.installed-dev
 	scripts/ensure-tool.sh redis-server
 
-demo: install
+demo: install-train
 	$(BIN)/recsvc generate --out $(DEMO)/data --users 3000 --items 800 --events 150000 --seed 7
 	$(BIN)/recsvc evaluate --interactions $(DEMO)/data/interactions.csv \
 		--items $(DEMO)/data/items.csv --users $(DEMO)/data/users.csv \
@@ -41,7 +49,7 @@ test: dev
 	@if [ "$$(id -u)" -eq 0 ]; then scripts/container-check.sh; \
 	else echo "container check skipped: it needs root (run 'make container-check' as root)"; fi
 
-bench: install
+bench: install-train
 	scripts/ensure-tool.sh redis-server
 	scripts/ensure-tool.sh wrk
 	$(BIN)/python bench/train_speed.py

@@ -3,10 +3,13 @@
 # registry image and run no container:
 #   1. builds a stand-in base image (Debian bookworm from debootstrap, with Python 3.11
 #      and pip, as python:3.11-slim has them) and imports it into podman;
-#   2. builds our Dockerfile with podman (--isolation chroot) on that base;
-#   3. mounts the built image's filesystem and starts the image's own entrypoint in it
+#   2. builds both targets of our Dockerfile with podman (--isolation chroot) on that
+#      base: the trainer image and the serving image (the default);
+#   3. copies out each image's filesystem and runs the image's own entrypoint in it
 #      (chroot, as the image's non-root user, with the image's RECSVC_* environment):
-#      generates a small store, trains, serves, and checks /healthz and /recommend.
+#      the trainer generates a small store and trains; the serving image, which must
+#      not hold the training libraries, serves that model; /healthz and /recommend are
+#      checked, and both images' sizes printed.
 # Usage: scripts/container-check.sh        (as root; installs podman and debootstrap)
 # About 2 minutes on the development machine from scratch (debootstrap and downloads
 # included; installing podman and debootstrap adds about one); seconds once cached.
@@ -16,6 +19,7 @@ cd "$(dirname "$0")/.."
 work="${CONTAINER_CHECK_DIR:-/var/tmp/recsvc-container-check}"
 base_tag="localhost/recsvc-base:stand-in"
 image_tag="localhost/recsvc:check"
+trainer_tag="localhost/recsvc-trainer:check"
 port="${CONTAINER_CHECK_PORT:-$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}"
 
 log() { echo "container-check: $*" >&2; }
@@ -46,52 +50,73 @@ if ! podman image exists "$base_tag"; then
         - "$base_tag" >/dev/null
 fi
 
-log "building the Dockerfile with podman on $base_tag"
+log "building the Dockerfile's two targets with podman on $base_tag"
+podman build --isolation chroot --build-arg "BASE_IMAGE=$base_tag" --target trainer \
+    -t "$trainer_tag" . >&2
 podman build --isolation chroot --build-arg "BASE_IMAGE=$base_tag" -t "$image_tag" . >&2
 
-# The image's filesystem, copied out writable (an image mount is read-only), as a
-# container's root would be.
+# An image's filesystem, copied out writable (an image mount is read-only), as a
+# container's root would be, with /proc and the few device nodes a Python program needs
+# (made in the copy: the host's /dev is never bound into it, so a later `rm -rf` of the
+# copy cannot reach the host's devices).
+copy_out() {  # tag dir
+    local tag="$1" dir="$2" image_mnt name major minor
+    if findmnt -rn -o TARGET | grep -q "^$dir/"; then
+        log "something is still mounted under $dir: unmount it first"; exit 1
+    fi
+    rm -rf --one-file-system "$dir"
+    image_mnt="$(podman image mount "$tag")"
+    cp -a "$image_mnt" "$dir"
+    podman image unmount "$tag" >/dev/null
+    mount -t proc proc "$dir/proc"
+    mkdir -p "$dir/dev"
+    while read -r name major minor; do
+        [ -e "$dir/dev/$name" ] || mknod -m 666 "$dir/dev/$name" c "$major" "$minor"
+    done <<'NODES'
+null 1 3
+zero 1 5
+random 1 8
+urandom 1 9
+NODES
+}
+trainer_fs="$work/trainerfs"
 mnt="$work/imagefs"
-if findmnt -rn -o TARGET | grep -q "^$mnt/"; then
-    log "something is still mounted under $mnt: unmount it first"; exit 1
-fi
-rm -rf --one-file-system "$mnt"
-image_mnt="$(podman image mount "$image_tag")"
-cp -a "$image_mnt" "$mnt"
-podman image unmount "$image_tag" >/dev/null
 cleanup() {
     if [ -n "${server_pid:-}" ]; then
         kill "$server_pid" 2>/dev/null || true
         wait "$server_pid" 2>/dev/null || true
     fi
     umount -l "$mnt/proc" 2>/dev/null || true
+    umount -l "$trainer_fs/proc" 2>/dev/null || true
 }
 trap cleanup EXIT
-mount -t proc proc "$mnt/proc"
-# The few device nodes a Python service needs, made in the copy: the host's /dev is
-# never bound into it (a later `rm -rf` of the copy must not reach the host's devices).
-mkdir -p "$mnt/dev"
-for node in "null 1 3" "zero 1 5" "random 1 8" "urandom 1 9"; do
-    set -- $node
-    [ -e "$mnt/dev/$1" ] || mknod -m 666 "$mnt/dev/$1" c "$2" "$3"
-done
+copy_out "$trainer_tag" "$trainer_fs"
+copy_out "$image_tag" "$mnt"
 
-# The image's own configuration: entrypoint, user, environment.
+# Each image's own configuration: entrypoint, user, environment.
 entrypoint="$(podman image inspect "$image_tag" --format '{{join .Config.Entrypoint " "}}')"
 user="$(podman image inspect "$image_tag" --format '{{.Config.User}}')"
 mapfile -t env < <(podman image inspect "$image_tag" --format '{{range .Config.Env}}{{println .}}{{end}}' | sed '/^$/d')
-run() { chroot --userspec="$user:$user" "$mnt" /usr/bin/env -i "${env[@]}" HOME=/var/lib/recsvc "$@"; }
+run_in() { local fs="$1"; shift; chroot --userspec="$user:$user" "$fs" /usr/bin/env -i "${env[@]}" HOME=/var/lib/recsvc "$@"; }
 
-log "entrypoint '$entrypoint' as user $user: generate, train"
-run $entrypoint generate --out /var/lib/recsvc/store --users 500 --items 120 --events 20000 >/dev/null
-run $entrypoint train --interactions /var/lib/recsvc/store/interactions.csv \
+log "trainer image, entrypoint '$entrypoint' as user $user: generate, train"
+run_in "$trainer_fs" $entrypoint generate --out /var/lib/recsvc/store --users 500 --items 120 --events 20000 >/dev/null
+run_in "$trainer_fs" $entrypoint train --interactions /var/lib/recsvc/store/interactions.csv \
     --items /var/lib/recsvc/store/items.csv --model-root /var/lib/recsvc/models \
     --no-tune --quiet >/dev/null
+rm -rf "$mnt/var/lib/recsvc/models"
+cp -a "$trainer_fs/var/lib/recsvc/models" "$mnt/var/lib/recsvc/models"
+
+for package in implicit pandas sklearn matplotlib pyarrow; do
+    if run_in "$mnt" python -c "import $package" 2>/dev/null; then
+        log "the serving image holds $package: it should hold only what serving needs"; exit 1
+    fi
+done
 
 if curl -s "http://127.0.0.1:$port/healthz" >/dev/null 2>&1; then
     log "port $port is already in use (CONTAINER_CHECK_PORT chooses another)"; exit 1
 fi
-log "serving on port $port"
+log "serving image: serving the trainer's model on port $port"
 # chroot directly (no shell function in between), so $! is the server itself.
 chroot --userspec="$user:$user" "$mnt" /usr/bin/env -i "${env[@]}" HOME=/var/lib/recsvc \
     $entrypoint serve --host 127.0.0.1 --port "$port" >"$work/serve.log" 2>&1 &
@@ -107,4 +132,5 @@ echo "$body" | grep -q '"items":\[{"item_id"' || { log "no recommendations"; exi
 trained="$(readlink "$mnt/var/lib/recsvc/models/current")"
 echo "$body" | grep -q "\"model_version\":\"$trained\"" || {
     log "served a model other than the one just trained ($trained)"; exit 1; }
-log "OK: the image builds, trains and serves"
+log "image sizes (bytes): serve $(podman image inspect "$image_tag" --format '{{.Size}}'), trainer $(podman image inspect "$trainer_tag" --format '{{.Size}}')"
+log "OK: both images build; the trainer trains, the serving image (no training libraries) serves"

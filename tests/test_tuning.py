@@ -14,12 +14,13 @@ from tests.conftest import quick_config
 from tests.oracle import rank
 from training.catalog import id_universe
 from training.config import TrainConfig
+from training.folds import validation_folds
 from training.generate import StoreSpec, generate_store
 from training.metrics import ranking_metrics
 from training.pipeline import load_inputs, train
 from training.progress import Progress
 from training.signals import build_training_data
-from training.tune import HALF_LIVES, validation_folds
+from training.tune import HALF_LIVES
 
 
 def test_tuning_runs_its_stages_in_order_and_beats_popularity(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recsvc.core.algorithms import Popularity, Trending, UserBatch
+from recsvc.core.algorithms.base import Relation
 from recsvc.core.engine import Engine
 from recsvc.core.policy.filters import ItemFilters
 from recsvc.core.policy.rules import Variant
@@ -172,11 +173,12 @@ def similar_entries(engine: Engine, item: int, n: int, allowed: np.ndarray,
         for value, name in parts:
             if value <= 0:
                 break
-            code = "similar_to" if name == "content" else "bought_together"
+            relation = model.components[name].relation
+            code = str(relation or Relation.SIMILAR_TO)
             if all(r["code"] != code for r in reasons):
                 reasons.append({"code": code, "item_id": anchor})
         entries.append([int(i), str(model.item_ids[i]), round(float(s), 5),
-                        reasons or [{"code": "similar_to", "item_id": anchor}]])
+                        reasons or [{"code": str(Relation.SIMILAR_TO), "item_id": anchor}]])
     return entries
 
 

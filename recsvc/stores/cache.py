@@ -7,27 +7,20 @@ is chosen by configuration and another one plugs in here.
 - `memory://`: an LRU inside the process (`stores.local_cache`): the demo, tests,
   one-worker setups.
 
-A user's list is one pre-serialized value under a key that carries the model version
-and the A/B variant, so a new model never serves old lists and a hit is one GET. A
-user's fresh events (newer than the model) are a short list under their own key."""
+What lives under which key: `stores.keys`."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Protocol
 
-import orjson
+from recsvc.stores.keys import decode_fresh, encode_fresh, fresh_key, list_key
+
+__all__ = ["BulkWriter", "Cache", "decode_fresh", "encode_fresh", "fresh_key", "list_key",
+           "open_bulk_writer", "open_cache"]
 
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 MEMORY = "memory://"
-
-
-def list_key(namespace: str, version: str, variant: str, user_id: str) -> str:
-    return f"{namespace}:list:{version}:{variant}:{user_id}"
-
-
-def fresh_key(namespace: str, user_id: str) -> str:
-    return f"{namespace}:fresh:{user_id}"
 
 
 class Cache(Protocol):
@@ -88,18 +81,3 @@ def open_bulk_writer(url: str, timeout_s: float = 30.0) -> BulkWriter:
         return RedisBulkWriter(url, timeout_s)
     raise ValueError(f"cache URL {url!r}: a job can only fill a shared cache "
                      "(redis://, rediss:// or unix://)")
-
-
-def encode_fresh(item_id: str, weight: float, timestamp: float) -> bytes:
-    return orjson.dumps([item_id, weight, timestamp])
-
-
-def decode_fresh(raw: list[bytes]) -> list[tuple[str, float, float]]:
-    out = []
-    for value in raw:
-        try:
-            item, weight, ts = orjson.loads(value)
-            out.append((str(item), float(weight), float(ts)))
-        except (orjson.JSONDecodeError, TypeError, ValueError):
-            continue  # a foreign value under our key: ignore it rather than fail a page
-    return out

@@ -13,7 +13,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TypeVar
 
-from recsvc.stores.cache import fresh_key
+from recsvc.stores.keys import fresh_key
 
 log = logging.getLogger("recsvc.cache")
 T = TypeVar("T")
