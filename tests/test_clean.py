@@ -32,19 +32,38 @@ def test_report_counts_every_reason() -> None:
     ]
     rows += [{"user_id": "bot", "item_id": "i1", "event_type": "view",
               "timestamp": str(T0 + s)} for s in range(20)]
+    # The API's checks (EventWeights.checks), here against a clock at T0 + 30 days:
+    rows += [
+        {"user_id": "u5", "item_id": "i1", "event_type": "view", "timestamp": "2030-01-01"},
+        {"user_id": "u5", "item_id": "i1", "event_type": "view",
+         "timestamp": str((T0 + 5) * 1000)},  # epoch milliseconds: kept, as T0 + 5
+        {"user_id": "u5", "item_id": "i1", "event_type": "view", "timestamp": "1e20"},
+        {"user_id": "u5", "item_id": "i1", "event_type": "rating", "timestamp": str(T0),
+         "value": "1e308"},
+        {"user_id": "u5", "item_id": "i1", "event_type": "purchase", "timestamp": str(T0),
+         "value": "-3"},
+        {"user_id": "u5", "item_id": "i1", "event_type": "view", "timestamp": str(T0),
+         "value": "abc"},
+        {"user_id": "u5", "item_id": "i1", "event_type": "view", "timestamp": str(T0 - 400 * DAY)},
+    ]
     items = pd.DataFrame({"item_id": ["i1", "i2"]})
     users = pd.DataFrame({"user_id": ["gone", "u1"], "consent": ["no", "yes"]})
-    data = clean(pd.DataFrame(rows), items, users, EventWeights(),
-                 CleaningConfig(max_events_per_day=10))
+    events = EventWeights.model_validate({"checks": {"retention_days": 365}})
+    data = clean(pd.DataFrame(rows), items, users, events,
+                 CleaningConfig(max_events_per_day=10, max_invalid_share=0.5), now=T0 + 30 * DAY)
     r = data.report
-    assert r["rows_read"] == 33
+    assert r["rows_read"] == 40
     assert r["rows_dropped"] == {
-        "missing_ids": 2, "unknown_event_types": 3, "bad_timestamps": 1,
+        "missing_ids": 2, "unknown_event_types": 3, "bad_timestamps": 2,
+        "timestamps_in_future": 1, "timestamps_before_retention": 1, "values_not_finite": 1,
+        "ratings_out_of_scale": 1, "quantities_out_of_range": 1,
         "ratings_without_value": 1, "consent_withdrawn": 1, "exact_duplicates": 1,
         "items_missing_from_catalog": 1, "bot_like_users": 20,
     }
+    assert r["rows_dropped_by_file"] == {"interactions": r["rows_dropped"]}
     assert r["unknown_event_types"] == {"wishlist": 2, "hover": 1}
-    assert r["rows_kept"] == 3 == r["rows_read"] - sum(r["rows_dropped"].values())
+    assert r["rows_kept"] == 4 == r["rows_read"] - sum(r["rows_dropped"].values())
+    assert data.events.loc[data.events.user_id == "u5", "timestamp"].tolist() == [T0 + 5]
     assert r["bot_users"] == 1
     events = data.events.set_index("user_id")
     assert events.loc["u3", "event_type"] == "add_to_cart"  # aliases and case folded
@@ -57,11 +76,13 @@ def test_report_counts_every_reason() -> None:
 
 def test_timestamps_in_every_form() -> None:
     values = pd.Series(["2026-01-01T00:00:00Z", "1767225600", "2026-01-01 00:00:00",
-                        "2026-01-01", "1767225600.4", "not a time", None])
+                        "2026-01-01", "1767225600.4", "1767225600000", "not a time", None,
+                        "1767225600000000", "-5"])
     parsed = parse_timestamps(values)
-    assert list(parsed[:5]) == [T0] * 5
-    assert parsed[5:].isna().all()
+    assert list(parsed[:6]) == [T0] * 6  # epoch milliseconds are recognised
+    assert parsed[6:].isna().all()  # microseconds and negative numbers are not
     assert list(parse_timestamps(pd.Series([T0, T0 + 1]))) == [T0, T0 + 1]
+    assert list(parse_timestamps(pd.Series([T0 * 1000.0]))) == [T0]
     datetimes = pd.Series(pd.to_datetime(["2026-01-01T00:00:00Z"], utc=True))
     assert list(parse_timestamps(datetimes)) == [T0]
 
@@ -72,3 +93,27 @@ def test_rating_weight_follows_the_stars() -> None:
     data = clean(pd.DataFrame(rows), None, None, EventWeights(), CleaningConfig())
     weights = dict(zip(data.events["item_id"], data.events["weight"], strict=True))
     assert weights == {"i1": 2.0 * (1 - 2.5), "i3": 2.0 * 0.5, "i5": 2.0 * 2.5}
+
+
+def test_a_file_with_too_many_bad_rows_stops_the_run_naming_it(tmp_path) -> None:
+    """Past `cleaning.max_invalid_share` of a file's rows, the trainer refuses to train
+    on the rest; the report still counts each file's drops."""
+    import pytest
+
+    from recsvc.core.errors import InputError
+    from training.clean import SOURCE
+
+    good = [{"user_id": f"u{i}", "item_id": "i1", "event_type": "view", "timestamp": T0,
+             SOURCE: 0} for i in range(40)]
+    bad = [{"user_id": "u1", "item_id": "i1", "event_type": "view", "timestamp": T0,
+            SOURCE: 1}] * 18 + [{"user_id": "u1", "item_id": "i1", "event_type": "view",
+                                 "timestamp": "2030-01-01T00:00:00Z", SOURCE: 1}] * 2
+    frame = pd.DataFrame(good + bad)
+    with pytest.raises(InputError, match=r"interactions file b\.csv: 2 of its 20 rows are "
+                                         r"invalid \(timestamps in future 2\)"):
+        clean(frame, None, None, EventWeights(), CleaningConfig(), ["a.csv", "b.csv"],
+              now=T0)
+    data = clean(frame, None, None, EventWeights(), CleaningConfig(max_invalid_share=0.1),
+                 ["a.csv", "b.csv"], now=T0)
+    assert data.report["rows_dropped_by_file"] == {
+        "b.csv": {"timestamps_in_future": 2, "exact_duplicates": 18}}  # a.csv has u1 too

@@ -196,3 +196,30 @@ def test_promotion_warms_the_new_versions_keys_first(store, tmp_path: Path,
     keys = list(client.scan_iter(match=f"recsvc:list:{version}:*", count=1000))
     assert len(keys) == summary["warm_cache"]["written"]
     client.close()
+
+
+def test_one_poisoned_event_neither_stops_nor_skews_the_nightly_job(
+        store, tmp_path: Path) -> None:
+    """Events the API now refuses, written straight into the service's log (as an older
+    service, or a hand edit, would have): the job drops them by the API's own rules,
+    counts them in that file, and trains on the rest. (Before, a 2030 timestamp made
+    `--window-days` leave nothing and exit 2 every night, and a 1e308 rating crashed ALS.)"""
+    root, events = tmp_path / "m", tmp_path / "state" / "events"
+    events.mkdir(parents=True)
+    poisoned = events / "events-20261130.jsonl"
+    poisoned.write_text("".join(
+        json.dumps(event) + "\n" for event in [
+            {"user_id": "u1", "item_id": "I1", "event_type": "view",
+             "timestamp": "2030-01-01T00:00:00Z"},
+            {"user_id": "u1", "item_id": "I1", "event_type": "rating", "value": 1e308,
+             "timestamp": 1_767_225_600},
+        ] + [{"user_id": f"n{i}", "item_id": "I1", "event_type": "view",
+              "timestamp": 1_767_225_600 + i} for i in range(60)]))
+    assert main(retrain_args(store, root, "--events-dir", str(events),
+                             "--window-days", "180")) == 0
+    summary = last_summary(root)
+    assert summary["promoted"]
+    quality = summary["inputs"]["data_quality"]
+    assert quality["rows_dropped_by_file"][str(poisoned.resolve())] == {
+        "timestamps_in_future": 1, "ratings_out_of_scale": 1}
+    assert load_model(root).reference_time < 1_800_000_000  # not 2030

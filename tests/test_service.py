@@ -222,6 +222,48 @@ def test_bad_events_are_refused_with_a_reason(service: Service, body, status) ->
     assert not (service.state_dir / "events").exists()  # nothing half-recorded
 
 
+@pytest.mark.parametrize("changes, field, why", [
+    ({"timestamp": "2030-01-01T00:00:00Z"}, "timestamp", "ahead of the clock"),
+    ({"timestamp": "9999-12-31T23:59:59Z"}, "timestamp", "ahead of the clock"),
+    ({"timestamp": 1e20}, "timestamp", "epoch seconds or epoch milliseconds"),
+    ({"timestamp": -5}, "timestamp", "epoch seconds or epoch milliseconds"),
+    ({"event_type": "rating", "value": 1e308}, "value", "rating scale 0..5"),
+    ({"event_type": "rating"}, "value", "a rating needs a value"),
+    ({"event_type": "purchase", "value": 1e9}, "value", "quantity"),
+])
+def test_events_that_would_poison_training_are_refused_naming_the_field(
+        service: Service, changes, field, why) -> None:
+    """The API refuses what the trainer would drop, by the same rules
+    (`EventWeights.checks`, saved with the model), naming the field."""
+    event = {"user_id": "u", "item_id": "a1", "event_type": "view", **changes}
+    response = service.http.post("/events", json=[
+        {"user_id": "u", "item_id": "a1", "event_type": "view"}, event])
+    assert response.status_code == 422, response.text
+    detail = response.json()["detail"]
+    assert detail.startswith(f"event 1: {field} ") and why in detail, detail
+    assert not (service.state_dir / "events").exists()  # the good one is not kept either
+
+
+def test_non_finite_numbers_are_refused(service: Service) -> None:
+    """JSON has no NaN or Infinity, but Python's parser reads them: refused all the same."""
+    for body in (b'{"user_id":"u","item_id":"a1","event_type":"view","timestamp":NaN}',
+                 b'{"user_id":"u","item_id":"a1","event_type":"view","value":Infinity}'):
+        response = service.http.post("/events", content=body,
+                                     headers={"content-type": "application/json"})
+        assert response.status_code == 422, response.text
+    assert not (service.state_dir / "events").exists()
+
+
+def test_epoch_milliseconds_are_recorded_as_seconds(service: Service) -> None:
+    now_ms = time.time() * 1000
+    response = service.http.post("/events", json={"user_id": "u", "item_id": "a1",
+                                                  "event_type": "view", "timestamp": now_ms})
+    assert response.status_code == 200
+    (line,) = [json.loads(line) for f in (service.state_dir / "events").iterdir()
+               for line in f.read_text().splitlines()]
+    assert abs(line["timestamp"] - now_ms / 1000) < 1e-3
+
+
 def test_malformed_and_oversized_bodies(service: Service) -> None:
     bad = service.http.post("/events", content=b"{not json",
                             headers={"content-type": "application/json"})

@@ -66,7 +66,7 @@ def item_metadata(items: pd.DataFrame) -> dict[str, np.ndarray]:
              if "price" in items.columns else np.full(n, np.nan, np.float32))
     in_stock = (parse_flag(items["in_stock"]) if "in_stock" in items.columns
                 else np.ones(n, dtype=bool))
-    created = (parse_timestamps(items["created_at"]).fillna(0).to_numpy(dtype=np.int64)
+    created = (parse_timestamps(items["created_at"]).fillna(0).to_numpy().astype(np.int64)
                if "created_at" in items.columns else np.zeros(n, np.int64))
     tags, tag_names = item_tags(items)
     return {

@@ -4,14 +4,16 @@ The data-quality report is printed by the trainer and saved in the model's manif
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from recsvc.core.algorithms.base import SECONDS_PER_DAY
-from recsvc.core.policy.events import EventWeights
+from recsvc.core.clock import SECONDS_PER_DAY
+from recsvc.core.errors import InputError
+from recsvc.core.policy.events import REFUSALS, TOO_OLD, EventWeights, epoch_seconds
 from training.config import CleaningConfig
 
 FALSE_WORDS = {"false", "f", "no", "n", "0", "off", "withdrawn", "denied"}
@@ -29,25 +31,29 @@ class CleanData:
 
 
 def parse_timestamps(values: pd.Series) -> pd.Series:
-    """Epoch seconds (int64) from ISO-8601 strings, datetimes or epoch seconds; <NA> when
+    """Epoch seconds (float64, whole seconds) from ISO-8601 strings, datetimes, epoch
+    seconds or epoch milliseconds (`recsvc.core.policy.events.epoch_seconds`); NaN when
     a value is none of these."""
     if pd.api.types.is_datetime64_any_dtype(values):
         if values.dt.tz is None:
             values = values.dt.tz_localize("UTC")
         seconds = values.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy("datetime64[s]")
-        return pd.Series(seconds.astype(np.int64), index=values.index, dtype="Int64").mask(
-            values.isna())
+        return pd.Series(seconds.astype(np.int64), index=values.index,
+                         dtype=np.float64).mask(values.isna())
     if pd.api.types.is_numeric_dtype(values):
-        return pd.to_numeric(values, errors="coerce").round().astype("Int64")
+        numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64)
+        return pd.Series(np.round(epoch_seconds(numbers)), index=values.index)
     text = values.astype("string").str.strip()
     numeric = text.str.fullmatch(r"[+-]?\d+(\.\d+)?", na=False)
-    out = pd.Series(pd.NA, index=values.index, dtype="Int64")
+    out = pd.Series(np.nan, index=values.index, dtype=np.float64)
     if numeric.any():
-        out[numeric] = pd.to_numeric(text[numeric], errors="coerce").round().astype("Int64")
+        numbers = pd.to_numeric(text[numeric], errors="coerce").to_numpy(dtype=np.float64)
+        out[numeric] = np.round(epoch_seconds(numbers))
     rest = ~numeric & text.notna()
     if rest.any():
         parsed = pd.to_datetime(text[rest], format="ISO8601", utc=True, errors="coerce")
-        out[rest] = _to_epoch(parsed)
+        out[rest] = _to_epoch(parsed).astype("Float64").to_numpy(dtype=np.float64,
+                                                                 na_value=np.nan)
     return out
 
 
@@ -131,16 +137,48 @@ def _distinct(values: np.ndarray) -> np.ndarray:
     return ordered[np.r_[True, ordered[1:] != ordered[:-1]]] if ordered.size else ordered
 
 
+# Rows dropped for these reasons are bad data (rather than data deliberately left
+# out: unknown event types, duplicates, withdrawn consent, bots, retention): past
+# `cleaning.max_invalid_share` of a file, the run stops rather than train on the rest.
+INVALID = ("missing_ids", *(r.reason for code, r in REFUSALS.items() if code != TOO_OLD))
+SOURCE = "_source"  # optional column: which input file each row came from
+
+
+def _values(raw: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Numbers (float64) and which rows gave one; a value given that is not a number
+    (`abc`) is +inf, which the checks refuse as not finite."""
+    value = np.array(pd.to_numeric(raw, errors="coerce"), dtype=np.float64)
+    if pd.api.types.is_numeric_dtype(raw):
+        return value, raw.notna().to_numpy()
+    text = raw.astype("string").str.strip()
+    given = (text.notna() & (text != "") & (text.str.lower() != "nan")).to_numpy(
+        dtype=bool, na_value=False)
+    value[given & np.isnan(value)] = np.inf
+    return value, given
+
+
 def clean(
     interactions: pd.DataFrame,
     items: pd.DataFrame | None,
     users: pd.DataFrame | None,
     events_config: EventWeights,
     cleaning: CleaningConfig,
+    sources: list[str] | None = None,
+    now: float | None = None,
 ) -> CleanData:
+    """Keep or drop every row for a named reason, counted per reason and per input file
+    (`sources`: the files the `_source` column numbers; default one, "interactions").
+    Events are checked as the API checks them (`EventWeights.checks`) against `now`
+    (default: the clock). A file with more than `cleaning.max_invalid_share` bad rows
+    stops the run with an InputError naming it."""
+    now = time.time() if now is None else now
     report: dict[str, Any] = {"rows_read": int(len(interactions))}
     dropped: dict[str, int] = {}
     alive = np.ones(len(interactions), dtype=bool)
+    sources = sources or ["interactions"]
+    source = (interactions[SOURCE].to_numpy(dtype=np.int64) if SOURCE in interactions
+              else np.zeros(len(interactions), dtype=np.int64))
+    by_file: dict[str, dict[str, int]] = {name: {} for name in sources}
 
     def drop(mask: np.ndarray, reason: str) -> None:
         """Drop rows for `reason`; a row counts only for the first reason that drops it."""
@@ -149,6 +187,9 @@ def clean(
         if count:
             dropped[reason] = count
             alive[newly] = False
+            for at, n in enumerate(np.bincount(source[newly], minlength=len(sources))):
+                if n:
+                    by_file[sources[at]][reason] = int(n)
 
     df = interactions
     user, user_names = _codes(df["user_id"])
@@ -172,14 +213,18 @@ def clean(
     event_type = pd.Categorical.from_codes(np.where(known, event, -1),
                                            categories=pd.Index(canon_names, dtype=object))
 
-    timestamp = parse_timestamps(df["timestamp"])
-    drop(timestamp.isna().to_numpy(), "bad_timestamps")
-    ts = timestamp.fillna(0).to_numpy(dtype=np.int64)
-
-    value = (pd.to_numeric(df["value"], errors="coerce").to_numpy(dtype=float)
-             if "value" in df.columns else np.full(len(df), np.nan))
-    is_rating = np.asarray(event_type == "rating", dtype=bool)
-    drop(is_rating & ~np.isfinite(value), "ratings_without_value")
+    seconds = parse_timestamps(df["timestamp"]).to_numpy(dtype=np.float64)
+    if "value" in df.columns:
+        value, given = _values(df["value"])
+    else:
+        value, given = np.full(len(df), np.nan), np.zeros(len(df), dtype=bool)
+    refusal = events_config.checks.check(np.asarray(event_type.codes),
+                                         [str(c) for c in event_type.categories],
+                                         seconds, value, given, now)
+    for code, why in REFUSALS.items():
+        drop(refusal == code, why.reason)
+    ts = np.nan_to_num(seconds, nan=0.0).astype(np.int64)
+    value[~given] = np.nan
 
     opted_out = np.zeros(0, dtype=str)
     if users is not None:
@@ -234,6 +279,18 @@ def clean(
     events["weight"] = event_weights(events, events_config)
     report["rows_kept"] = int(len(events))
     report["rows_dropped"] = dropped
+    read = np.bincount(source, minlength=len(sources))
+    report["rows_dropped_by_file"] = {name: counts for name, counts in by_file.items()
+                                      if counts}
+    for at, name in enumerate(sources):
+        invalid = {k: v for k, v in by_file[name].items() if k in INVALID}
+        if read[at] and sum(invalid.values()) > cleaning.max_invalid_share * read[at]:
+            worst = ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in
+                              sorted(invalid.items(), key=lambda kv: -kv[1]))
+            raise InputError(
+                f"interactions file {name}: {sum(invalid.values()):,} of its {read[at]:,} "
+                f"rows are invalid ({worst}), more than cleaning.max_invalid_share "
+                f"{cleaning.max_invalid_share:.0%}; fix the file or raise the share")
     report["event_counts"] = {
         str(k): int(v) for k, v in events["event_type"].value_counts().items() if v
     }

@@ -28,6 +28,8 @@ class InputConfig(Section):
 
 class CleaningConfig(Section):
     max_events_per_day: float = Field(500.0, gt=0, description="above: a bot-like user")
+    max_invalid_share: float = Field(0.05, ge=0, le=1,
+                                     description="bad rows a file may have; more: exit 2")
 
 
 class SignalConfig(Section):

@@ -97,7 +97,7 @@ def run_evaluate(args: argparse.Namespace) -> EvaluateResult:
         model = load_model(args.model_root, args.version)
         with progress.step("load.test", path=str(args.test)) as step:
             raw = read_interactions(args.test)
-            cleaned = clean(raw, None, users, config.events, config.cleaning)
+            cleaned = clean(raw, None, users, config.events, config.cleaning, [str(args.test)])
             step.note(rows=len(raw), kept=len(cleaned.events))
         test = _test_set(model, cleaned.events, config, cleaned.users, str(args.test))
         with progress.step("evaluate", users=len(test)):

@@ -16,6 +16,7 @@ import pandas as pd
 
 from recsvc.core.errors import InputError
 from recsvc.stores.events_log import PREFIX, SUFFIX
+from training.clean import SOURCE
 from training.readers import FORMATS, read_interactions
 
 REQUIRED = ("user_id", "item_id", "event_type", "timestamp")
@@ -24,9 +25,13 @@ KEEP = (*REQUIRED, "value", "channel")
 
 @dataclass
 class Gathered:
-    interactions: pd.DataFrame
+    interactions: pd.DataFrame  # its `_source` column numbers `files`
     files: list[dict[str, Any]] = field(default_factory=list)
     skipped_lines: int = 0
+
+    @property
+    def sources(self) -> list[str]:
+        return [f["path"] for f in self.files]
 
 
 def is_events_file(path: Path) -> bool:
@@ -81,12 +86,12 @@ def gather(paths: list[Path], events_dir: Path | None = None) -> Gathered:
             records, bad = read_events_file(path)
             skipped += bad
             frame = pd.DataFrame.from_records(records, columns=list(KEEP))
-            frame["timestamp"] = pd.to_numeric(frame["timestamp"], errors="coerce")
         else:
             frame = read_interactions(path)
             for column in frame.columns:  # one dtype per column across the files
                 if isinstance(frame[column].dtype, pd.CategoricalDtype):
                     frame[column] = frame[column].astype(object)
+        frame[SOURCE] = len(described)  # which file: the cleaner counts drops per file
         described.append({"path": str(path.resolve()), "rows": int(len(frame)),
                           "service_events": is_events_file(path)})
         frames.append(frame)

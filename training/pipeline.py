@@ -11,8 +11,9 @@ import numpy as np
 
 from recsvc import __version__
 from recsvc.core.algorithms import algorithm
-from recsvc.core.algorithms.base import SECONDS_PER_DAY, ShopFacts
+from recsvc.core.algorithms.base import ShopFacts
 from recsvc.core.artifacts import VersionWriter, prune, publish, sha256_file
+from recsvc.core.clock import SECONDS_PER_DAY
 from recsvc.core.errors import InputError
 from recsvc.core.manifest import Manifest, Metrics, ModelCard, TrainingInfo, TuningSummary
 from recsvc.core.model import RecommenderModel, as_str_array
@@ -62,7 +63,7 @@ def load_inputs(config: TrainConfig, progress: Progress) -> tuple[CleanData, dic
                             "rows": int(len(tables[role]))}
     with progress.step("clean") as step:
         data = clean(tables["interactions"], tables["items"], tables["users"],
-                     config.events, config.cleaning)
+                     config.events, config.cleaning, [str(paths["interactions"])])
         step.note(kept=data.report["rows_kept"])
     if data.report["rows_kept"] == 0:
         raise InputError(f"interactions file {paths['interactions']}: no usable events "

@@ -161,7 +161,7 @@ def retrain(options: RetrainOptions, progress: Progress) -> dict[str, Any]:
         items = read_items(options.items) if options.items else None
         users = read_users(options.users) if options.users else None
         data = clean(gathered.interactions, items, users, options.config.events,
-                     options.config.cleaning)
+                     options.config.cleaning, gathered.sources)
         data.report["service_lines_skipped"] = gathered.skipped_lines
         data = apply_window(data, options.config.input.window_days)
         if len(data.events) == 0:

@@ -10,7 +10,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recsvc.core.algorithms import TrainingData
-from recsvc.core.algorithms.base import SECONDS_PER_DAY
+from recsvc.core.clock import SECONDS_PER_DAY
 from recsvc.core.model import lookup
 
 

@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from recsvc.core.errors import ModelError, first_problem
-from recsvc.core.policy.events import EventWeights
+from recsvc.core.policy.events import EventChecks, EventWeights
 
 FORMAT_NAME = "recsvc-model"
 SCHEMA_VERSION = 2
@@ -79,6 +79,7 @@ class SavedEventWeights(EventWeights):
     aliases: dict[str, str]
     rating_neutral: float
     quantity_scaling: Literal["log", "none"]
+    checks: EventChecks
 
 
 class ModelCard(_Strict):
@@ -155,6 +156,7 @@ def upgrade_v1(raw: dict[str, Any], where: str) -> dict[str, Any]:
     events = dict(need("training", "config", "events"))
     events["quantity_scaling"] = training.get("quantity_scaling",
                                               events.get("quantity_scaling", "log"))
+    events["checks"] = EventChecks().model_dump()  # schema 1 had none: today's defaults
     best = (raw.get("tuning") or {}).get("best") or {}
     model = dict(config.get("model", {}))
     for key in _V1_TUNED_MODEL_KEYS:

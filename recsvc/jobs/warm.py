@@ -21,8 +21,8 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from recsvc.cli import Command
-from recsvc.core.algorithms.base import SECONDS_PER_DAY
 from recsvc.core.artifacts import current_version
+from recsvc.core.clock import SECONDS_PER_DAY
 from recsvc.core.engine import Engine, load_engine
 from recsvc.core.errors import EXIT_OK, InputError
 from recsvc.core.lists import rank_lists

@@ -42,9 +42,6 @@ if TYPE_CHECKING:
 
     from recsvc.core.artifacts import StoredVersion
 
-SECONDS_PER_DAY = 86_400.0
-
-
 class ArraySink(Protocol):
     def save_array(self, name: str, array: np.ndarray) -> None: ...
 

@@ -8,7 +8,6 @@ import numpy as np
 from pydantic import Field
 
 from recsvc.core.algorithms.base import (
-    SECONDS_PER_DAY,
     AlgorithmParams,
     ArraySink,
     Reason,
@@ -18,6 +17,7 @@ from recsvc.core.algorithms.base import (
     logged,
 )
 from recsvc.core.algorithms.forms import Form, SharedRows
+from recsvc.core.clock import SECONDS_PER_DAY
 
 if TYPE_CHECKING:
     from recsvc.core.artifacts import StoredVersion

@@ -1,6 +1,7 @@
-"""How much one event says about a shopper's taste: the one definition the trainer uses
-on its logs and the service on fresh events, saved with every model (`Manifest.events`),
-so a fresh event counts exactly as it will in the next training.
+"""What an event is worth, and whether it is acceptable at all: the one definition the
+trainer uses on its logs and the service on fresh events, saved with every model
+(`Manifest.events`), so a fresh event counts exactly as it will in the next training,
+and an event the API would refuse is dropped by the trainer for the same reason.
 
 weight = weights[type], except: a rating weighs `weights["rating"] * (value -
 rating_neutral)` (no value: neutral, weight 0); with `quantity_scaling = "log"`, a
@@ -9,10 +10,13 @@ refund is negative: it cancels the purchase it refunds."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from recsvc.core.clock import SECONDS_PER_DAY
 
 DEFAULT_WEIGHTS = {"view": 1.0, "click": 2.0, "add_to_cart": 4.0, "purchase": 10.0,
                    "rating": 2.0, "review": 3.0, "refund": -10.0}
@@ -20,10 +24,116 @@ DEFAULT_ALIASES = {"cart": "add_to_cart", "addtocart": "add_to_cart",
                    "add-to-cart": "add_to_cart", "transaction": "purchase", "order": "purchase",
                    "buy": "purchase", "return": "refund", "cancellation": "refund"}
 QUANTITY_TYPES = ("purchase", "refund")
+RATING = "rating"
+# Epoch numbers below this are seconds (until the year 5138); from it up to
+# EPOCH_MS_END, milliseconds (JavaScript's Date.now()); above, neither: refused.
+EPOCH_MS_START = 1e11
+EPOCH_MS_END = 1e14
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why an event is refused: `reason` as the trainer's report counts rows, `field` as
+    the API names it, `message` for people (formatted with the checks' settings)."""
+
+    reason: str
+    field: str
+    message: str
+
+
+OK = 0
+REFUSALS = {
+    1: Refusal("bad_timestamps", "timestamp",
+               "not an ISO-8601 date, epoch seconds or epoch milliseconds"),
+    2: Refusal("timestamps_in_future", "timestamp",
+               "more than {max_future_s:g} s ahead of the clock"),
+    3: Refusal("timestamps_before_retention", "timestamp",
+               "older than the retention of {retention_days:g} days"),
+    4: Refusal("values_not_finite", "value", "not a finite number"),
+    5: Refusal("ratings_without_value", "value", "a rating needs a value"),
+    6: Refusal("ratings_out_of_scale", "value",
+               "outside the rating scale {rating_min:g}..{rating_max:g}"),
+    7: Refusal("quantities_out_of_range", "value",
+               "a quantity must be from 0 to {max_quantity:g}"),
+}
+BAD_TIMESTAMP, FUTURE, TOO_OLD, NOT_FINITE, NO_RATING, RATING_SCALE, QUANTITY = range(1, 8)
+
+
+def epoch_seconds(numbers: np.ndarray) -> np.ndarray:
+    """Epoch numbers as seconds: seconds as they are, milliseconds divided (by the
+    EPOCH_MS_* rule), NaN for what is neither (negative, too large, not finite)."""
+    numbers = np.asarray(numbers, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        ms = (numbers >= EPOCH_MS_START) & (numbers < EPOCH_MS_END)
+        ok = np.isfinite(numbers) & (numbers >= 0) & (numbers < EPOCH_MS_END)
+    return np.where(ok, np.where(ms, numbers / 1000.0, numbers), np.nan)
+
+
+class EventChecks(BaseModel):
+    """What makes an event acceptable (the `[events.checks]` section): the API answers
+    422 to an event that fails, naming the field; the trainer drops the row and counts
+    it by reason and file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_future_s: float = Field(600.0, ge=0, description="how far ahead of the clock")
+    retention_days: float | None = Field(None, gt=0, description="older: refused; unset: any")
+    rating_min: float = 0.0
+    rating_max: float = 5.0
+    max_quantity: float = Field(1_000_000.0, gt=0, description="purchases and refunds")
+
+    @model_validator(mode="after")
+    def _scale(self) -> EventChecks:
+        if not self.rating_min < self.rating_max:
+            raise ValueError("rating_min must be below rating_max")
+        return self
+
+    def check(self, codes: np.ndarray, names: list[str], seconds: np.ndarray,
+              values: np.ndarray, given: np.ndarray, now: float) -> np.ndarray:
+        """A refusal code per event (OK = 0): its canonical type as a code into `names`,
+        `seconds` epoch seconds (NaN: unreadable), `values` with `given` saying which
+        events carry one."""
+        codes = np.asarray(codes, dtype=np.int64)
+        seconds = np.asarray(seconds, dtype=np.float64)
+        values = np.asarray(values, dtype=np.float64)
+        given = np.asarray(given, dtype=bool)
+        code = np.zeros(seconds.size, dtype=np.int8)
+
+        def refuse(mask: np.ndarray, why: int) -> None:
+            code[(code == OK) & mask] = why
+
+        with np.errstate(invalid="ignore"):
+            refuse(~np.isfinite(seconds), BAD_TIMESTAMP)
+            refuse(seconds > now + self.max_future_s, FUTURE)
+            if self.retention_days is not None:
+                refuse(seconds < now - self.retention_days * SECONDS_PER_DAY, TOO_OLD)
+            refuse(given & ~np.isfinite(values), NOT_FINITE)
+            rating = np.array([n == RATING for n in names] + [False])[codes]
+            refuse(rating & ~given, NO_RATING)
+            refuse(rating & given & ((values < self.rating_min) | (values > self.rating_max)),
+                   RATING_SCALE)
+            counted = np.array([n in QUANTITY_TYPES for n in names] + [False])[codes] & given
+            refuse(counted & ((values < 0) | (values > self.max_quantity)), QUANTITY)
+        return code
+
+    def check_one(self, event_type: str, seconds: float, value: float | None,
+                  now: float) -> Refusal | None:
+        """The refusal of one event (its type canonical), or None when it is fine."""
+        code = int(self.check(np.zeros(1, np.int64), [event_type], np.array([seconds]),
+                              np.array([np.nan if value is None else value]),
+                              np.array([value is not None]), now)[0])
+        return None if code == OK else self.describe(code)
+
+    def describe(self, code: int) -> Refusal:
+        """The refusal with its message filled in."""
+        refusal = REFUSALS[code]
+        return Refusal(refusal.reason, refusal.field,
+                       refusal.message.format(**self.model_dump()))
 
 
 class EventWeights(BaseModel):
-    """Weight of one event of each type (the trainer's `[events]` section)."""
+    """Weight of one event of each type (the trainer's `[events]` section), and what
+    makes an event acceptable (`checks`)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -31,6 +141,7 @@ class EventWeights(BaseModel):
     aliases: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_ALIASES))
     rating_neutral: float = 2.5
     quantity_scaling: Literal["log", "none"] = "log"
+    checks: EventChecks = Field(default_factory=EventChecks)
 
     def canonical(self, event_type: str) -> str | None:
         """The event's canonical name (aliases resolved), or None for an unknown type."""

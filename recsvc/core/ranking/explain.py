@@ -21,7 +21,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from recsvc.core.algorithms.base import SECONDS_PER_DAY, ItemRelation, Reason
+from recsvc.core.algorithms.base import ItemRelation, Reason
+from recsvc.core.clock import SECONDS_PER_DAY
 from recsvc.core.model import RecommenderModel
 from recsvc.core.ranking.kernel import read_only
 from recsvc.core.ranking.packed import (

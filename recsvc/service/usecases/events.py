@@ -7,8 +7,10 @@ from __future__ import annotations
 import time
 from datetime import datetime
 
+import numpy as np
 from starlette.concurrency import run_in_threadpool
 
+from recsvc.core.policy.events import epoch_seconds
 from recsvc.service import telemetry
 from recsvc.service.errors import Invalid, TooLarge
 from recsvc.service.schemas import EventIn
@@ -17,11 +19,13 @@ from recsvc.stores.cache import encode_fresh, fresh_key, list_key
 
 
 def _epoch(value: datetime | float | None, now: float) -> float:
+    """Epoch seconds: now when absent; numbers by the trainer's rule (milliseconds
+    recognised, anything else NaN, which the checks refuse)."""
     if value is None:
         return now
     if isinstance(value, datetime):
         return value.timestamp()
-    return float(value)
+    return float(epoch_seconds(np.array([value]))[0])
 
 
 async def record_events(state: ServiceState, batch: list[EventIn]) -> int:
@@ -41,6 +45,10 @@ async def record_events(state: ServiceState, batch: list[EventIn]) -> int:
             raise Invalid(f"event {i}: unknown event_type {event.event_type!r} "
                           f"(known: {', '.join(sorted(engine.events.weights))})")
         ts = _epoch(event.timestamp, now)
+        refusal = engine.events.checks.check_one(event_type, ts, event.value, now)
+        if refusal is not None:
+            given = event.timestamp if refusal.field == "timestamp" else event.value
+            raise Invalid(f"event {i}: {refusal.field} {given!r}: {refusal.message}")
         record = {"user_id": event.user_id, "item_id": event.item_id,
                   "event_type": event_type, "timestamp": round(ts, 3)}
         for name in ("value", "channel", "recommendation_id"):
