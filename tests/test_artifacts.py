@@ -17,10 +17,10 @@ from recsvc.core.artifacts import (
     current_version,
     list_versions,
     open_version,
-    prune,
     publish,
 )
 from recsvc.core.errors import ModelError
+from recsvc.core.lifecycle import State, mark, prune, rollback, state_of
 from recsvc.core.model import load_model
 from tests.conftest import empty_layout, minimal_card, quick_config
 from training.pipeline import train
@@ -98,12 +98,19 @@ def test_failed_write_leaves_nothing_behind(tmp_path: Path) -> None:
     assert current_version(tmp_path) == first
 
 
-def test_prune_keeps_newest_and_current(tmp_path: Path) -> None:
+def test_prune_keeps_current_and_the_newest_promoted_and_drops_rejects_first(
+        tmp_path: Path) -> None:
+    """Rejected and failed candidates go first and do not count towards `keep`; the
+    version being served is never removed, whatever its age."""
     versions = []
-    for i in range(5):
+    for i in range(7):
         versions.append(write_version(tmp_path, float(i)))
         time.sleep(0.001)
     versions.sort()
+    states = [State.PROMOTED, State.PROMOTED, State.REJECTED, State.PROMOTED,
+              State.FAILED, State.REJECTED, State.CANDIDATE]
+    for version, state in zip(versions, states, strict=True):
+        mark(tmp_path, version, state)
     publish(tmp_path, versions[0])  # an operator rolled back to the oldest
     stale = tmp_path / ".tmp-crashed"
     stale.mkdir()
@@ -112,9 +119,34 @@ def test_prune_keeps_newest_and_current(tmp_path: Path) -> None:
     fresh = tmp_path / ".tmp-running"
     fresh.mkdir()
     removed = prune(tmp_path, keep=2)
-    assert sorted(removed) == versions[1:3]
-    assert list_versions(tmp_path) == [versions[0], *versions[3:]]
+    # Kept: current (0), the newest two promoted (1, 3), the candidate in progress (6).
+    assert sorted(removed) == [versions[2], versions[4], versions[5]]
+    assert list_versions(tmp_path) == [versions[0], versions[1], versions[3], versions[6]]
     assert not stale.exists() and fresh.exists()  # a running writer's directory survives
+
+
+def test_rollback_goes_to_the_previous_promoted_version_only(tmp_path: Path) -> None:
+    first, rejected, current = sorted(write_version(tmp_path, float(i)) for i in range(3))
+    mark(tmp_path, first, State.PROMOTED)
+    mark(tmp_path, rejected, State.REJECTED, metric="ndcg@10", candidate=0.1, baseline=0.2)
+    mark(tmp_path, current, State.PROMOTED)
+    publish(tmp_path, current)
+    assert rollback(tmp_path) == first  # the rejected one in between is skipped
+    assert current_version(tmp_path) == first
+    with pytest.raises(ModelError, match="never promoted .*rejected.*--force"):
+        rollback(tmp_path, rejected)
+    assert current_version(tmp_path) == first
+    assert rollback(tmp_path, rejected, force=True) == rejected
+    assert state_of(tmp_path, rejected) is State.PROMOTED  # it has been, now
+
+
+def test_version_ids_are_safe_names(tmp_path: Path) -> None:
+    write_version(tmp_path)
+    for bad in ("../../etc", "a/b", ".hidden", "x" * 65, "a b"):
+        with pytest.raises(ModelError, match="is not a version id"):
+            open_version(tmp_path, bad)
+        with pytest.raises(ModelError, match="is not a version id"):
+            publish(tmp_path, bad)
 
 
 def test_trained_model_round_trips(tmp_path: Path, planted) -> None:
@@ -133,9 +165,11 @@ def test_trained_model_round_trips(tmp_path: Path, planted) -> None:
     assert manifest.inputs["interactions"]["rows"] == 720  # 60 users x 6 x (view, buy)
     assert len(manifest.inputs["items"]["sha256"]) == 64
     assert manifest.algorithms["cf"].params["factors"] == 2
-    # Every array on disk is listed with its checksum, and nothing else is there.
+    # Every array on disk is listed with its checksum; beside them only the manifest and
+    # the version's state (promoted, by `recsvc train`).
     on_disk = {p.name for p in (tmp_path / "m" / result.version).iterdir()}
-    assert on_disk == set(manifest.files) | {"manifest.json"}
+    assert on_disk == set(manifest.files) | {"manifest.json", "lifecycle.json"}
+    assert state_of(tmp_path / "m", result.version) is State.PROMOTED
     # The manifest's settings fit the same model again: tuning's choices are in them.
     assert manifest.training.config["model"]["cf"]["factors"] == 2
     assert manifest.training.config["blend"]["weights"] == manifest.blend.weights

@@ -84,7 +84,7 @@ def test_serving_commands_run_without_the_training_libraries(tmp_path: Path,
         process.wait(timeout=20)
     rollback = subprocess.run(serving_only("rollback", "--model-root", root),
                               capture_output=True, text=True, env=env)
-    assert rollback.returncode == 2 and "no version older" in rollback.stderr
+    assert rollback.returncode == 2 and "no promoted version older" in rollback.stderr
 
 
 def test_training_commands_name_the_extra_they_need(tmp_path: Path) -> None:

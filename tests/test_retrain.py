@@ -223,3 +223,67 @@ def test_one_poisoned_event_neither_stops_nor_skews_the_nightly_job(
     assert quality["rows_dropped_by_file"][str(poisoned.resolve())] == {
         "timestamps_in_future": 1, "ratings_out_of_scale": 1}
     assert load_model(root).reference_time < 1_800_000_000  # not 2030
+
+
+def test_rejected_and_failed_candidates_never_push_out_what_can_be_served(
+        store, tmp_path: Path, capsys) -> None:
+    """Each version's state is recorded; pruning keeps the current and the newest
+    promoted versions, whatever was rejected or left behind in between; rollback goes
+    to a promoted version, never to a reject unless forced."""
+    from training.config import TrainConfig
+    from training.pipeline import fit_model, load_inputs, write_model
+
+    root = tmp_path / "m"
+    keep = tmp_path / "keep.toml"
+    keep.write_text("[output]\nkeep_versions = 2\n")
+    worse = tmp_path / "worse.toml"
+    worse.write_text("[output]\nkeep_versions = 2\n[blend]\nexclude_seen = true\n"
+                     "[blend.weights]\ncf = 0\nease = 0\nitem_knn = 0\ncontent = 0\n"
+                     "history = 0\ntrending = 0\npopularity = 1\n")
+    assert main(retrain_args(store, root, "--config", str(keep))) == 0
+    first = current_version(root)
+    assert main(retrain_args(store, root, "--config", str(keep))) == 0
+    second = current_version(root)
+    for _ in range(3):
+        assert main(retrain_args(store, root, "--config", str(worse))) == EXIT_NOT_PROMOTED
+    rejected = [v for v in list_versions(root) if v not in (first, second)]
+    # A run killed after writing its candidate leaves one in the `candidate` state.
+    config = TrainConfig()
+    config.input.interactions = store["interactions"]
+    config.output.model_root = root
+    config.tuning.enabled = False
+    data, _ = load_inputs(config, Progress(quiet=True))
+    orphan = write_model(config, fit_model(config, data, Progress(quiet=True)),
+                         Progress(quiet=True), make_current=False)
+    capsys.readouterr()
+    assert main(["versions", "--model-root", str(root), "--json"]) == 0
+    states = {r["version"]: r["state"] for r in json.loads(capsys.readouterr().out)}
+    assert states == {first: "promoted", second: "promoted", orphan: "candidate",
+                      **dict.fromkeys(rejected, "rejected")}
+    assert main(["versions", "--model-root", str(root)]) == 0
+    table = capsys.readouterr().out
+    assert f"* {second}" in table and "gate: ndcg@10" in table
+    # Rollback skips the rejects; one of them only by force.
+    assert main(["rollback", "--model-root", str(root)]) == 0
+    assert current_version(root) == first
+    assert main(["rollback", "--model-root", str(root), "--to", rejected[0]]) == 2
+    assert "never promoted" in capsys.readouterr().err
+    assert main(["rollback", "--model-root", str(root), "--to", second]) == 0
+    # The next good night: the orphan is marked failed, then rejects, the failed one and
+    # promoted versions beyond the newest two go; what is served stays.
+    assert main(retrain_args(store, root, "--config", str(keep))) == 0
+    third = current_version(root)
+    summary = last_summary(root)
+    assert summary["candidates_failed_before"] == [orphan]
+    assert sorted(summary["pruned"]) == sorted([first, *rejected, orphan])
+    assert list_versions(root) == [second, third]
+
+
+def test_every_outcome_leaves_a_run_summary(store, tmp_path: Path) -> None:
+    root = tmp_path / "m"
+    missing = tmp_path / "nope.csv"
+    args = ["retrain", "--model-root", str(root), "--interactions", str(missing), "--quiet"]
+    assert main(args) == 2
+    failed = last_summary(root)
+    assert failed["exit_code"] == 2 and not failed["promoted"]
+    assert "nope.csv" in failed["decision"] and failed["finished_at"]

@@ -12,9 +12,10 @@ import numpy as np
 from recsvc import __version__
 from recsvc.core.algorithms import algorithm
 from recsvc.core.algorithms.base import ShopFacts
-from recsvc.core.artifacts import VersionWriter, prune, publish, sha256_file
+from recsvc.core.artifacts import VersionWriter, sha256_file
 from recsvc.core.clock import SECONDS_PER_DAY
 from recsvc.core.errors import InputError
+from recsvc.core.lifecycle import State, mark, promote, prune
 from recsvc.core.manifest import Manifest, Metrics, ModelCard, TrainingInfo, TuningSummary
 from recsvc.core.model import RecommenderModel, as_str_array
 from training.catalog import aligned_items, id_universe, item_metadata, user_attributes
@@ -190,8 +191,10 @@ def write_model(config: TrainConfig, model: RecommenderModel, progress: Progress
         version = model.manifest.version
         removed: list[str] = []
         if make_current:
-            publish(config.output.model_root, version)
+            promote(config.output.model_root, version, by="recsvc train")
             removed = prune(config.output.model_root, config.output.keep_versions)
+        else:
+            mark(config.output.model_root, version, State.CANDIDATE)
         step.note(version=version, pruned=len(removed))
     return version
 

@@ -25,8 +25,18 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from recsvc.core.artifacts import current_version, open_version, prune, publish
-from recsvc.core.errors import InputError, LockedError, ModelError, first_problem
+from recsvc.core.artifacts import current_version, open_version
+from recsvc.core.errors import (
+    EXIT_FAILURE,
+    EXIT_NOT_PROMOTED,
+    EXIT_OK,
+    InputError,
+    LockedError,
+    ModelError,
+    RecsvcError,
+    first_problem,
+)
+from recsvc.core.lifecycle import State, fail_orphans, mark, promote, prune
 from recsvc.core.manifest import ModelCard
 from recsvc.jobs.warm import warm
 from recsvc.settings import Settings
@@ -76,6 +86,9 @@ class RunLock:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
         f = self._file
         f.seek(0)
         f.truncate()
@@ -142,7 +155,9 @@ def compare_on_split(
 
 
 def retrain(options: RetrainOptions, progress: Progress) -> dict[str, Any]:
-    """Run the job; returns its summary (also saved under MODEL_ROOT/runs/)."""
+    """Run the job; returns its summary. Every outcome — promoted, rejected, bad input,
+    a failure — is saved under MODEL_ROOT/runs/ with the reason; a candidate written by a
+    run that then fails is marked failed (and pruned first)."""
     root = Path(options.model_root)
     began = time.perf_counter()
     stages: dict[str, float] = {}
@@ -152,60 +167,85 @@ def retrain(options: RetrainOptions, progress: Progress) -> dict[str, Any]:
         stages[name] = round(now - since, 2)
         return now
 
-    with RunLock(root) as lock:
+    lock = RunLock(root)
+    try:
+        lock.__enter__()
+    except LockedError as exc:
+        save_summary(root, {"started_at": datetime.now(UTC).isoformat(), "promoted": False,
+                            "exit_code": exc.exit_code, "decision": str(exc)})
+        raise
+    with contextlib.closing(lock):
         summary: dict[str, Any] = {
             "started_at": datetime.now(UTC).isoformat(), "model_root": str(root.resolve()),
-            "stale_lock_cleared": lock.stale_pid, "previous_version": current_version(root)}
-        t = time.perf_counter()
-        gathered = gather(options.interactions, options.events_dir)
-        items = read_items(options.items) if options.items else None
-        users = read_users(options.users) if options.users else None
-        data = clean(gathered.interactions, items, users, options.config.events,
-                     options.config.cleaning, gathered.sources)
-        data.report["service_lines_skipped"] = gathered.skipped_lines
-        data = apply_window(data, options.config.input.window_days)
-        if len(data.events) == 0:
-            raise InputError("no usable events after cleaning")
-        progress.text(format_report(data.report))
-        summary["inputs"] = {"files": gathered.files,
-                             "skipped_service_lines": gathered.skipped_lines,
-                             "data_quality": data.report}
-        t = stage("gather", t)
-
-        config = options.config.model_copy(deep=True)
-        config.output.model_root = root
-        model = fit_model(config, data, progress, {"files": gathered.files})
-        candidate = write_model(config, model, progress, make_current=False)
-        summary["candidate_version"] = candidate
-        summary["candidate_validation"] = model.card.metrics.validation if model.card else {}
-        t = stage("train", t)
-
-        previous = summary["previous_version"]
-        if previous is None:
-            promote, reason = True, "no current model"
-        else:
-            current_manifest = open_version(root, previous, verify=False).manifest
-            assert model.card is not None
-            result, details = compare_on_split(data, model.card, current_manifest, options)
-            summary["gate"] = {**result.summary(), **details}
-            promote = result.passed
-            reason = ("passed the gate" if promote else
-                      f"{result.metric} {result.candidate:.4f} is below the current "
-                      f"model's {result.baseline:.4f} beyond tolerance {result.tolerance:g}")
-        t = stage("gate", t)
-
-        if promote:
-            if options.redis_url:
-                summary["warm_cache"] = warm_candidate(root, candidate, options)
-                t = stage("warm_cache", t)
-            publish(root, candidate)
-            summary["pruned"] = prune(root, config.output.keep_versions)
-        summary.update(promoted=promote, decision=reason,
-                       current_version=current_version(root), stages_s=stages,
-                       seconds=round(time.perf_counter() - began, 2),
-                       finished_at=datetime.now(UTC).isoformat())
-        save_summary(root, summary)
+            "stale_lock_cleared": lock.stale_pid, "previous_version": current_version(root),
+            "candidates_failed_before": fail_orphans(root, "its run did not finish")}
+        try:
+            _run(options, progress, root, summary, stage)
+        except BaseException as exc:
+            exit_code = exc.exit_code if isinstance(exc, RecsvcError) else EXIT_FAILURE
+            summary.update(promoted=False, exit_code=exit_code,
+                           decision=f"{type(exc).__name__}: {exc}")
+            if summary.get("candidate_version"):
+                mark(root, summary["candidate_version"], State.FAILED, error=str(exc))
+            raise
+        finally:
+            summary.update(current_version=current_version(root), stages_s=stages,
+                           seconds=round(time.perf_counter() - began, 2),
+                           finished_at=datetime.now(UTC).isoformat())
+            save_summary(root, summary)
     return summary
+
+
+def _run(options: RetrainOptions, progress: Progress, root: Path, summary: dict[str, Any],
+         stage: Any) -> None:
+    t = time.perf_counter()
+    gathered = gather(options.interactions, options.events_dir)
+    items = read_items(options.items) if options.items else None
+    users = read_users(options.users) if options.users else None
+    data = clean(gathered.interactions, items, users, options.config.events,
+                 options.config.cleaning, gathered.sources)
+    data.report["service_lines_skipped"] = gathered.skipped_lines
+    data = apply_window(data, options.config.input.window_days)
+    if len(data.events) == 0:
+        raise InputError("no usable events after cleaning")
+    progress.text(format_report(data.report))
+    summary["inputs"] = {"files": gathered.files,
+                         "skipped_service_lines": gathered.skipped_lines,
+                         "data_quality": data.report}
+    t = stage("gather", t)
+
+    config = options.config.model_copy(deep=True)
+    config.output.model_root = root
+    model = fit_model(config, data, progress, {"files": gathered.files})
+    assert model.card is not None
+    candidate = write_model(config, model, progress, make_current=False)
+    summary["candidate_version"] = candidate
+    summary["candidate_validation"] = model.card.metrics.validation
+    t = stage("train", t)
+
+    previous = summary["previous_version"]
+    if previous is None:
+        promote_it, reason = True, "no current model"
+    else:
+        current_manifest = open_version(root, previous, verify=False).manifest
+        result, details = compare_on_split(data, model.card, current_manifest, options)
+        summary["gate"] = {**result.summary(), **details}
+        promote_it = result.passed
+        reason = ("passed the gate" if promote_it else
+                  f"{result.metric} {result.candidate:.4f} is below the current "
+                  f"model's {result.baseline:.4f} beyond tolerance {result.tolerance:g}")
+    t = stage("gate", t)
+
+    if promote_it:
+        if options.redis_url:
+            summary["warm_cache"] = warm_candidate(root, candidate, options)
+            t = stage("warm_cache", t)
+        promote(root, candidate, by="recsvc retrain", decision=reason)
+        summary["pruned"] = prune(root, config.output.keep_versions)
+    else:
+        mark(root, candidate, State.REJECTED, **summary["gate"])
+    summary.update(promoted=promote_it, decision=reason,
+                   exit_code=EXIT_OK if promote_it else EXIT_NOT_PROMOTED)
 
 
 def warm_candidate(root: Path, version: str, options: RetrainOptions) -> dict[str, Any]:

@@ -10,7 +10,9 @@ Layout::
 
 A version is written into a hidden temporary directory, flushed, and renamed into place;
 only then is `current` repointed. A crash at any moment leaves the previous current
-version intact: at worst a `.tmp-*` directory is left behind, which `prune` removes.
+version intact: at worst a `.tmp-*` directory is left behind, which pruning removes.
+What becomes of a version afterwards (candidate, promoted, rejected, failed) and which
+versions are kept: `recsvc.core.lifecycle`.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import secrets
 import shutil
 import time
@@ -38,6 +41,7 @@ MANIFEST = "manifest.json"
 CURRENT = "current"
 TMP_PREFIX = ".tmp-"
 STALE_TMP_SECONDS = 24 * 3600
+VERSION_NAME = re.compile(r"[0-9A-Za-z][0-9A-Za-z._-]{0,63}")
 
 
 def new_version_id(now: datetime | None = None) -> str:
@@ -164,8 +168,10 @@ def _json_default(value: Any) -> Any:
 
 
 def publish(model_root: str | Path, version: str) -> None:
-    """Atomically point `MODEL_ROOT/current` at `version`."""
+    """Atomically point `MODEL_ROOT/current` at `version` (`lifecycle.promote` also
+    records the promotion)."""
     root = Path(model_root)
+    check_version_name(version)
     if not (root / version / MANIFEST).is_file():
         raise ModelError(f"no model version {version!r} under {root}")
     tmp_link = root / f"{TMP_PREFIX}current-{secrets.token_hex(4)}"
@@ -174,29 +180,20 @@ def publish(model_root: str | Path, version: str) -> None:
     _fsync_dir(root)
 
 
-def rollback(model_root: str | Path, version: str | None = None) -> str:
-    """Make `version` (default: the newest one older than the current) current, after
-    checking it loads; returns it. `recsvc rollback` and `POST /admin/rollback` use this."""
-    root = Path(model_root)
-    versions = list_versions(root)
-    current = current_version(root)
-    if version is None:
-        older = [v for v in versions if current is None or v < current]
-        if not older:
-            raise ModelError(f"no version older than {current} under {root}")
-        version = older[-1]
-    if version not in versions:
-        raise ModelError(f"no model version {version!r} under {root}")
-    open_version(root, version)  # refuse a corrupt version before pointing at it
-    publish(root, version)
-    return version
-
-
 def current_version(model_root: str | Path) -> str | None:
     link = Path(model_root) / CURRENT
     if not link.is_symlink():
         return None
     return os.readlink(link)
+
+
+def check_version_name(version: str) -> str:
+    """A version id is a directory name of safe characters (it goes into paths, cache
+    keys and responses): refused otherwise."""
+    if not VERSION_NAME.fullmatch(version):
+        raise ModelError(f"{version!r} is not a version id (letters, digits, '.', '_', '-', "
+                         "at most 64, starting with a letter or digit)")
+    return version
 
 
 def list_versions(model_root: str | Path) -> list[str]:
@@ -212,17 +209,10 @@ def list_versions(model_root: str | Path) -> list[str]:
     )
 
 
-def prune(model_root: str | Path, keep: int) -> list[str]:
-    """Delete all but the newest `keep` versions (never the current one) and stale
-    temporary directories left by crashed runs. Returns the removed version ids."""
-    root = Path(model_root)
-    current = current_version(root)
-    versions = list_versions(root)
-    doomed = [v for v in versions[: max(0, len(versions) - max(keep, 1))] if v != current]
-    for version in doomed:
-        shutil.rmtree(root / version, ignore_errors=True)
+def remove_stale_tmp(model_root: str | Path) -> None:
+    """Remove temporary directories (and links) left by crashed runs over a day ago."""
     cutoff = time.time() - STALE_TMP_SECONDS
-    for p in root.glob(f"{TMP_PREFIX}*"):
+    for p in Path(model_root).glob(f"{TMP_PREFIX}*"):
         try:
             if p.lstat().st_mtime < cutoff:
                 if p.is_dir() and not p.is_symlink():
@@ -231,7 +221,6 @@ def prune(model_root: str | Path, keep: int) -> list[str]:
                     p.unlink(missing_ok=True)
         except FileNotFoundError:
             pass
-    return doomed
 
 
 @dataclass(frozen=True)
@@ -274,6 +263,7 @@ def open_version(
         version = current_version(root)
         if version is None:
             raise ModelError(f"no current model under {root} (train one with `recsvc train`)")
+    check_version_name(version)
     path = root / version
     manifest_path = path / MANIFEST
     if not manifest_path.is_file():

@@ -1,7 +1,8 @@
 """`recsvc versions` and `recsvc rollback`: what is on disk, and undoing a bad model.
 
 Both work on the model root alone; a running service notices the new `current` by itself
-(or at once with `POST /admin/rollback`)."""
+(or at once with `POST /admin/rollback`). States and what may be rolled back to:
+`recsvc.core.lifecycle`."""
 
 from __future__ import annotations
 
@@ -12,25 +13,44 @@ from pathlib import Path
 import orjson
 
 from recsvc.cli import Command
-from recsvc.core.artifacts import current_version, list_versions, open_version, rollback
+from recsvc.core.artifacts import current_version, list_versions, open_version
 from recsvc.core.errors import EXIT_OK, ModelError
+from recsvc.core.lifecycle import promoted_at, record, rollback
 
 
 def describe(model_root: Path) -> list[dict]:
+    """Every version, oldest first: whether it is current, its state (and when it was
+    last promoted, or why it was rejected or failed), its size and validation figures."""
     current = current_version(model_root)
     rows = []
     for version in list_versions(model_root):
+        row: dict = {"version": version, "current": version == current, "created_at": None,
+                     "users": None, "items": None, "validation": {}}
         try:
+            history = record(model_root, version)
+            row.update(state=history["state"], promoted_at=promoted_at(model_root, version),
+                       last_change=(history["history"] or [{}])[-1])
             m = open_version(model_root, version, verify=False).manifest
         except ModelError as exc:  # listed, not fatal: this is how an operator finds it
-            rows.append({"version": version, "current": version == current,
-                         "created_at": None, "users": None, "items": None,
-                         "validation": {}, "error": str(exc)})
+            row.setdefault("state", "unreadable")
+            rows.append({**row, "error": str(exc)})
             continue
-        rows.append({"version": version, "current": version == current,
-                     "created_at": m.created_at, "users": m.counts.users,
+        rows.append({**row, "created_at": m.created_at, "users": m.counts.users,
                      "items": m.counts.items, "validation": m.metrics.validation})
     return rows
+
+
+def _why(row: dict) -> str:
+    """What to say beside a version that may not be served."""
+    if "error" in row:
+        return f"  unreadable: {row['error']}"
+    change = row.get("last_change") or {}
+    if row["state"] == "rejected" and "metric" in change:
+        return (f"  gate: {change['metric']} {change.get('candidate', 0):.4f} < "
+                f"{change.get('baseline', 0):.4f}")
+    if row["state"] == "failed" and "error" in change:
+        return f"  {change['error']}"
+    return ""
 
 
 def _configure_versions(p: argparse.ArgumentParser) -> None:
@@ -46,24 +66,26 @@ def _run_versions(args: argparse.Namespace) -> int:
     if not rows:
         print(f"no model versions under {args.model_root}")
         return EXIT_OK
-    print(f"{'':2}{'version':34}{'created':27}{'users':>9}{'items':>8}  ndcg@10")
+    print(f"{'':2}{'version':34}{'state':11}{'created':27}{'users':>9}{'items':>8}  ndcg@10")
     for row in rows:
         ndcg = row["validation"].get("ndcg@10")
-        print(f"{'*' if row['current'] else ' ':2}{row['version']:34}"
+        print(f"{'*' if row['current'] else ' ':2}{row['version']:34}{row['state']:11}"
               f"{str(row['created_at'])[:25]:27}{row['users'] or 0:>9,}{row['items'] or 0:>8,}"
-              f"  {'—' if ndcg is None else f'{ndcg:.4f}'}"
-              + (f"  unreadable: {row['error']}" if "error" in row else ""))
+              f"  {'—' if ndcg is None else f'{ndcg:.4f}'}" + _why(row))
     return EXIT_OK
 
 
 def _configure_rollback(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model-root", type=Path, required=True)
-    p.add_argument("--to", metavar="VERSION", help="default: the version before the current")
+    p.add_argument("--to", metavar="VERSION",
+                   help="default: the promoted version before the current")
+    p.add_argument("--force", action="store_true",
+                   help="allow a version that was never promoted (rejected, failed)")
 
 
 def _run_rollback(args: argparse.Namespace) -> int:
     current = current_version(args.model_root)
-    target = rollback(args.model_root, args.to)
+    target = rollback(args.model_root, args.to, force=args.force)
     print(f"current: {current} -> {target}")
     return EXIT_OK
 

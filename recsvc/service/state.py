@@ -11,9 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-from recsvc.core.artifacts import current_version, rollback
+from recsvc.core.artifacts import current_version
 from recsvc.core.engine import Engine, load_engine
 from recsvc.core.errors import RecsvcError
+from recsvc.core.lifecycle import rollback
 from recsvc.core.policy.rules import RulesFile, load_rules
 from recsvc.service import telemetry
 from recsvc.service.errors import NoModel
@@ -80,9 +81,11 @@ class ServiceState:
             self.load_error = str(exc)
             log.warning("no model loaded: %s", exc)
 
-    async def rollback(self, version: str | None) -> str:
-        """Make `version` (default: the one before the current) current, and serve it."""
-        version = await asyncio.to_thread(rollback, Path(self.settings.model_root), version)
+    async def rollback(self, version: str | None, force: bool = False) -> str:
+        """Make `version` (default: the promoted one before the current) current, and
+        serve it; a never-promoted version only with `force`."""
+        version = await asyncio.to_thread(rollback, Path(self.settings.model_root), version,
+                                          force)
         return await self.load(version)
 
     async def watch(self) -> None:

@@ -50,6 +50,9 @@ async def reload(state: StateDep) -> Response:
 
 @router.post("/admin/rollback", dependencies=[AdminDep])
 async def rollback(
-    state: StateDep, version: Annotated[str | None, Query(max_length=128)] = None
+    state: StateDep, version: Annotated[str | None, Query(max_length=128)] = None,
+    force: bool = False,
 ) -> Response:
-    return _json({"model_version": await operations.rollback(state, version)})
+    """Make `version` (default: the promoted version before the current) current and
+    serve it; a version never promoted only with `force=true`."""
+    return _json({"model_version": await operations.rollback(state, version, force)})

@@ -38,8 +38,8 @@ async def reload(state: ServiceState) -> str:
         raise Conflict(f"reload failed, still serving the previous model: {exc}") from None
 
 
-async def rollback(state: ServiceState, version: str | None) -> str:
+async def rollback(state: ServiceState, version: str | None, force: bool = False) -> str:
     try:
-        return await state.rollback(version)
+        return await state.rollback(version, force)
     except ModelError as exc:
         raise NotFound(str(exc)) from None
