@@ -178,3 +178,19 @@ def redis_server(tmp_path_factory):
     server = RedisServer(tmp_path_factory.mktemp("redis"))
     yield server
     server.stop()
+
+
+def replace_array(version_dir: Path, name: str, array: np.ndarray) -> None:
+    """Overwrite one array of a written version and fix its checksum in the manifest, as
+    a trainer bug would have written it: every file verifies, the contents disagree."""
+    import hashlib
+    import json
+
+    path = version_dir / f"{name}.npy"
+    np.save(path, array, allow_pickle=False)
+    manifest_path = version_dir / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["files"][f"{name}.npy"] = {
+        "bytes": path.stat().st_size, "dtype": array.dtype.str, "shape": list(array.shape),
+        "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+    manifest_path.write_text(json.dumps(manifest))

@@ -233,3 +233,28 @@ def test_a_schema_1_model_loads_and_ranks_as_it_did(tmp_path: Path) -> None:
         packed = unpack(value)
         assert packed is not None
         assert engine.renderer.items(packed) == items, user
+
+
+@pytest.mark.parametrize("name, change, message", [
+    ("item_category", lambda a: a[:-1], r"item_category: shape \(20,\), expected \(21,\)"),
+    ("model.cf.item_factors", lambda a: a[:, :1], r"cf\.item_factors: shape \(21, 1\)"),
+    ("model.ease.weights", lambda a: np.where(np.eye(a.shape[0]) > 0, np.nan, a),
+     r"ease\.weights: 21 values are not finite"),
+    ("user_items.indices", lambda a: a + 1000, r"user_items: column index out of range"),
+    ("item_category", lambda a: a + 50, r"item_category: codes out of range"),
+    ("user_ids", lambda a: a[::-1], r"user_ids: not sorted and unique"),
+    ("model.trending.trend", lambda a: np.full_like(a, np.inf), r"trending\.trend: 21"),
+])
+def test_a_version_whose_arrays_disagree_is_refused_naming_the_array(
+        tmp_path: Path, planted, name, change, message) -> None:
+    """Checksums prove a file is what was written, not that what was written is right:
+    a version with arrays of the wrong length, width, range or values (what a trainer
+    bug would write) is refused when it loads, naming the array, before any request."""
+    from tests.conftest import replace_array
+
+    result = train(quick_config(tmp_path / "m", **planted), Progress(quiet=True))
+    version_dir = tmp_path / "m" / result.version
+    replace_array(version_dir, name, change(np.load(version_dir / f"{name}.npy")))
+    open_version(tmp_path / "m")  # every checksum still verifies
+    with pytest.raises(ModelError, match=f"model {result.version}: inconsistent: {message}"):
+        load_model(tmp_path / "m")

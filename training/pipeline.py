@@ -14,7 +14,7 @@ from recsvc.core.algorithms import algorithm
 from recsvc.core.algorithms.base import ShopFacts
 from recsvc.core.artifacts import VersionWriter, sha256_file
 from recsvc.core.clock import SECONDS_PER_DAY
-from recsvc.core.errors import InputError
+from recsvc.core.errors import InputError, RecsvcError
 from recsvc.core.lifecycle import State, mark, promote, prune
 from recsvc.core.manifest import Manifest, Metrics, ModelCard, TrainingInfo, TuningSummary
 from recsvc.core.model import RecommenderModel, as_str_array
@@ -185,6 +185,10 @@ def write_model(config: TrainConfig, model: RecommenderModel, progress: Progress
     if config.output.model_root is None:
         raise InputError("no model root given (--model-root or [output] model_root)")
     assert model.card is not None
+    try:
+        model.check()
+    except ValueError as exc:  # never written, let alone served
+        raise RecsvcError(f"the trained model is inconsistent (a trainer bug): {exc}") from None
     with progress.step("write", model_root=str(config.output.model_root)) as step:
         with VersionWriter(config.output.model_root) as writer:
             model.manifest = writer.commit(model.card, model.save(writer))

@@ -12,7 +12,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recsvc.core.algorithms import Recommender, UserBatch, algorithm
-from recsvc.core.algorithms.base import ArraySink
+from recsvc.core.algorithms.base import ArraySink, expect_csr, expect_shape
 from recsvc.core.artifacts import StoredVersion, open_version
 from recsvc.core.errors import ModelError
 from recsvc.core.manifest import AlgorithmEntry, Blend, Counts, Layout, Manifest, ModelCard
@@ -91,6 +91,51 @@ class RecommenderModel:
             attributes={name: codes[users] for name, (codes, _) in self.user_attributes.items()},
         )
 
+    # -- consistency ---------------------------------------------------------------------
+
+    def check(self) -> None:
+        """Raise ValueError naming the first array that cannot serve: id maps not sorted
+        and unique, an array whose length is not the catalog's or the users', a code or
+        index out of range, a value that is not finite, a blend weight for no algorithm.
+        Checked before a version is written and when it loads, so that no request ever
+        meets it."""
+        users, items = self.n_users, self.n_items
+        for name, ids in (("user_ids", self.user_ids), ("item_ids", self.item_ids),
+                          ("opted_out", self.opted_out)):
+            if ids.size > 1 and not (ids[1:] > ids[:-1]).all():
+                raise ValueError(f"{name}: not sorted and unique")
+        if self.manifest is not None:
+            counts = self.manifest.counts
+            if (counts.users, counts.items) != (users, items):
+                raise ValueError(f"user_ids / item_ids: {users:,} users and {items:,} items, "
+                                 f"the manifest counts {counts.users:,} and {counts.items:,}")
+        expect_csr("user_items", self.user_items, (users, items))
+        if self.user_items.nnz and self.user_items.data.min() < 0:
+            raise ValueError("user_items: negative confidences")
+        for name, array in (("item_category", self.item_category),
+                            ("item_price", self.item_price),
+                            ("item_in_stock", self.item_in_stock),
+                            ("item_created_at", self.item_created_at)):
+            expect_shape(name, array, (items,))
+        _codes_in("item_category", self.item_category, self.category_names.size)
+        if np.isinf(np.asarray(self.item_price, dtype=np.float64)).any():
+            raise ValueError("item_price: infinite prices (unknown ones are NaN)")
+        if self.item_tags.shape != (0, 0):
+            expect_csr("item_tags", self.item_tags, (items, self.tag_names.size))
+        if self.user_last_seen.size:
+            expect_shape("user_last_seen", self.user_last_seen, (users,))
+        for name, (codes, values) in self.user_attributes.items():
+            expect_shape(f"user_attr.{name}.codes", codes, (users,))
+            _codes_in(f"user_attr.{name}.codes", codes, len(values))
+        for name, weight in self.weights.items():
+            if name not in self.components:
+                raise ValueError(f"blend.weights: {name} is not one of the model's "
+                                 f"algorithms ({', '.join(self.components)})")
+            if not np.isfinite(weight):
+                raise ValueError(f"blend.weights: {name} is not finite")
+        for component in self.components.values():
+            component.check(users, items)
+
     # -- persistence -------------------------------------------------------------------
 
     def save(self, out: ArraySink) -> Layout:
@@ -167,11 +212,24 @@ class RecommenderModel:
         )
 
 
+def _codes_in(name: str, codes: np.ndarray, count: int) -> None:
+    """Codes into a table of `count` values, -1 meaning none."""
+    if codes.size and (codes.min() < -1 or codes.max() >= count):
+        raise ValueError(f"{name}: codes out of range -1..{count - 1}")
+
+
 def load_model(
     model_root: str | Path, version: str | None = None, verify: bool = True
 ) -> RecommenderModel:
-    """Load `version` (default: current) after checking its schema and checksums."""
-    return RecommenderModel.from_stored(open_version(model_root, version, verify=verify))
+    """Load `version` (default: current) after checking its schema and checksums, then
+    that its arrays are consistent (`RecommenderModel.check`)."""
+    stored = open_version(model_root, version, verify=verify)
+    model = RecommenderModel.from_stored(stored)
+    try:
+        model.check()
+    except ValueError as exc:
+        raise ModelError(f"model {stored.version}: inconsistent: {exc}") from None
+    return model
 
 
 __all__ = ["RecommenderModel", "as_str_array", "load_model", "lookup"]

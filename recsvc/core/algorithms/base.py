@@ -125,6 +125,31 @@ class AlgorithmParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def expect_shape(name: str, array: np.ndarray | sp.spmatrix, shape: tuple[int, ...]) -> None:
+    if tuple(array.shape) != tuple(shape):
+        raise ValueError(f"{name}: shape {tuple(array.shape)}, expected {tuple(shape)}")
+
+
+def expect_finite(name: str, array: np.ndarray) -> None:
+    values = np.asarray(array)
+    if values.dtype.kind == "f" and not np.isfinite(values).all():
+        raise ValueError(f"{name}: {int((~np.isfinite(values)).sum()):,} values are not "
+                         "finite")
+
+
+def expect_csr(name: str, matrix: sp.spmatrix, shape: tuple[int, int]) -> None:
+    """A CSR matrix of this shape whose structure is sound and values finite."""
+    expect_shape(name, matrix, shape)
+    m = sp.csr_matrix(matrix)
+    indptr = np.asarray(m.indptr)
+    if (indptr.size != shape[0] + 1 or indptr[0] != 0 or indptr[-1] != m.indices.size
+            or (np.diff(indptr) < 0).any()):
+        raise ValueError(f"{name}: its row pointers are inconsistent")
+    if m.indices.size and (m.indices.min() < 0 or m.indices.max() >= shape[1]):
+        raise ValueError(f"{name}: column index out of range 0..{shape[1] - 1}")
+    expect_finite(name, m.data)
+
+
 def confidence(user_items: sp.csr_matrix) -> sp.csr_matrix:
     """Compress raw confidences so that a wholesaler's 500 units do not drown all else."""
     out = sp.csr_matrix(user_items, dtype=np.float32, copy=True)
@@ -230,6 +255,12 @@ class Recommender(ABC):
 
     @abstractmethod
     def save(self, out: ArraySink, prefix: str) -> None: ...
+
+    def check(self, n_users: int, n_items: int) -> None:
+        """Raise ValueError naming the array (`<name>.<array>`) if what it holds cannot
+        serve a model of this size: a shape that disagrees, an index out of range, a
+        value that is not finite. Called before a version is written and when it loads."""
+        return None
 
     @classmethod
     def load(cls, stored: StoredVersion, prefix: str, params: dict[str, Any]) -> Self:

@@ -22,6 +22,7 @@ from recsvc.core.algorithms.base import (
     TrainingData,
     UserBatch,
     confidence,
+    expect_csr,
 )
 from recsvc.core.algorithms.forms import Form, RowSums, Scores
 
@@ -219,6 +220,10 @@ class ContentModel(Recommender):
         if similarity is not None:
             return ItemRelation(dense=similarity)
         return ItemRelation(vectors=self.item_vectors)
+
+    def check(self, n_users: int, n_items: int) -> None:
+        expect_csr("content.item_vectors", self.item_vectors,
+                   (n_items, self.item_vectors.shape[1]))
 
     def save(self, out: ArraySink, prefix: str) -> None:
         out.save_csr(f"{prefix}.item_vectors", self.item_vectors)

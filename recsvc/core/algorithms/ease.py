@@ -26,6 +26,8 @@ from recsvc.core.algorithms.base import (
     Relation,
     TrainingData,
     UserBatch,
+    expect_finite,
+    expect_shape,
 )
 from recsvc.core.algorithms.forms import Form, RowSums
 
@@ -110,6 +112,10 @@ class EASE(Recommender):
 
     def item_relation(self) -> ItemRelation:
         return ItemRelation(dense=np.asarray(self.weights))
+
+    def check(self, n_users: int, n_items: int) -> None:
+        expect_shape("ease.weights", self.weights, (n_items, n_items))
+        expect_finite("ease.weights", self.weights)
 
     def save(self, out: ArraySink, prefix: str) -> None:
         out.save_array(f"{prefix}.weights", self.weights)

@@ -22,6 +22,8 @@ from recsvc.core.algorithms.base import (
     TrainingData,
     UserBatch,
     confidence,
+    expect_finite,
+    expect_shape,
 )
 from recsvc.core.algorithms.forms import Form
 
@@ -141,6 +143,14 @@ class MatrixFactorization(Recommender):
         norms[norms == 0] = 1.0
         q = v[items] / norms[items, None]
         return (q @ v.T) / norms[None, :]
+
+    def check(self, n_users: int, n_items: int) -> None:
+        # implicit's BPR learns an item bias as one more factor (the users' is 1).
+        k = self.params.factors + (1 if self.params.algorithm == "bpr" else 0)
+        expect_shape("cf.user_factors", self.user_factors, (n_users, k))
+        expect_shape("cf.item_factors", self.item_factors, (n_items, k))
+        expect_finite("cf.user_factors", self.user_factors)
+        expect_finite("cf.item_factors", self.item_factors)
 
     def save(self, out: ArraySink, prefix: str) -> None:
         out.save_array(f"{prefix}.user_factors", self.user_factors)

@@ -22,6 +22,7 @@ from recsvc.core.algorithms.base import (
     TrainingData,
     UserBatch,
     confidence,
+    expect_csr,
 )
 from recsvc.core.algorithms.forms import Form, RowSums
 
@@ -91,6 +92,9 @@ class ItemKNN(Recommender):
 
     def item_relation(self) -> ItemRelation:
         return self._relation
+
+    def check(self, n_users: int, n_items: int) -> None:
+        expect_csr("item_knn.similarity", self.similarity, (n_items, n_items))
 
     def save(self, out: ArraySink, prefix: str) -> None:
         out.save_csr(f"{prefix}.similarity", self.similarity)

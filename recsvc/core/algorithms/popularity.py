@@ -21,6 +21,8 @@ from recsvc.core.algorithms.base import (
     TrainingData,
     UserBatch,
     confidence,
+    expect_finite,
+    expect_shape,
     logged,
 )
 from recsvc.core.algorithms.forms import Form, SharedRows
@@ -132,6 +134,13 @@ class Popularity(Recommender):
                     known[key] = row
             rows[r] = row
         return SharedRows(rows, np.asarray(which, dtype=np.int64).reshape(-1))
+
+    def check(self, n_users: int, n_items: int) -> None:
+        expect_shape("popularity.overall", self.overall, (n_items,))
+        expect_finite("popularity.overall", self.overall)
+        for name, matrix in self.by_attribute.items():
+            expect_shape(f"popularity.by_{name}", matrix, (matrix.shape[0], n_items))
+            expect_finite(f"popularity.by_{name}", matrix)
 
     def save(self, out: ArraySink, prefix: str) -> None:
         out.save_array(f"{prefix}.overall", self.overall)

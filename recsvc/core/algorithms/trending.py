@@ -14,6 +14,8 @@ from recsvc.core.algorithms.base import (
     Recommender,
     TrainingData,
     UserBatch,
+    expect_finite,
+    expect_shape,
     logged,
 )
 from recsvc.core.algorithms.forms import Form, SharedRows
@@ -60,6 +62,10 @@ class Trending(Recommender):
 
     def score_compact(self, batch: UserBatch) -> SharedRows:
         return SharedRows(self.scores()[None, :], np.zeros(len(batch), dtype=np.int64))
+
+    def check(self, n_users: int, n_items: int) -> None:
+        expect_shape("trending.trend", self.trend, (n_items,))
+        expect_finite("trending.trend", self.trend)
 
     def save(self, out: ArraySink, prefix: str) -> None:
         out.save_array(f"{prefix}.trend", self.trend)
