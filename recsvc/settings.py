@@ -41,7 +41,8 @@ class Settings(BaseSettings):
                                     description="how long events wait for the next training")
     fresh_events_per_user: int = Field(200, ge=1)
 
-    reload_interval_s: float = Field(5.0, ge=0, description="0: only /admin/reload")
+    reload_interval_s: float = Field(1.0, gt=0, le=60,
+                                     description="how often each worker follows `current`")
     events_rotate_bytes: int = Field(64 * 1024 * 1024, ge=1024)
     max_body_bytes: int = Field(1024 * 1024, ge=1024)
     max_events_per_request: int = Field(1000, ge=1)

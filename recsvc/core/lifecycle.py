@@ -92,6 +92,11 @@ def promoted_at(model_root: str | Path, version: str) -> str | None:
     return times[-1] if times else None
 
 
+def servable_versions(model_root: str | Path) -> list[str]:
+    """Versions that may be served again (promoted, or older than states), oldest first."""
+    return [v for v in list_versions(model_root) if state_of(model_root, v) in SERVABLE]
+
+
 def fail_orphans(model_root: str | Path, why: str) -> list[str]:
     """Mark every candidate left by a run that is no longer running as failed (call it
     holding the nightly job's lock, so that no run of ours is writing one)."""
@@ -112,7 +117,7 @@ def prune(model_root: str | Path, keep: int) -> list[str]:
     current = current_version(root)
     versions = list_versions(root)
     states = {v: state_of(root, v) for v in versions}
-    servable = [v for v in versions if states[v] in SERVABLE]
+    servable = [v for v in versions if states[v] in SERVABLE]  # as servable_versions
     kept = {current, *servable[len(servable) - max(keep, 1):]}
     doomed = [v for v in versions if v not in kept and states[v] is not State.CANDIDATE]
     for version in doomed:

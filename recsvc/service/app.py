@@ -34,8 +34,8 @@ def create_app(settings: Settings | None = None, state: ServiceState | None = No
         service = state or ServiceState(settings)
         app.state.service = service
         if not service.has_engine:
-            await service.try_load()
-        watcher = asyncio.create_task(service.watch())
+            await service.start()
+        watcher = asyncio.create_task(service.follow())
         try:
             yield
         finally:

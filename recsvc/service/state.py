@@ -14,7 +14,7 @@ import numpy as np
 from recsvc.core.artifacts import current_version
 from recsvc.core.engine import Engine, load_engine
 from recsvc.core.errors import RecsvcError
-from recsvc.core.lifecycle import rollback
+from recsvc.core.lifecycle import rollback, servable_versions
 from recsvc.core.policy.rules import RulesFile, load_rules
 from recsvc.service import telemetry
 from recsvc.service.errors import NoModel
@@ -40,6 +40,8 @@ class ServiceState:
             local_entries=settings.local_cache_entries)
         self._engine: Engine | None = None
         self.load_error: str | None = None
+        # Why the service is not serving `current` (None: it is, or there is none).
+        self.problem: str | None = None
         self._swap = asyncio.Lock()
 
     @property
@@ -60,10 +62,16 @@ class ServiceState:
 
     async def load(self, version: str | None = None) -> str:
         """Load `version` (default: current) off the event loop, then swap it in.
-        Requests already running finish on the engine they started with."""
+        Requests already running finish on the engine they started with. Raises
+        RecsvcError (and counts the failure) when it does not load; the engine being
+        served stays."""
+        root = Path(self.settings.model_root)
         async with self._swap:
-            engine = await asyncio.to_thread(load_engine, Path(self.settings.model_root),
-                                             version, self.rules_file)
+            try:
+                engine = await asyncio.to_thread(load_engine, root, version, self.rules_file)
+            except RecsvcError:
+                telemetry.LOAD_FAILURES.inc()
+                raise
             self._engine = engine
             self.load_error = None
             # The model's Python objects live as long as it serves: keep them out of the
@@ -71,15 +79,41 @@ class ServiceState:
             gc.collect()
             gc.freeze()
             telemetry.set_model(engine.version)
+            if engine.version == current_version(root):
+                self._set_problem(None)
             log.info("serving model %s", engine.version)
             return engine.version
 
-    async def try_load(self) -> None:
+    def _set_problem(self, problem: str | None) -> None:
+        self.problem = problem
+        telemetry.MODEL_DEGRADED.set(0 if problem is None else 1)
+
+    async def start(self) -> None:
+        """Serve `current`; if it does not load, the newest promoted version that does
+        (logged at ERROR, and reported by /readyz and the metrics until `current` loads)."""
+        root = Path(self.settings.model_root)
         try:
             await self.load()
+            return
         except RecsvcError as exc:
             self.load_error = str(exc)
-            log.warning("no model loaded: %s", exc)
+            failed, error = current_version(root), exc
+        log.error("current model %s could not be loaded: %s", failed, error)
+        for version in reversed(servable_versions(root)):
+            if version == failed:
+                continue
+            try:
+                await self.load(version)
+            except RecsvcError as exc:
+                log.error("model %s could not be loaded either: %s", version, exc)
+                continue
+            self._set_problem(f"current model {failed} could not be loaded ({error}); "
+                              f"serving {version}, the newest promoted version that loads")
+            log.error("serving %s instead", version)
+            return
+        if failed is not None:
+            self._set_problem(f"current model {failed} could not be loaded ({error}), "
+                              "nor any promoted version")
 
     async def rollback(self, version: str | None, force: bool = False) -> str:
         """Make `version` (default: the promoted one before the current) current, and
@@ -88,14 +122,16 @@ class ServiceState:
                                           force)
         return await self.load(version)
 
-    async def watch(self) -> None:
-        """Poll `current`; load a new model when it moves. A broken new version is
-        logged and skipped: the service keeps serving the one it has."""
-        interval = self.settings.reload_interval_s
+    async def follow(self) -> None:
+        """Follow `current` (every `reload_interval_s`), whoever moved it: the trainer,
+        the nightly job, `recsvc rollback`, or another worker's admin request. A version
+        that does not load is logged and reported; the service keeps serving the one it
+        has, and tries again when `current` moves."""
+        root = Path(self.settings.model_root)
         failed: str | None = None
-        while interval > 0:
-            await asyncio.sleep(interval)
-            target = current_version(Path(self.settings.model_root))
+        while True:
+            await asyncio.sleep(self.settings.reload_interval_s)
+            target = current_version(root)
             serving = self._engine.version if self._engine else None
             if target is None or target in (serving, failed):
                 continue
@@ -104,8 +140,10 @@ class ServiceState:
                 failed = None
             except RecsvcError as exc:
                 failed = target
-                log.error("new model %s not loaded, still serving %s: %s",
+                log.error("current model %s not loaded, still serving %s: %s",
                           target, serving, exc)
+                self._set_problem(f"current model {target} could not be loaded ({exc}); "
+                                  f"still serving {serving}")
 
     async def close(self) -> None:
         await self.cache.close()

@@ -36,6 +36,10 @@ MODEL_INFO = Gauge("recsvc_model_info", "The loaded model (value 1)", ["version"
                    multiprocess_mode="liveall")
 REDIS_UP = Gauge("recsvc_redis_up", "1 when Redis answers, 0 when degraded",
                  multiprocess_mode="liveall")
+MODEL_DEGRADED = Gauge("recsvc_model_degraded",
+                       "1 while a worker serves another version than `current`",
+                       multiprocess_mode="liveall")
+LOAD_FAILURES = Counter("recsvc_model_load_failures_total", "Model versions that failed to load")
 
 # Path prefixes of parameterized routes, so labels stay few.
 TEMPLATES = (("/similar/", "/similar/{item_id}"), ("/items/", "/items/{item_id}"))

@@ -22,13 +22,17 @@ def model_info(state: ServiceState) -> dict[str, Any]:
 
 
 def readiness(state: ServiceState) -> tuple[int, dict[str, Any]]:
-    """(status code, body): 503 until a model is loaded."""
+    """(status code, body): 503 until a model is loaded; then 200, `ready`, or
+    `degraded` with the reasons (Redis unreachable; `current` not the version served)."""
     cache = state.cache.status()
     telemetry.REDIS_UP.set(0 if cache == "degraded" else 1)
     if not state.has_engine:
-        return 503, {"status": "no model", "detail": state.load_error, "cache": cache}
-    status = "degraded" if cache == "degraded" else "ready"
-    return 200, {"status": status, "model_version": state.engine.version, "cache": cache}
+        return 503, {"status": "no model", "detail": state.load_error, "cache": cache,
+                     "degraded": [state.problem] if state.problem else []}
+    reasons = [r for r in (state.problem, "cache: Redis unreachable, lists are computed"
+                           if cache == "degraded" else None) if r]
+    return 200, {"status": "degraded" if reasons else "ready",
+                 "model_version": state.engine.version, "cache": cache, "degraded": reasons}
 
 
 async def reload(state: ServiceState) -> str:
