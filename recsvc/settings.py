@@ -6,6 +6,7 @@ Documented in docs/service.md."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -40,10 +41,14 @@ class Settings(BaseSettings):
     fresh_events_ttl_s: int = Field(7 * 86_400, ge=1,
                                     description="how long events wait for the next training")
     fresh_events_per_user: int = Field(200, ge=1)
+    event_ids_ttl_s: int = Field(86_400, ge=1,
+                                 description="how long an event_id guards against a retry")
 
     reload_interval_s: float = Field(1.0, gt=0, le=60,
                                      description="how often each worker follows `current`")
     events_rotate_bytes: int = Field(64 * 1024 * 1024, ge=1024)
+    events_fsync: Literal["always", "os"] = Field(
+        "always", description="always: fsync before answering; os: the OS flushes")
     max_body_bytes: int = Field(1024 * 1024, ge=1024)
     max_events_per_request: int = Field(1000, ge=1)
     new_arrival_days: float = Field(30.0, ge=0)

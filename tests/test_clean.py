@@ -117,3 +117,12 @@ def test_a_file_with_too_many_bad_rows_stops_the_run_naming_it(tmp_path) -> None
                  ["a.csv", "b.csv"], now=T0)
     assert data.report["rows_dropped_by_file"] == {
         "b.csv": {"timestamps_in_future": 2, "exact_duplicates": 18}}  # a.csv has u1 too
+
+
+def test_an_event_recorded_twice_under_one_id_counts_once() -> None:
+    rows = [{"user_id": "u", "item_id": "i1", "event_type": "view", "timestamp": T0 + s,
+             "event_id": eid} for s, eid in ((0, "a"), (5, "a"), (6, "b"), (7, None),
+                                             (8, None))]
+    data = clean(pd.DataFrame(rows), None, None, EventWeights(), CleaningConfig(), now=T0)
+    assert data.report["rows_dropped"] == {"duplicate_event_ids": 1}
+    assert data.report["rows_kept"] == 4

@@ -157,3 +157,23 @@ def test_redis_down_degrades_then_recovers(redis_service, redis_server, redis_cl
     assert redis.Redis.from_url(redis_server.url).exists(
         f"recsvc:list:{current_version(svc.root)}:default:au4")
     assert svc.http.patch("/items/a1", json={"in_stock": False}, headers=KEY).status_code == 200
+
+
+def test_event_ids_are_claimed_in_redis_so_every_worker_sees_a_retry(
+        redis_service, redis_server, redis_client, tmp_path: Path) -> None:
+    event = {"user_id": "au1", "item_id": "a1", "event_type": "view", "event_id": "r-1"}
+    assert redis_service.http.post("/events", json=event).json() == {"accepted": 1,
+                                                                    "duplicates": 0}
+    assert 0 < redis_client.ttl("recsvc:event:r-1") <= 86_400
+    # Another worker (a second server on the same model, state and Redis): the retry
+    # landing there is a duplicate too.
+    other = start_service(tmp_path, redis_service.store, redis_url=redis_server.url)
+    try:
+        assert other.http.post("/events", json=event).json() == {"accepted": 0,
+                                                                "duplicates": 1}
+    finally:
+        other.http.close()
+        other.server.stop()
+    lines = [line for f in (tmp_path / "state" / "events").iterdir()
+             for line in f.read_text().splitlines()]
+    assert len(lines) == 1

@@ -191,13 +191,14 @@ def test_events_are_logged_and_change_the_next_list(service: Service) -> None:
     events = [{"user_id": "bu0", "item_id": f"a{j}", "event_type": "purchase"}
               for j in range(6)]
     response = service.http.post("/events", json=events)
-    assert response.status_code == 200 and response.json() == {"accepted": 6}
+    assert response.status_code == 200 and response.json() == {"accepted": 6,
+                                                                "duplicates": 0}
     after = service.items("/recommend", user_id="bu0", n=4)
     assert "a" in group_of(after), after
     one = service.http.post("/events", json={"user_id": "zz", "item_id": "b1",
                                              "event_type": "add-to-cart", "value": 2,
                                              "recommendation_id": "abc"})
-    assert one.json() == {"accepted": 1}
+    assert one.json() == {"accepted": 1, "duplicates": 0}
     lines = [json.loads(line) for f in sorted((service.state_dir / "events").iterdir())
              for line in f.read_text().splitlines()]
     assert len(lines) == 7
@@ -392,3 +393,27 @@ def test_plain_requests_take_the_fast_path_with_the_same_answer(service: Service
     assert service.http.get("/recommend?user_id=bu0&n=4&n=5").status_code == 200
     assert service.http.get("/recommend?user_id=%ZZ").status_code in (200, 422)
     assert service.http.post("/recommend?user_id=bu0").status_code == 405
+
+
+def test_a_retried_event_with_its_id_is_recorded_once(service: Service) -> None:
+    event = {"user_id": "u", "item_id": "a1", "event_type": "view", "event_id": "e-1"}
+    first = service.http.post("/events", json=[event, {**event, "event_id": "e-2"}])
+    assert first.json() == {"accepted": 2, "duplicates": 0}
+    retry = service.http.post("/events", json=[event, {**event, "event_id": "e-3"}])
+    assert retry.json() == {"accepted": 1, "duplicates": 1}
+    repeated = service.http.post("/events", json=[{**event, "event_id": "e-4"}] * 2)
+    assert repeated.json() == {"accepted": 1, "duplicates": 1}
+    lines = [json.loads(line) for f in (service.state_dir / "events").iterdir()
+             for line in f.read_text().splitlines()]
+    assert sorted(r["event_id"] for r in lines) == ["e-1", "e-2", "e-3", "e-4"]
+
+
+def test_an_unwritable_events_log_answers_503_and_keeps_nothing(service: Service) -> None:
+    service.state_dir.mkdir(parents=True, exist_ok=True)
+    (service.state_dir / "events").write_text("not a directory")  # the log cannot be made
+    event = {"user_id": "u", "item_id": "a1", "event_type": "view", "event_id": "e-9"}
+    refused = service.http.post("/events", json=event)
+    assert refused.status_code == 503 and "events not recorded" in refused.json()["detail"]
+    (service.state_dir / "events").unlink()
+    retried = service.http.post("/events", json=event)  # its id was released: recorded now
+    assert retried.json() == {"accepted": 1, "duplicates": 0}

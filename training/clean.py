@@ -246,6 +246,12 @@ def clean(
     duplicate = np.zeros(len(df), dtype=bool)
     duplicate[rows] = exact_duplicates({k: v[rows] for k, v in key.items()})
     drop(duplicate, "exact_duplicates")
+    if "event_id" in df.columns:  # a client's retry recorded twice (without the cache)
+        ids = _codes(df["event_id"])[0]
+        again = np.zeros(len(df), dtype=bool)
+        rows = np.flatnonzero(alive & (ids >= 0))
+        again[rows] = pd.Series(ids[rows]).duplicated().to_numpy()
+        drop(again, "duplicate_event_ids")
 
     if items is not None:
         items = items.dropna(subset=["item_id"]).drop_duplicates("item_id", keep="last")

@@ -20,7 +20,7 @@ from training.clean import SOURCE
 from training.readers import FORMATS, read_interactions
 
 REQUIRED = ("user_id", "item_id", "event_type", "timestamp")
-KEEP = (*REQUIRED, "value", "channel")
+KEEP = (*REQUIRED, "value", "channel", "event_id")
 
 
 @dataclass

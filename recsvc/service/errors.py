@@ -56,6 +56,12 @@ class Unauthorized(ServiceError):
     status = 401
 
 
+class Unavailable(ServiceError):
+    """Could not be done now (the events volume is full, say): retry later."""
+
+    status = 503
+
+
 class NoModel(ServiceError):
     """No model is loaded yet (none trained, or the current one is unusable)."""
 

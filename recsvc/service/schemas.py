@@ -73,6 +73,9 @@ class EventIn(BaseModel):
     value: float | None = Field(None, description="a rating, or a quantity")
     channel: str | None = Field(None, max_length=64)
     recommendation_id: str | None = Field(None, max_length=64)
+    event_id: str | None = Field(None, min_length=1, max_length=128,
+                                 description="the client's id for this event: a retry "
+                                             "with the same id is recorded once")
 
 
 class ItemUpdate(BaseModel):

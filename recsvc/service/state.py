@@ -32,7 +32,8 @@ class ServiceState:
         self.rules_file: RulesFile = load_rules(settings.rules_file)
         paths = settings.paths
         self.overrides = CatalogOverrides(paths.catalog_overrides)
-        self.events = EventLog(paths.events_dir, settings.events_rotate_bytes)
+        self.events = EventLog(paths.events_dir, settings.events_rotate_bytes,
+                               settings.events_fsync)
         self.cache: Cache = cache or open_cache(
             settings.redis_url, timeout_ms=settings.redis_timeout_ms,
             breaker_failures=settings.breaker_failures,

@@ -14,10 +14,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Protocol
 
-from recsvc.stores.keys import decode_fresh, encode_fresh, fresh_key, list_key
+from recsvc.stores.keys import decode_fresh, encode_fresh, event_key, fresh_key, list_key
 
-__all__ = ["BulkWriter", "Cache", "decode_fresh", "encode_fresh", "fresh_key", "list_key",
-           "open_bulk_writer", "open_cache"]
+__all__ = ["BulkWriter", "Cache", "decode_fresh", "encode_fresh", "event_key", "fresh_key",
+           "list_key", "open_bulk_writer", "open_cache"]
 
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 MEMORY = "memory://"
@@ -36,6 +36,11 @@ class Cache(Protocol):
     async def add_fresh(self, key: str, events: list[bytes], cap: int, ttl_s: int) -> None: ...
 
     async def fresh(self, key: str) -> list[bytes]: ...
+
+    async def claim(self, key: str, ttl_s: int) -> bool:
+        """Set `key` unless it exists; True if this call set it. When the backend is
+        unreachable: True (better a duplicate, which the trainer drops, than a loss)."""
+        ...
 
     def status(self) -> str: ...
 

@@ -18,6 +18,11 @@ def fresh_key(namespace: str, user_id: str) -> str:
     return f"{namespace}:fresh:{user_id}"
 
 
+def event_key(namespace: str, event_id: str) -> str:
+    """Claimed by the first request that records the event with this id."""
+    return f"{namespace}:event:{event_id}"
+
+
 def encode_fresh(item_id: str, weight: float, timestamp: float) -> bytes:
     return orjson.dumps([item_id, weight, timestamp])
 

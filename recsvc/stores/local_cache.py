@@ -47,6 +47,12 @@ class LocalCache:
             return []
         return events
 
+    async def claim(self, key: str, ttl_s: int) -> bool:
+        if await self.get(key) is not None:
+            return False
+        await self.set(key, b"1", ttl_s)
+        return True
+
     def status(self) -> str:
         return "embedded"
 

@@ -101,6 +101,11 @@ class RedisCache:
     async def fresh(self, key: str) -> list[bytes]:
         return await self._call("LRANGE", lambda: self.client.lrange(key, 0, -1), [])
 
+    async def claim(self, key: str, ttl_s: int) -> bool:
+        claimed = await self._call("SET NX", lambda: self.client.set(key, b"1", ex=ttl_s,
+                                                                      nx=True), True)
+        return bool(claimed)
+
     def status(self) -> str:
         return "ok" if self.breaker.state == "closed" else "degraded"
 

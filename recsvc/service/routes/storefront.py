@@ -58,7 +58,10 @@ async def events(
     events: Annotated[EventIn | list[EventIn], Body()],
 ) -> Response:
     """Record one event or a batch. Appended durably to the events log (the next
-    training learns from it); the shopper's next list reflects it at once."""
+    training learns from it); the shopper's next list reflects it at once. An event
+    with an `event_id` already recorded (a retry) is counted in `duplicates`, not
+    recorded twice. 503 when the log cannot be written: nothing was recorded; retry."""
     batch = events if isinstance(events, list) else [events]
-    accepted = await record_events(state, batch)
-    return Response(orjson.dumps({"accepted": accepted}), media_type=JSON)
+    accepted, duplicates = await record_events(state, batch)
+    return Response(orjson.dumps({"accepted": accepted, "duplicates": duplicates}),
+                    media_type=JSON)

@@ -10,12 +10,13 @@ from datetime import datetime
 import numpy as np
 from starlette.concurrency import run_in_threadpool
 
+from recsvc.core.engine import Engine
 from recsvc.core.policy.events import epoch_seconds
 from recsvc.service import telemetry
-from recsvc.service.errors import Invalid, TooLarge
+from recsvc.service.errors import Invalid, TooLarge, Unavailable
 from recsvc.service.schemas import EventIn
 from recsvc.service.state import ServiceState
-from recsvc.stores.cache import encode_fresh, fresh_key, list_key
+from recsvc.stores.cache import encode_fresh, event_key, fresh_key, list_key
 
 
 def _epoch(value: datetime | float | None, now: float) -> float:
@@ -28,9 +29,10 @@ def _epoch(value: datetime | float | None, now: float) -> float:
     return float(epoch_seconds(np.array([value]))[0])
 
 
-async def record_events(state: ServiceState, batch: list[EventIn]) -> int:
-    """Returns how many events were accepted (all, or none: an error names the first
-    bad event)."""
+async def record_events(state: ServiceState, batch: list[EventIn]) -> tuple[int, int]:
+    """(accepted, duplicates): all are accepted, or none (an error names the first bad
+    event, and nothing of the batch is recorded). An event whose `event_id` was already
+    recorded (a client's retry) is a duplicate: acknowledged, not recorded again."""
     settings = state.settings
     if not batch:
         raise Invalid("no events")
@@ -38,28 +40,23 @@ async def record_events(state: ServiceState, batch: list[EventIn]) -> int:
         raise TooLarge(f"at most {settings.max_events_per_request} events per request")
     engine = state.engine
     now = time.time()
-    records, fresh_by_user = [], {}
-    for i, event in enumerate(batch):
-        event_type = engine.events.canonical(event.event_type)
-        if event_type is None:
-            raise Invalid(f"event {i}: unknown event_type {event.event_type!r} "
-                          f"(known: {', '.join(sorted(engine.events.weights))})")
-        ts = _epoch(event.timestamp, now)
-        refusal = engine.events.checks.check_one(event_type, ts, event.value, now)
-        if refusal is not None:
-            given = event.timestamp if refusal.field == "timestamp" else event.value
-            raise Invalid(f"event {i}: {refusal.field} {given!r}: {refusal.message}")
-        record = {"user_id": event.user_id, "item_id": event.item_id,
-                  "event_type": event_type, "timestamp": round(ts, 3)}
-        for name in ("value", "channel", "recommendation_id"):
-            if getattr(event, name) is not None:
-                record[name] = getattr(event, name)
-        records.append(record)
-        weight = engine.events.weight(event_type, event.value)
+    checked = [_checked(engine, i, event, now) for i, event in enumerate(batch)]
+    claimed, new = await _claim_ids(state, batch)
+    duplicates = new.count(False)
+    kept = [(event, record, weight) for event, (record, weight), keep
+            in zip(batch, checked, new, strict=True) if keep]
+    records = [record for _, record, _ in kept]
+    try:
+        if records:
+            await run_in_threadpool(state.events.append, records)
+    except OSError as exc:
+        await state.cache.delete(claimed)  # not recorded: the retry must get through
+        raise Unavailable(f"events not recorded ({exc.strerror or exc}); retry") from None
+    fresh_by_user: dict[str, list[bytes]] = {}
+    for event, record, weight in kept:
         if weight != 0 and not engine.model.is_opted_out(event.user_id):
-            fresh_by_user.setdefault(event.user_id, []).append(
-                encode_fresh(event.item_id, weight, max(ts, engine.reference_time + 1e-3)))
-    await run_in_threadpool(state.events.append, records)
+            fresh_by_user.setdefault(event.user_id, []).append(encode_fresh(
+                event.item_id, weight, max(record["timestamp"], engine.reference_time + 1e-3)))
     variants = [v.name for _, v in engine.rules.variants] or ["default"]
     for user_id, fresh in fresh_by_user.items():
         await state.cache.add_fresh(fresh_key(settings.cache_namespace, user_id), fresh,
@@ -69,4 +66,41 @@ async def record_events(state: ServiceState, batch: list[EventIn]) -> int:
                                  for v in variants)
     for record in records:
         telemetry.EVENTS.labels(event_type=record["event_type"]).inc()
-    return len(records)
+    return len(records), duplicates
+
+
+def _checked(engine: Engine, i: int, event: EventIn, now: float) -> tuple[dict, float]:
+    """The event as the log records it, and its weight; Invalid naming the field when
+    the checks the model was trained with refuse it."""
+    event_type = engine.events.canonical(event.event_type)
+    if event_type is None:
+        raise Invalid(f"event {i}: unknown event_type {event.event_type!r} "
+                      f"(known: {', '.join(sorted(engine.events.weights))})")
+    ts = _epoch(event.timestamp, now)
+    refusal = engine.events.checks.check_one(event_type, ts, event.value, now)
+    if refusal is not None:
+        given = event.timestamp if refusal.field == "timestamp" else event.value
+        raise Invalid(f"event {i}: {refusal.field} {given!r}: {refusal.message}")
+    record = {"user_id": event.user_id, "item_id": event.item_id,
+              "event_type": event_type, "timestamp": round(ts, 3)}
+    for name in ("value", "channel", "recommendation_id", "event_id"):
+        if getattr(event, name) is not None:
+            record[name] = getattr(event, name)
+    return record, engine.events.weight(event_type, event.value)
+
+
+async def _claim_ids(state: ServiceState, batch: list[EventIn]
+                     ) -> tuple[list[str], list[bool]]:
+    """Claim the batch's event ids in the cache, first come first served: the keys this
+    request claimed, and for each event whether it is new (False: its id was recorded
+    before, or came earlier in the batch)."""
+    namespace, ttl = state.settings.cache_namespace, state.settings.event_ids_ttl_s
+    claimed: list[str] = []
+    new: list[bool] = []
+    for event in batch:
+        key = None if event.event_id is None else event_key(namespace, event.event_id)
+        fresh = key is None or (key not in claimed and await state.cache.claim(key, ttl))
+        if fresh and key is not None:
+            claimed.append(key)
+        new.append(fresh)
+    return claimed, new
