@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 DEMO   ?= demo
+PORT   ?= 8000
 
-.PHONY: install install-train dev demo test lint bench container-check clean
+.PHONY: install install-train dev demo serve test lint bench container-check clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,16 +33,23 @@ install-train: $(VENV)/.installed-train
 dev: $(VENV)/.installed-dev
 	scripts/ensure-tool.sh redis-server
 
+# A store whose history ends today, a tuned model (tuning capped so that the first answer
+# comes within about two minutes), its evaluation report, then the service (`make serve`
+# restarts it without training again; PORT=8080 serves elsewhere).
 demo: install-train
 	$(BIN)/recsvc generate --out $(DEMO)/data --users 3000 --items 800 --events 150000 --seed 7
-	$(BIN)/recsvc evaluate --interactions $(DEMO)/data/interactions.csv \
-		--items $(DEMO)/data/items.csv --users $(DEMO)/data/users.csv \
-		--split time --tune-budget 60 --quiet --report $(DEMO)/evaluation
 	$(BIN)/recsvc train --interactions $(DEMO)/data/interactions.csv \
 		--items $(DEMO)/data/items.csv --users $(DEMO)/data/users.csv \
-		--model-root $(DEMO)/models
-	@echo "serving on http://127.0.0.1:8000 (try /recommend?user_id=U1 and /docs); Ctrl-C stops"
-	$(BIN)/recsvc serve --model-root $(DEMO)/models --host 127.0.0.1 --port 8000
+		--model-root $(DEMO)/models --tune-budget 40 --quiet
+	$(BIN)/recsvc evaluate --interactions $(DEMO)/data/interactions.csv \
+		--items $(DEMO)/data/items.csv --users $(DEMO)/data/users.csv \
+		--split time --tune-budget 15 --quiet --report $(DEMO)/evaluation
+	@$(MAKE) --no-print-directory serve
+
+serve: install
+	@test -L $(DEMO)/models/current || { echo "no demo model under $(DEMO)/models: run 'make demo'"; exit 2; }
+	@echo "serving on http://127.0.0.1:$(PORT) (try /recommend?user_id=U1 and /docs); Ctrl-C stops"
+	$(BIN)/recsvc serve --model-root $(DEMO)/models --host 127.0.0.1 --port $(PORT)
 
 test: dev
 	$(BIN)/ruff check recsvc training tests bench loadtests

@@ -287,3 +287,34 @@ def test_every_outcome_leaves_a_run_summary(store, tmp_path: Path) -> None:
     failed = last_summary(root)
     assert failed["exit_code"] == 2 and not failed["promoted"]
     assert "nope.csv" in failed["decision"] and failed["finished_at"]
+
+
+def test_a_generated_store_ends_today_so_todays_events_retrain_it(tmp_path: Path) -> None:
+    """`make demo`, a day of the service's events, then the nightly job: it tunes on the
+    store and today's events together (the store used to end in June: its time folds
+    fell in the gap and tuning was skipped every night) and says what it decided."""
+    from training.generate import DAY, today
+
+    paths = generate_store(StoreSpec(users=1500, items=300, events=60_000, seed=5),
+                           tmp_path / "s", Progress(quiet=True))
+    root, events = tmp_path / "m", tmp_path / "state" / "events"
+    args = ["retrain", "--model-root", str(root), "--interactions", str(paths["interactions"]),
+            "--items", str(paths["items"]), "--users", str(paths["users"]),
+            "--events-dir", str(events), "--tune-budget", "5", "--quiet",
+            "--window-days", "180"]
+    assert main(args) == 0
+    first = load_model(root)
+    assert today() - DAY <= first.reference_time <= today()
+    events.mkdir(parents=True)
+    now = time.time()
+    (events / "events-today.jsonl").write_text("".join(
+        json.dumps({"user_id": f"U{i % 1500}", "item_id": f"I{i % 300}",
+                    "event_type": "purchase", "timestamp": now - 3600 + i}) + "\n"
+        for i in range(400)))
+    assert main(args) in (0, EXIT_NOT_PROMOTED)
+    summary = last_summary(root)
+    assert (summary["decision"] == "passed the gate"
+            or "below the current model's" in summary["decision"])
+    candidate = load_model(root, summary["candidate_version"])
+    assert candidate.card is not None and candidate.card.tuning.skipped is None
+    assert candidate.reference_time > today()  # today's events are in it

@@ -89,3 +89,17 @@ def test_service_waits_for_its_first_model(tmp_path: Path) -> None:
     finally:
         svc.http.close()
         svc.server.stop()
+
+
+def test_a_taken_port_is_one_line_and_its_own_exit_code(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run([sys.executable, "-m", "recsvc", "serve", "--model-root",
+                                 str(tmp_path / "m"), "--port", str(port)],
+                                capture_output=True, text=True, timeout=60)
+    assert result.returncode == 5
+    assert result.stderr.count("\n") == 1 and f"127.0.0.1:{port}" in result.stderr

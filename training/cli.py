@@ -50,6 +50,7 @@ def _configure_generate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--events", type=int, default=100_000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--days", type=int, default=180, help="length of the simulated history")
+    p.add_argument("--end", help="when the history ends, ISO-8601 (default: today, 00:00 UTC)")
 
 
 def _run_generate(args: argparse.Namespace) -> int:
@@ -58,8 +59,13 @@ def _run_generate(args: argparse.Namespace) -> int:
     for name in ("users", "items", "events", "days"):
         if getattr(args, name) < 1:
             raise InputError(f"--{name} must be at least 1")
+    end = None
+    if args.end is not None:
+        from training.evaluate_command import parse_cutoff
+
+        end = parse_cutoff(args.end, "--end")
     spec = StoreSpec(users=args.users, items=args.items, events=args.events, seed=args.seed,
-                     days=args.days)
+                     days=args.days, end=end)
     progress = Progress()
     paths = generate_store(spec, args.out, progress)
     for path in paths.values():

@@ -45,11 +45,11 @@ def parse_ks(text: str) -> list[int]:
     return ks
 
 
-def parse_cutoff(text: str) -> int:
+def parse_cutoff(text: str, option: str = "--cutoff") -> int:
     try:
         stamp = pd.Timestamp(text)
     except (ValueError, TypeError):
-        raise InputError(f"--cutoff {text!r} is not an ISO-8601 date") from None
+        raise InputError(f"{option} {text!r} is not an ISO-8601 date") from None
     stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
     return int(stamp.timestamp())
 

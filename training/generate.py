@@ -9,6 +9,7 @@ so 1M users and 10M events fit in a few GB of memory."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,8 +42,13 @@ ADJECTIVES = ["classic", "modern", "vintage", "compact", "deluxe", "eco", "premi
               "bright", "rustic", "smart", "handmade", "travel", "family", "mini", "large"]
 SEGMENTS = ["budget", "regular", "premium"]
 REGIONS = ["north", "south", "east", "west", "central"]
-START = np.datetime64("2026-01-01T00:00:00", "s").astype(np.int64)
 DAY = 86_400
+
+
+def today() -> int:
+    """The start of today (UTC), epoch seconds: a generated store ends there by default,
+    so the service's events of today come after it and the nightly job can train on them."""
+    return int(time.time()) // DAY * DAY
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,7 @@ class StoreSpec:
     events: int = 100_000
     seed: int = 0
     days: int = 180
+    end: int | None = None  # epoch seconds; None: the start of today (UTC)
     bot_share: float = 0.02
     consent_false_share: float = 0.02
     repeat_probability: float = 0.3
@@ -70,7 +77,9 @@ class Catalog:
     cdf: list[np.ndarray]  # cumulative popularity within each category
 
 
-def _make_catalog(spec: StoreSpec, rng: np.random.Generator, end: int) -> tuple[Catalog, pa.Table]:
+def _make_catalog(spec: StoreSpec, rng: np.random.Generator, end: int
+                  ) -> tuple[Catalog, pa.Table]:
+    start = end - spec.days * DAY
     departments = list(DEPARTMENTS)
     names, cat_dept, nouns = [], [], []
     for d, dept in enumerate(departments):
@@ -91,8 +100,8 @@ def _make_catalog(spec: StoreSpec, rng: np.random.Generator, end: int) -> tuple[
     price = np.round(dept_price[department] * np.exp(rng.normal(0, 0.5, size=n)), 2)
     # 70% of the catalog exists at the start; the rest arrives over the period.
     arrives = rng.random(n) < 0.3
-    created = np.where(arrives, START + (rng.random(n) * (end - START)).astype(np.int64),
-                       START - rng.integers(0, 365 * DAY, size=n))
+    created = np.where(arrives, start + (rng.random(n) * (end - start)).astype(np.int64),
+                       start - rng.integers(0, 365 * DAY, size=n))
     popularity = 1.0 / np.power(rng.permutation(n) % 50 + 1.0, 1.1) * rng.lognormal(0, 0.5, n)
     noun = np.array([nouns[c][i % len(nouns[c])] for i, c in
                      zip(rng.integers(0, 3, size=n), category, strict=True)])
@@ -167,8 +176,9 @@ def _chunk_events(
     views: np.ndarray, rng: np.random.Generator, end: int,
 ) -> pa.Table:
     n_depts = int(catalog.category_department.max()) + 1
+    start = end - spec.days * DAY
     user = np.repeat(np.arange(lo, hi), views)
-    t = START + (rng.random(user.size) * (end - START)).astype(np.int64)
+    t = start + (rng.random(user.size) * (end - start)).astype(np.int64)
     r = rng.random(user.size)
     dept = np.where(r < 0.6, users["primary"][user],
                     np.where(r < 0.85, users["secondary"][user],
@@ -247,16 +257,16 @@ def _chunk_events(
 
 
 def _bot_events(users: dict[str, np.ndarray], catalog: Catalog, rng: np.random.Generator,
-                end: int) -> pa.Table | None:
+                start: int, end: int) -> pa.Table | None:
     bots = np.flatnonzero(users["bot"])
     if bots.size == 0:
         return None
     per_bot = BOT_EVENTS
-    existing = np.flatnonzero(catalog.created_at <= START)  # bots crawl the old catalog
+    existing = np.flatnonzero(catalog.created_at <= start)  # bots crawl the old catalog
     if existing.size == 0:
         existing = np.arange(catalog.created_at.size)
     user = np.repeat(bots, per_bot)
-    day_start = START + rng.integers(0, max(1, (end - START) // DAY - 1), bots.size) * DAY
+    day_start = start + rng.integers(0, max(1, (end - start) // DAY - 1), bots.size) * DAY
     t = np.repeat(day_start, per_bot) + rng.integers(0, DAY, user.size)
     return pa.table({
         "user_id": users["user_id"][user],
@@ -279,7 +289,7 @@ def generate_store(spec: StoreSpec, out: str | Path, progress: Progress | None =
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(spec.seed)
-    end = int(START + spec.days * DAY)
+    end = today() if spec.end is None else int(spec.end)
     catalog, items_table = _make_catalog(spec, rng, end)
     users = _make_users(spec, rng, len(DEPARTMENTS))
     paths = {name: out / f"{name}.csv" for name in ("interactions", "items", "users")}
@@ -313,7 +323,7 @@ def generate_store(spec: StoreSpec, out: str | Path, progress: Progress | None =
                 writer.write_table(table.cast(schema))
                 written += table.num_rows
                 step.advance()
-            bots = _bot_events(users, catalog, rng, end)
+            bots = _bot_events(users, catalog, rng, end - spec.days * DAY, end)
             if bots is not None and writer is not None:
                 writer.write_table(bots.cast(schema))
                 written += bots.num_rows

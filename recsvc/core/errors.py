@@ -9,6 +9,7 @@ EXIT_FAILURE = 1
 EXIT_BAD_INPUT = 2
 EXIT_NOT_PROMOTED = 3  # a candidate model failed the quality gate
 EXIT_LOCKED = 4  # another run of the nightly job holds the lock
+EXIT_PORT_IN_USE = 5  # `recsvc serve`: something already listens on the port
 
 
 class RecsvcError(Exception):
@@ -33,6 +34,12 @@ class LockedError(RecsvcError):
     """Another run is in progress."""
 
     exit_code = EXIT_LOCKED
+
+
+class PortInUse(RecsvcError):
+    """The port to serve on is taken."""
+
+    exit_code = EXIT_PORT_IN_USE
 
 
 def field_path(location: tuple[int | str, ...]) -> str:

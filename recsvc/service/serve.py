@@ -8,13 +8,14 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import socket
 import tempfile
 from pathlib import Path
 
 from pydantic import ValidationError
 
 from recsvc.cli import Command
-from recsvc.core.errors import EXIT_OK, InputError, first_problem
+from recsvc.core.errors import EXIT_OK, InputError, PortInUse, first_problem
 from recsvc.core.policy.rules import load_rules
 from recsvc.settings import Settings
 
@@ -48,6 +49,7 @@ def _run(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         raise InputError(f"setting {first_problem(exc)}") from None
     load_rules(settings.rules_file)  # a broken rules file stops here, with its reason
+    check_port(settings.host, settings.port)
     if settings.workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="recsvc-metrics-")
     logging.basicConfig(level=args.log_level.upper(),
@@ -56,6 +58,19 @@ def _run(args: argparse.Namespace) -> int:
                 port=settings.port, workers=settings.workers, log_level=args.log_level,
                 access_log=False, loop="auto", http="auto")
     return EXIT_OK
+
+
+def check_port(host: str, port: int) -> None:
+    """Say so in one line when the port is taken, rather than let uvicorn log an error
+    and exit with a code that means something else."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise PortInUse(f"cannot listen on {host}:{port}: {exc.strerror} (another "
+                            "service there? --port or RECSVC_PORT chooses another)") from None
 
 
 SERVE = Command("serve", "serve recommendations over HTTP", _configure, _run)
