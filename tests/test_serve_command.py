@@ -103,3 +103,53 @@ def test_a_taken_port_is_one_line_and_its_own_exit_code(tmp_path: Path) -> None:
                                 capture_output=True, text=True, timeout=60)
     assert result.returncode == 5
     assert result.stderr.count("\n") == 1 and f"127.0.0.1:{port}" in result.stderr
+
+
+def test_two_workers_log_and_report_as_one_service(tmp_path: Path, redis_server) -> None:
+    """Each worker logs with time, level and logger (JSON here), INFO lines included;
+    reports Redis up without anyone asking /readyz; and after a swap reports the version
+    it replaced at 0 (it used to keep every version ever loaded at 1)."""
+    import json as jsonlib
+
+    from tests.test_model_safety import metric, wait_for
+
+    store, first = train_planted(tmp_path)
+    port = free_port()
+    env = {**os.environ, "RECSVC_STATE_DIR": str(tmp_path / "state"),
+           "RECSVC_REDIS_URL": redis_server.url, "RECSVC_RELOAD_INTERVAL_S": "0.2",
+           "RECSVC_LOG_FORMAT": "json"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "recsvc", "serve", "--model-root", str(tmp_path / "m"),
+         "--port", str(port), "--workers", "2"], env=env, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+
+    def samples(name: str, having: str = "") -> list[str]:
+        return [line for line in httpx.get(f"{url}/metrics").text.splitlines()
+                if line.startswith(name) and having in line]
+
+    try:
+        wait_for(lambda: _alive(url, process), "the service did not start", timeout=180)
+        up = wait_for(lambda: len(s := samples("recsvc_redis_up")) == 2 and s,
+                      "both workers report Redis")
+        assert all(line.endswith(" 1.0") for line in up)
+        second = train(quick_config(tmp_path / "m", **store), QUIET).version
+        wait_for(lambda: metric("\n".join(samples("recsvc_model_info", second)),
+                                "recsvc_model_info") == 2, "both workers swapped")
+        assert len(samples("recsvc_model_info", first)) == 2  # one sample a worker: 0
+        assert metric("\n".join(samples("recsvc_model_info", first)), "recsvc_model_info") == 0
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+    lines = [jsonlib.loads(line) for line in stderr.decode().splitlines() if line.strip()]
+    assert all({"time", "level", "logger", "message"} <= set(entry) for entry in lines)
+    serving = [e for e in lines if e["logger"] == "recsvc.state" and e["level"] == "INFO"
+               and e["message"].startswith("serving model")]
+    assert len(serving) == 4  # each worker: the first model, then the second
+
+
+def _alive(url: str, process: subprocess.Popen) -> bool:
+    assert process.poll() is None, "the service exited"
+    try:
+        return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False

@@ -15,15 +15,20 @@ from fastapi import FastAPI
 from threadpoolctl import threadpool_limits
 
 from recsvc import __version__
-from recsvc.service import errors, telemetry
+from recsvc.service import errors, logs, telemetry
 from recsvc.service.fastpath import RecommendFastPath
 from recsvc.service.routes import catalog, operations, storefront
 from recsvc.service.state import ServiceState
 from recsvc.settings import Settings
 
 
-def create_app(settings: Settings | None = None, state: ServiceState | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, state: ServiceState | None = None,
+               configure_logs: bool = False) -> FastAPI:
+    """The service. `configure_logs` (as `recsvc serve`'s workers do): set up logging
+    from the settings in this process."""
     settings = settings or Settings()
+    if configure_logs:
+        logs.configure(settings.log_level, settings.log_format)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -53,3 +58,9 @@ def create_app(settings: Settings | None = None, state: ServiceState | None = No
     for router in (storefront.router, catalog.router, operations.router):
         app.include_router(router)
     return app
+
+
+def serving_app() -> FastAPI:
+    """What `recsvc serve` runs in each worker: settings from the environment, and this
+    process's logging set up from them."""
+    return create_app(configure_logs=True)

@@ -6,7 +6,6 @@ environment variables, so one worker or many read the same settings."""
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import socket
 import tempfile
@@ -17,11 +16,13 @@ from pydantic import ValidationError
 from recsvc.cli import Command
 from recsvc.core.errors import EXIT_OK, InputError, PortInUse, first_problem
 from recsvc.core.policy.rules import load_rules
+from recsvc.service import logs
 from recsvc.settings import Settings
 
 OPTIONS = {  # option -> setting
     "model_root": "model_root", "host": "host", "port": "port", "workers": "workers",
     "redis_url": "redis_url", "rules_file": "rules_file", "state_dir": "state_dir",
+    "log_level": "log_level", "log_format": "log_format",
 }
 
 
@@ -33,8 +34,9 @@ def _configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--redis-url", help="redis://host:port/db (default: in-process cache)")
     p.add_argument("--rules-file", type=Path, help="TOML with business rules and variants")
     p.add_argument("--state-dir", type=Path, help="events log and catalog overrides")
-    p.add_argument("--log-level", default="info",
-                   choices=["critical", "error", "warning", "info", "debug"])
+    p.add_argument("--log-level", choices=["critical", "error", "warning", "info", "debug"],
+                   help="(info)")
+    p.add_argument("--log-format", choices=["text", "json"], help="(text)")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -52,10 +54,10 @@ def _run(args: argparse.Namespace) -> int:
     check_port(settings.host, settings.port)
     if settings.workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="recsvc-metrics-")
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvicorn.run("recsvc.service.app:create_app", factory=True, host=settings.host,
-                port=settings.port, workers=settings.workers, log_level=args.log_level,
+    logs.configure(settings.log_level, settings.log_format)
+    uvicorn.run("recsvc.service.app:serving_app", factory=True, host=settings.host,
+                port=settings.port, workers=settings.workers, log_level=settings.log_level,
+                log_config=logs.uvicorn_config(settings.log_level, settings.log_format),
                 access_log=False, loop="auto", http="auto")
     return EXIT_OK
 

@@ -132,6 +132,7 @@ class ServiceState:
         failed: str | None = None
         while True:
             await asyncio.sleep(self.settings.reload_interval_s)
+            telemetry.set_cache(self.cache.status())
             target = current_version(root)
             serving = self._engine.version if self._engine else None
             if target is None or target in (serving, failed):

@@ -32,10 +32,11 @@ FALLBACKS = Counter("recsvc_fallbacks_total", "Lists served by a fallback", ["ki
 ERRORS = Counter("recsvc_errors_total", "Responses with status >= 500", ["endpoint"])
 RECOMMENDATIONS = Counter("recsvc_recommendations_total", "Lists served", ["variant"])
 EVENTS = Counter("recsvc_events_total", "Events accepted", ["event_type"])
-MODEL_INFO = Gauge("recsvc_model_info", "The loaded model (value 1)", ["version"],
-                   multiprocess_mode="liveall")
-REDIS_UP = Gauge("recsvc_redis_up", "1 when Redis answers, 0 when degraded",
-                 multiprocess_mode="liveall")
+MODEL_INFO = Gauge("recsvc_model_info", "The version a worker serves (1; 0 once replaced)",
+                   ["version"], multiprocess_mode="liveall")
+# Labelled, so that nothing is exported until a worker with Redis sets it.
+REDIS_UP = Gauge("recsvc_redis_up", "1 when Redis answers, 0 while the breaker is open",
+                 ["cache"], multiprocess_mode="liveall")
 MODEL_DEGRADED = Gauge("recsvc_model_degraded",
                        "1 while a worker serves another version than `current`",
                        multiprocess_mode="liveall")
@@ -77,9 +78,24 @@ def endpoint_label(path: str) -> str:
     return "other"
 
 
+_SERVING: list[str] = []
+
+
 def set_model(version: str) -> None:
-    MODEL_INFO.clear()
+    """This worker now serves `version`: 1 for it, 0 for the one it replaced (with
+    several workers a cleared sample would stay in the shared files at its last value)."""
+    for old in _SERVING:
+        if old != version:
+            MODEL_INFO.labels(version=old).set(0)
+    _SERVING[:] = [version]
     MODEL_INFO.labels(version=version).set(1)
+
+
+def set_cache(status: str) -> None:
+    """Record the cache's health (`Cache.status()`): Redis up or not; nothing for the
+    in-process cache, which cannot be down."""
+    if status != "embedded":
+        REDIS_UP.labels(cache="redis").set(0 if status == "degraded" else 1)
 
 
 def render() -> tuple[bytes, str]:

@@ -25,7 +25,7 @@ def readiness(state: ServiceState) -> tuple[int, dict[str, Any]]:
     """(status code, body): 503 until a model is loaded; then 200, `ready`, or
     `degraded` with the reasons (Redis unreachable; `current` not the version served)."""
     cache = state.cache.status()
-    telemetry.REDIS_UP.set(0 if cache == "degraded" else 1)
+    telemetry.set_cache(cache)
     if not state.has_engine:
         return 503, {"status": "no model", "detail": state.load_error, "cache": cache,
                      "degraded": [state.problem] if state.problem else []}
