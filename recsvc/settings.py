@@ -44,7 +44,7 @@ class Settings(BaseSettings):
     event_ids_ttl_s: int = Field(86_400, ge=1,
                                  description="how long an event_id guards against a retry")
 
-    reload_interval_s: float = Field(1.0, gt=0, le=60,
+    reload_interval_s: float = Field(0.5, gt=0, le=60,
                                      description="how often each worker follows `current`")
     events_rotate_bytes: int = Field(64 * 1024 * 1024, ge=1024)
     events_fsync: Literal["always", "os"] = Field(

@@ -54,3 +54,15 @@ def test_the_fsync_policy_is_checked(tmp_path: Path) -> None:
     EventLog(tmp_path, 1024, "os").append([{"a": 1}])
     with pytest.raises(ValueError, match="'always' or 'os'"):
         EventLog(tmp_path, 1024, "sometimes")
+
+
+def test_a_line_torn_by_a_kill_stays_alone(tmp_path: Path) -> None:
+    """A worker killed mid-write leaves a torn last line; the next batch starts on a line
+    of its own instead of joining it (the trainer skips the torn one)."""
+    log = EventLog(tmp_path, 1 << 20)
+    path = log.append([{"n": 1}])
+    with open(path, "ab") as f:
+        f.write(b'{"n": 2, "torn')
+    log.append([{"n": 3}, {"n": 4}])
+    lines = path.read_text().splitlines()
+    assert lines == ['{"n":1}', '{"n": 2, "torn', '{"n":3}', '{"n":4}']

@@ -11,8 +11,8 @@ workers of a host share it), then fsynced before the request is answered (`fsync
 service's crash, not the machine's). A write that fails part-way (a full disk) is cut
 back to where it began before the error is raised, so the next request never joins its
 lines to a half-written one, and nothing of a refused request stays. A line cut short by
-a kill in mid-write, of a request never acknowledged, is the only damage possible; the
-trainer skips and counts it."""
+a kill in mid-write, of a request never acknowledged, is the only damage possible: the
+next write starts on a new line, and the trainer skips and counts the torn one."""
 
 from __future__ import annotations
 
@@ -58,12 +58,15 @@ class EventLog:
         self.directory.mkdir(parents=True, exist_ok=True)
         with self._lock:
             path = self._target(time.time())
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)  # other workers append to the same file
                 start = os.fstat(fd).st_size
+                # A process killed mid-write left a torn last line: start on a new one,
+                # so the torn line stays alone (the trainer skips it) and ours are whole.
+                torn = start > 0 and os.pread(fd, 1, start - 1) != b"\n"
                 try:
-                    view = memoryview(data)
+                    view = memoryview(b"\n" + data if torn else data)
                     while view:
                         written = os.write(fd, view)
                         view = view[written:]
