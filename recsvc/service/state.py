@@ -135,6 +135,8 @@ class ServiceState:
             telemetry.set_cache(self.cache.status())
             target = current_version(root)
             serving = self._engine.version if self._engine else None
+            if target is not None and target == serving and self.problem is not None:
+                self._set_problem(None)  # current moved back to what is served
             if target is None or target in (serving, failed):
                 continue
             try:
