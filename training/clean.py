@@ -90,7 +90,7 @@ def event_weights(events: pd.DataFrame, config: EventWeights) -> np.ndarray:
     types = events["event_type"]
     if not isinstance(types.dtype, pd.CategoricalDtype):
         types = types.astype("category")
-    return config.weigh_coded(types.cat.codes.to_numpy(),
+    return config.weigh(types.cat.codes.to_numpy(),
                               [str(c) for c in types.cat.categories],
                               np.asarray(events["value"], dtype=np.float64))
 

@@ -116,14 +116,6 @@ class EventChecks(BaseModel):
             refuse(counted & ((values < 0) | (values > self.max_quantity)), QUANTITY)
         return code
 
-    def check_one(self, event_type: str, seconds: float, value: float | None,
-                  now: float) -> Refusal | None:
-        """The refusal of one event (its type canonical), or None when it is fine."""
-        code = int(self.check(np.zeros(1, np.int64), [event_type], np.array([seconds]),
-                              np.array([np.nan if value is None else value]),
-                              np.array([value is not None]), now)[0])
-        return None if code == OK else self.describe(code)
-
     def describe(self, code: int) -> Refusal:
         """The refusal with its message filled in."""
         refusal = REFUSALS[code]
@@ -149,20 +141,10 @@ class EventWeights(BaseModel):
         name = self.aliases.get(name, name)
         return name if name in self.weights else None
 
-    def weight(self, event_type: str, value: float | None) -> float:
-        """One canonical event's weight (before time decay)."""
-        return float(self.weigh(np.array([event_type]), np.array(
-            [np.nan if value is None else value], dtype=np.float64))[0])
-
-    def weigh(self, event_types: np.ndarray, values: np.ndarray) -> np.ndarray:
-        """Weights of many canonical events at once; NaN in `values` means no value."""
-        names, codes = np.unique(np.asarray(event_types, dtype=str), return_inverse=True)
-        return self.weigh_coded(codes.reshape(-1), names.tolist(), values)
-
-    def weigh_coded(self, codes: np.ndarray, names: list[str], values: np.ndarray
-                    ) -> np.ndarray:
-        """The same, for event types given as codes into `names` (as a log's categorical
-        column holds them: a few names, millions of rows)."""
+    def weigh(self, codes: np.ndarray, names: list[str], values: np.ndarray) -> np.ndarray:
+        """Weights of events (before time decay), their canonical types given as codes
+        into `names` (as a log's categorical column holds them: a few names, millions of
+        rows); NaN in `values` means no value."""
         codes = np.asarray(codes, dtype=np.int64)
         values = np.asarray(values, dtype=np.float64)
         table = np.array([self.weights.get(n, np.nan) for n in names] + [np.nan])

@@ -40,7 +40,7 @@ async def record_events(state: ServiceState, batch: list[EventIn]) -> tuple[int,
         raise TooLarge(f"at most {settings.max_events_per_request} events per request")
     engine = state.engine
     now = time.time()
-    checked = [_checked(engine, i, event, now) for i, event in enumerate(batch)]
+    checked = _checked(engine, batch, now)
     claimed, new = await _claim_ids(state, batch)
     duplicates = new.count(False)
     kept = [(event, record, weight) for event, (record, weight), keep
@@ -69,24 +69,42 @@ async def record_events(state: ServiceState, batch: list[EventIn]) -> tuple[int,
     return len(records), duplicates
 
 
-def _checked(engine: Engine, i: int, event: EventIn, now: float) -> tuple[dict, float]:
-    """The event as the log records it, and its weight; Invalid naming the field when
-    the checks the model was trained with refuse it."""
-    event_type = engine.events.canonical(event.event_type)
-    if event_type is None:
-        raise Invalid(f"event {i}: unknown event_type {event.event_type!r} "
-                      f"(known: {', '.join(sorted(engine.events.weights))})")
-    ts = _epoch(event.timestamp, now)
-    refusal = engine.events.checks.check_one(event_type, ts, event.value, now)
-    if refusal is not None:
-        given = event.timestamp if refusal.field == "timestamp" else event.value
-        raise Invalid(f"event {i}: {refusal.field} {given!r}: {refusal.message}")
-    record = {"user_id": event.user_id, "item_id": event.item_id,
-              "event_type": event_type, "timestamp": round(ts, 3)}
-    for name in ("value", "channel", "recommendation_id", "event_id"):
-        if getattr(event, name) is not None:
-            record[name] = getattr(event, name)
-    return record, engine.events.weight(event_type, event.value)
+def _checked(engine: Engine, batch: list[EventIn], now: float) -> list[tuple[dict, float]]:
+    """Each event as the log records it, with its weight, checked and weighed for the
+    whole batch at once by the rules the model was trained with; Invalid naming the
+    first bad event and its field."""
+    types = []
+    for i, event in enumerate(batch):
+        event_type = engine.events.canonical(event.event_type)
+        if event_type is None:
+            raise Invalid(f"event {i}: unknown event_type {event.event_type!r} "
+                          f"(known: {', '.join(sorted(engine.events.weights))})")
+        types.append(event_type)
+    names = sorted(set(types))
+    codes = np.array([names.index(t) for t in types], dtype=np.int64)
+    seconds = np.array([_epoch(event.timestamp, now) for event in batch])
+    given = np.array([event.value is not None for event in batch])
+    values = np.array([np.nan if event.value is None else event.value for event in batch])
+    checks = engine.events.checks
+    verdict = checks.check(codes, names, seconds, values, given, now)
+    refused = np.flatnonzero(verdict)
+    if refused.size:
+        i = int(refused[0])
+        refusal = checks.describe(int(verdict[i]))
+        event = batch[i]
+        shown = event.timestamp if refusal.field == "timestamp" else event.value
+        raise Invalid(f"event {i}: {refusal.field} {shown!r}: {refusal.message}")
+    weights = engine.events.weigh(codes, names, values).tolist()
+    out = []
+    for event, event_type, ts, weight in zip(batch, types, seconds.tolist(), weights,
+                                             strict=True):
+        record = {"user_id": event.user_id, "item_id": event.item_id,
+                  "event_type": event_type, "timestamp": round(ts, 3)}
+        for name in ("value", "channel", "recommendation_id", "event_id"):
+            if getattr(event, name) is not None:
+                record[name] = getattr(event, name)
+        out.append((record, weight))
+    return out
 
 
 async def _claim_ids(state: ServiceState, batch: list[EventIn]
