@@ -108,6 +108,7 @@ def test_reason_codes_for_new_arrivals_and_repeat_purchases(tmp_path: Path) -> N
 
     from recsvc.core.engine import Engine
     from recsvc.core.ranking.explain import BOUGHT_BEFORE, NEW, explain_batch
+    from recsvc.core.ranking.packed import SEEN_BEFORE
 
     train_planted(tmp_path)
     model = load_model(tmp_path / "m")
@@ -119,11 +120,18 @@ def test_reason_codes_for_new_arrivals_and_repeat_purchases(tmp_path: Path) -> N
     picks = np.array([[new, int(model.item_index(["a1"])[0])]])
     contributions = {"history": np.array([[0.0, 2.0]], np.float32),
                      "popularity": np.array([[0.0, 0.0]], np.float32)}
+    bought = sp.csr_matrix(([True], ([0], [picks[0, 1]])), shape=(1, model.n_items))
     codes, anchors = explain_batch(engine.model, picks, contributions, np.zeros((1, 0), int),
-                                   np.zeros((1, 0), bool), np.zeros((1, 2), bool), now, 30)
+                                   np.zeros((1, 0), bool), bought, np.zeros((1, 2), bool),
+                                   now, 30)
     assert codes[0, 0, 0] == NEW
     assert codes[0, 1, 0] == BOUGHT_BEFORE and NEW not in codes[0, 1]
     assert (anchors == -1).all()
+    # The same pick, not bought (only viewed): its own past carries it, "seen" not "bought".
+    codes, _ = explain_batch(engine.model, picks, contributions, np.zeros((1, 0), int),
+                             np.zeros((1, 0), bool), sp.csr_matrix((1, model.n_items)),
+                             np.zeros((1, 2), bool), now, 30)
+    assert codes[0, 1, 0] == SEEN_BEFORE
 
 
 def test_strongest_anchor_is_the_past_item_with_the_largest_ease_weight(tmp_path: Path) -> None:

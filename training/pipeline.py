@@ -173,6 +173,7 @@ def fit_model(
         user_attributes={n: (codes, as_str_array(values))
                          for n, (codes, values) in attributes.items()},
         opted_out=as_str_array(data.opted_out),
+        user_purchases=training.user_purchases,
         card=card,
         **metadata,
     )

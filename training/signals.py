@@ -12,6 +12,7 @@ import scipy.sparse as sp
 from recsvc.core.algorithms import TrainingData
 from recsvc.core.clock import SECONDS_PER_DAY
 from recsvc.core.model import lookup
+from recsvc.core.policy.events import net_purchases
 
 
 def decay(ages_seconds: np.ndarray, half_life_days: float) -> np.ndarray:
@@ -66,6 +67,9 @@ def build_training_data(
     users, items_idx = users[keep], items_idx[keep]
     times = events["timestamp"].to_numpy(dtype=np.int64)[keep]
     weights = events["weight"].to_numpy(dtype=np.float64)[keep]
+    types = events["event_type"].astype("category")  # a few names, millions of rows
+    per_type = np.append(net_purchases(np.asarray(types.cat.categories, dtype=object)), 0)
+    bought = per_type[types.cat.codes.to_numpy()][keep]  # code -1 (none): the last, 0
     if reference_time is None:
         reference_time = int(times.max()) if times.size else 0
     decayed = weights * decay(reference_time - times, half_life_days)
@@ -79,4 +83,18 @@ def build_training_data(
         reference_time=int(reference_time),
         items=items,
         user_attributes=dict(user_attributes or {}),
+        user_purchases=purchase_matrix(users, items_idx, bought,
+                                       (len(user_ids), len(item_ids))),
     )
+
+
+def purchase_matrix(users: np.ndarray, items: np.ndarray, net: np.ndarray,
+                    shape: tuple[int, int]) -> sp.csr_matrix:
+    """Users x items, True where purchases outnumber refunds (`net_purchases`)."""
+    counted = net != 0
+    matrix = sp.csr_matrix((net[counted], (users[counted], items[counted])), shape=shape,
+                           dtype=np.int32)  # duplicates are summed
+    matrix.data = (matrix.data > 0).astype(np.int8)
+    matrix.eliminate_zeros()
+    matrix.sort_indices()
+    return sp.csr_matrix(matrix, dtype=bool)

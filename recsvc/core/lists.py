@@ -18,6 +18,8 @@ import scipy.sparse as sp
 from recsvc.core.algorithms import Popularity, Trending, UserBatch
 from recsvc.core.algorithms.base import Relation
 from recsvc.core.engine import Engine
+from recsvc.core.model import RecommenderModel
+from recsvc.core.policy.events import net_purchases
 from recsvc.core.policy.filters import ItemFilters
 from recsvc.core.policy.rules import Variant
 from recsvc.core.ranking.anchors import anchor_candidates
@@ -63,14 +65,15 @@ def shopper_list(
     engine: Engine,
     query: RecommendQuery,
     variant: Variant,
-    fresh: list[tuple[str, float]],
+    fresh: list[tuple[str, float, str]],
     live: np.ndarray,
     allowed: np.ndarray,
     size: int,
     now: float,
     new_arrival_days: float,
 ) -> tuple[bytes, str | None]:
-    """Rank, pin and explain up to `size` items for one shopper. `live` is the live
+    """Rank, pin and explain up to `size` items for one shopper, from their stored past,
+    `fresh` events (item, weight, event type) and the query's session. `live` is the live
     catalog (in stock, not delisted); `allowed` narrows it further (the request's filter
     stage). Returns the packed list and the fallback used, if any (cold start, or
     nothing unseen left)."""
@@ -82,9 +85,9 @@ def shopper_list(
     view = engine.events.weights.get("view", 1.0)
     session = [] if opted_out else [
         int(i) for i in model.item_index(list(query.recent_items)) if i >= 0]
-    fresh_items = model.item_index([item for item, _ in fresh]) if fresh else np.zeros(0, int)
+    fresh_items = model.item_index([f[0] for f in fresh]) if fresh else np.zeros(0, int)
     extra = [(i, view) for i in session] + [
-        (int(i), w) for i, (_, w) in zip(fresh_items, fresh, strict=True) if i >= 0]
+        (int(i), w) for i, (_, w, _) in zip(fresh_items, fresh, strict=True) if i >= 0]
     history = engine.history_row(user, extra)
     attributes = engine.attribute_codes(user, query.attributes)
     batch = UserBatch(users=np.array([user if not extra else -1]), history=history,
@@ -105,9 +108,25 @@ def shopper_list(
         ranking = recommend(model, batch, size, False, allowed, weights,
                             bias=engine.rules.bias, explain=True, in_stock=live)
         fallback = "seen_items"
-    packed = rank_lists(engine, ranking, history, [np.asarray(session, np.int64)],
+    bought = _bought(model, user, [(int(i), kind) for i, (_, _, kind)
+                                   in zip(fresh_items, fresh, strict=True) if i >= 0])
+    packed = rank_lists(engine, ranking, history, bought, [np.asarray(session, np.int64)],
                         allowed, now, new_arrival_days, personal=user >= 0 or bool(fresh))
     return packed[0], fallback
+
+
+def _bought(model: RecommenderModel, user: int, fresh: list[tuple[int, str]]
+            ) -> sp.csr_matrix:
+    """1 x items: what the shopper bought and kept, as stored and with their fresh
+    purchases and refunds. A session's items are never bought."""
+    row = model.bought_rows(np.array([user]))
+    if not fresh:
+        return row
+    net = row.toarray()[0].astype(np.int32)
+    for item, change in zip([i for i, _ in fresh], net_purchases(
+            np.array([kind for _, kind in fresh], dtype=object)), strict=True):
+        net[item] += change
+    return sp.csr_matrix(net[None, :] > 0)
 
 
 def _widened(array: np.ndarray, width: int, fill: float) -> np.ndarray:
@@ -122,6 +141,7 @@ def rank_lists(
     engine: Engine,
     ranking: Ranking,
     histories: sp.csr_matrix,
+    bought: sp.csr_matrix,
     sessions: list[np.ndarray],
     allowed: np.ndarray,
     now: float,
@@ -131,7 +151,8 @@ def rank_lists(
     """Pinned items first, then the ranking; every item explained; each list packed
     for the cache. One list per row of an explained ranking (`recommend(...,
     explain=True)`): the service calls this for one shopper, `warm-cache` for thousands,
-    so both store exactly the same lists."""
+    so both store exactly the same lists. `bought`: what each row's shopper bought (rows
+    x items), the only items its reasons may call bought."""
     pins = np.array([p for p in engine.rules.pins if allowed[p]], dtype=np.int64)
     lengths = ranking.lengths.astype(np.int64)  # a copy: pins change it below
     size = max(int(lengths.max(initial=0)), pins.size)
@@ -153,7 +174,7 @@ def rank_lists(
         lengths[b] = n
     anchors, from_session = anchor_candidates(histories, sessions, personal)
     codes, anchor = explain_batch(engine.model, items, contributions, anchors, from_session,
-                                  pinned, now, new_arrival_days)
+                                  bought, pinned, now, new_arrival_days)
     return pack_batch(items, scores, codes, anchor, lengths)
 
 

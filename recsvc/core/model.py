@@ -53,6 +53,9 @@ class RecommenderModel:
     user_attributes: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     user_last_seen: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # epoch s
     opted_out: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype="<U1"))
+    # users x items, True where the shopper bought the item (None in models written
+    # before purchases were kept: then nothing is claimed as bought).
+    user_purchases: sp.csr_matrix | None = None
     card: ModelCard | None = None  # how it was made; None only for hand-built models
     manifest: Manifest | None = None  # once written (or when loaded)
 
@@ -81,6 +84,18 @@ class RecommenderModel:
 
     def is_opted_out(self, user_id: str) -> bool:
         return bool(lookup(self.opted_out, [user_id])[0] >= 0)
+
+    def bought_rows(self, users: np.ndarray) -> sp.csr_matrix:
+        """What each of `users` bought (-1: nobody, nothing), rows of `user_purchases`."""
+        users = np.asarray(users, dtype=np.int64)
+        if self.user_purchases is None:
+            return sp.csr_matrix((users.size, self.n_items), dtype=bool)
+        rows = sp.csr_matrix(self.user_purchases[np.maximum(users, 0)], dtype=bool)
+        if (users < 0).any():
+            keep = sp.diags((users >= 0).astype(np.float32), dtype=np.float32, format="csr")
+            rows = sp.csr_matrix(keep @ rows, dtype=bool)
+            rows.eliminate_zeros()
+        return rows
 
     def batch(self, users: np.ndarray) -> UserBatch:
         """A batch of trained users, scored from their stored histories and vectors."""
@@ -124,6 +139,8 @@ class RecommenderModel:
             expect_csr("item_tags", self.item_tags, (items, self.tag_names.size))
         if self.user_last_seen.size:
             expect_shape("user_last_seen", self.user_last_seen, (users,))
+        if self.user_purchases is not None:
+            expect_csr("user_purchases", self.user_purchases, (users, items))
         for name, (codes, values) in self.user_attributes.items():
             expect_shape(f"user_attr.{name}.codes", codes, (users,))
             _codes_in(f"user_attr.{name}.codes", codes, len(values))
@@ -152,6 +169,8 @@ class RecommenderModel:
         out.save_csr("item_tags", self.item_tags)
         out.save_array("user_last_seen", self.user_last_seen)
         out.save_array("tag_names", self.tag_names)
+        if self.user_purchases is not None:
+            out.save_csr("user_purchases", self.user_purchases)
         for name, (codes, values) in self.user_attributes.items():
             out.save_array(f"user_attr.{name}.codes", codes)
             out.save_array(f"user_attr.{name}.values", values)
@@ -174,6 +193,8 @@ class RecommenderModel:
             out["tag_names"] = stored.array("tag_names")
         if stored.has_array("user_last_seen"):
             out["user_last_seen"] = stored.array("user_last_seen")
+        if stored.has_array("user_purchases.data"):
+            out["user_purchases"] = stored.csr("user_purchases")
         return out
 
     @classmethod

@@ -3,7 +3,7 @@
 A user's list is one pre-serialized value under a key that carries the model version
 and the A/B variant, so a new model never serves old lists and a hit is one GET. A
 user's fresh events (newer than the model) are a short list under their own key, each
-entry `[item_id, weight, timestamp]` as JSON."""
+entry `[item_id, weight, timestamp, event_type]` as JSON."""
 
 from __future__ import annotations
 
@@ -23,16 +23,18 @@ def event_key(namespace: str, event_id: str) -> str:
     return f"{namespace}:event:{event_id}"
 
 
-def encode_fresh(item_id: str, weight: float, timestamp: float) -> bytes:
-    return orjson.dumps([item_id, weight, timestamp])
+def encode_fresh(item_id: str, weight: float, timestamp: float, event_type: str) -> bytes:
+    return orjson.dumps([item_id, weight, timestamp, event_type])
 
 
-def decode_fresh(raw: list[bytes]) -> list[tuple[str, float, float]]:
+def decode_fresh(raw: list[bytes]) -> list[tuple[str, float, float, str]]:
+    """(item, weight, timestamp, event type) of each fresh event; entries written before
+    the type was kept have type "" (never a purchase)."""
     out = []
     for value in raw:
         try:
-            item, weight, ts = orjson.loads(value)
-            out.append((str(item), float(weight), float(ts)))
+            item, weight, ts, *kind = orjson.loads(value)
+            out.append((str(item), float(weight), float(ts), str(kind[0]) if kind else ""))
         except (orjson.JSONDecodeError, TypeError, ValueError):
             continue  # a foreign value under our key: ignore it rather than fail a page
     return out

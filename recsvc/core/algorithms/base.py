@@ -60,6 +60,9 @@ class TrainingData:
     reference_time: int  # the end of the training period
     items: pd.DataFrame | None = None  # catalog rows aligned with item numbers
     user_attributes: dict[str, tuple[np.ndarray, list[str]]] = field(default_factory=dict)
+    # users x items, True where the shopper bought the item (and did not refund it): what
+    # a reason may call "bought"; the confidences mix every kind of event.
+    user_purchases: sp.csr_matrix | None = None
 
     @property
     def n_users(self) -> int:

@@ -23,7 +23,8 @@ DEFAULT_WEIGHTS = {"view": 1.0, "click": 2.0, "add_to_cart": 4.0, "purchase": 10
 DEFAULT_ALIASES = {"cart": "add_to_cart", "addtocart": "add_to_cart",
                    "add-to-cart": "add_to_cart", "transaction": "purchase", "order": "purchase",
                    "buy": "purchase", "return": "refund", "cancellation": "refund"}
-QUANTITY_TYPES = ("purchase", "refund")
+PURCHASE, REFUND = "purchase", "refund"
+QUANTITY_TYPES = (PURCHASE, REFUND)
 RATING = "rating"
 # Epoch numbers below this are seconds (until the year 5138); from it up to
 # EPOCH_MS_END, milliseconds (JavaScript's Date.now()); above, neither: refused.
@@ -121,6 +122,13 @@ class EventChecks(BaseModel):
         refusal = REFUSALS[code]
         return Refusal(refusal.reason, refusal.field,
                        refusal.message.format(**self.model_dump()))
+
+
+def net_purchases(types: np.ndarray) -> np.ndarray:
+    """+1 for a purchase, -1 for a refund, 0 for anything else: summed per shopper and
+    item, above 0 means they bought it (and kept it)."""
+    types = np.asarray(types)
+    return (types == PURCHASE).astype(np.int32) - (types == REFUND).astype(np.int32)
 
 
 class EventWeights(BaseModel):

@@ -1,12 +1,17 @@
 """Reason codes a shop can show beside each pick, from each algorithm's part of its score.
 
 - `promoted`: pinned by a rule.
-- `bought_before` ("buy again"): the shopper's own history carries the pick.
+- `bought_before` ("buy again"): the shopper's own history carries the pick, and they
+  bought it (and kept it); `seen_before` when their history holds it without a purchase.
 - `because_you_bought` + `item_id`: a personal algorithm carries it; the item is the one
   of the shopper's past that speaks for it most, by the item relation of the model's
   relational algorithm of highest `relation_priority` (EASE's weights, else item-kNN's
-  similarities, else content similarity).
-- `similar_to` + `item_id`: the same, the item from this session (`recent_items`, events).
+  similarities, else content similarity), and they bought it; `because_you_viewed` +
+  `item_id` when that item is in their past without a purchase.
+- `similar_to` + `item_id`: the same, the item from this session (`recent_items`).
+
+What a reason says is true of the shopper's events: "bought" only for a purchase
+(`bought`, from the model's record of purchases and the fresh events' types).
 - `popular_in` + `category`, or `popular` for an item without a category.
 - `trending`.
 - `new_arrival`: the item arrived within `new_arrival_days`.
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+import scipy.sparse as sp
 
 from recsvc.core.algorithms.base import ItemRelation, Reason
 from recsvc.core.clock import SECONDS_PER_DAY
@@ -27,12 +33,14 @@ from recsvc.core.model import RecommenderModel
 from recsvc.core.ranking.kernel import read_only
 from recsvc.core.ranking.packed import (
     BECAUSE,
+    BECAUSE_VIEWED,
     BOUGHT_BEFORE,
     NEW,
     NONE,
     POPULAR,
     POPULAR_IN,
     PROMOTED,
+    SEEN_BEFORE,
     SIMILAR,
     TRENDING,
 )
@@ -154,8 +162,33 @@ def _give(codes: np.ndarray, b: int, k: int, given: int, code: int) -> int:
 
 
 @numba.njit(cache=True, nogil=True)
+def _in_rows(indptr: np.ndarray, indices: np.ndarray, items: np.ndarray,
+             out: np.ndarray) -> None:
+    """out[b, k]: is items[b, k] in row b of a CSR matrix with sorted indices?"""
+    for b in range(items.shape[0]):
+        row = indices[indptr[b]:indptr[b + 1]]
+        for k in range(items.shape[1]):
+            item = items[b, k]
+            if item >= 0 and row.size:
+                at = np.searchsorted(row, item)
+                out[b, k] = at < row.size and row[at] == item
+
+
+def in_rows(rows: sp.csr_matrix, items: np.ndarray) -> np.ndarray:
+    """B x K bool: is each of items (B x K, -1 padded) in its row of `rows`?"""
+    rows = sp.csr_matrix(rows)
+    rows.sort_indices()
+    out = np.zeros(items.shape, dtype=np.bool_)
+    if items.size:
+        _in_rows(rows.indptr.astype(np.int64), rows.indices.astype(np.int64),
+                 np.ascontiguousarray(items, dtype=np.int64), out)
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
 def _explain(picks: np.ndarray, values: np.ndarray, source_code: np.ndarray,
-             anchors: np.ndarray, from_session: np.ndarray, pinned: np.ndarray, mode: int,
+             anchors: np.ndarray, from_session: np.ndarray, anchor_bought: np.ndarray,
+             pick_bought: np.ndarray, pinned: np.ndarray, mode: int,
              dense: np.ndarray, keys: np.ndarray, similarity: np.ndarray,
              strengths: np.ndarray, n_items: int, no_category: np.ndarray,
              new: np.ndarray, codes: np.ndarray, anchor_of: np.ndarray) -> None:
@@ -173,7 +206,8 @@ def _explain(picks: np.ndarray, values: np.ndarray, source_code: np.ndarray,
             m = best[k] if pick >= 0 else -1
             if m >= 0:
                 anchor = anchors[b, m]
-                anchor_code = SIMILAR if from_session[b, m] else BECAUSE
+                anchor_code = (SIMILAR if from_session[b, m] else BECAUSE if anchor_bought[b, m]
+                               else BECAUSE_VIEWED)
             # Codes in order, each once, until there are MAX_REASONS: promoted, then the
             # sources that carried the pick (strongest first; ties: the one listed
             # first; at most MAX_REASONS + 1 of them), then new arrival.
@@ -197,6 +231,8 @@ def _explain(picks: np.ndarray, values: np.ndarray, source_code: np.ndarray,
                 code = source_code[order[position]]
                 if code == _PERSONAL:
                     code = anchor_code
+                elif code == BOUGHT_BEFORE and not pick_bought[b, k]:
+                    code = SEEN_BEFORE
                 elif code == POPULAR_IN and no_category[item]:
                     code = POPULAR
                 given = _give(codes, b, k, given, code)
@@ -206,7 +242,8 @@ def _explain(picks: np.ndarray, values: np.ndarray, source_code: np.ndarray,
                 codes[b, k, 0] = POPULAR  # every item has a reason
             needs_anchor = False
             for t in range(MAX_REASONS):
-                needs_anchor |= codes[b, k, t] == BECAUSE or codes[b, k, t] == SIMILAR
+                needs_anchor |= (codes[b, k, t] == BECAUSE or codes[b, k, t] == SIMILAR
+                                 or codes[b, k, t] == BECAUSE_VIEWED)
             anchor_of[b, k] = anchor if needs_anchor else -1
 
 
@@ -221,6 +258,7 @@ def explain_batch(
     contributions: dict[str, np.ndarray],
     anchors: np.ndarray,
     from_session: np.ndarray,
+    bought: sp.csr_matrix,
     pinned: np.ndarray,
     now: float,
     new_arrival_days: float,
@@ -228,7 +266,8 @@ def explain_batch(
     """Reason codes (B x K x 3, NONE-padded) and the anchor item of each pick (-1 none).
 
     `picks` B x K (-1 padded), `contributions` name -> B x K, `anchors` B x M candidate
-    items (-1 padded), `from_session` B x M, `pinned` B x K."""
+    items (-1 padded), `from_session` B x M, `bought` B x items (what each row's shopper
+    bought: only those may be called bought), `pinned` B x K."""
     picks = np.ascontiguousarray(picks, dtype=np.int64)
     anchors = np.ascontiguousarray(anchors, dtype=np.int64)
     b, k = picks.shape
@@ -243,6 +282,7 @@ def explain_batch(
     if model.n_items and b and k:
         _explain(picks, values, source_code, anchors,
                  np.ascontiguousarray(from_session, dtype=np.bool_),
+                 in_rows(bought, anchors), in_rows(bought, picks),
                  np.ascontiguousarray(pinned, dtype=np.bool_),
                  *_relation(model, picks, anchors), model.n_items,
                  model.item_category < 0, new, codes, anchor)
@@ -258,8 +298,10 @@ def warm_up(model: RecommenderModel | None = None) -> None:
     relation = (_DENSE, read_only(np.zeros((1, 1)), np.float32), read_only(_NO_KEYS, np.int64),
                 read_only(_NO_VALUES, np.float32), read_only(_NO_STRENGTHS, np.float32))
     _strongest(picks, anchors, *relation, 1, np.zeros((1, 1), dtype=np.int64))
+    in_rows(sp.csr_matrix((1, 1), dtype=bool), picks)
     _explain(picks, np.zeros((1, 1, 1), dtype=np.float32), np.zeros(1, dtype=np.uint8),
              anchors, np.zeros((1, 1), dtype=np.bool_), np.zeros((1, 1), dtype=np.bool_),
+             np.zeros((1, 1), dtype=np.bool_), np.zeros((1, 1), dtype=np.bool_),
              *relation, 1, np.zeros(1, np.bool_), np.zeros(1, np.bool_),
              np.zeros((1, 1, MAX_REASONS), dtype=np.uint8), np.zeros((1, 1), dtype=np.int32))
     if model is not None and model.n_items:

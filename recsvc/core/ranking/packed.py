@@ -25,6 +25,7 @@ REASONS = 3
 _HEADER = len(MAGIC) + 4
 # Reason codes as stored (`explain` chooses them; their meanings are listed there).
 NONE, PROMOTED, BOUGHT_BEFORE, BECAUSE, SIMILAR, POPULAR_IN, POPULAR, TRENDING, NEW = range(9)
+SEEN_BEFORE, BECAUSE_VIEWED = 9, 10  # the shopper's past, without a purchase
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,7 @@ class ListRenderer:
                            for c in model.category_names.tolist()]
         self.constant = {code: b'{"code":"' + name.encode() + b'"}' for code, name in (
             (PROMOTED, "promoted"), (BOUGHT_BEFORE, "bought_before"), (POPULAR, "popular"),
+            (SEEN_BEFORE, "seen_before"),
             (TRENDING, "trending"), (NEW, "new_arrival"))}
         self.category = model.item_category.tolist()
 
@@ -101,6 +103,8 @@ class ListRenderer:
             return self.popular_in[c] if c >= 0 else self.constant[POPULAR]
         if code == BECAUSE:
             return b'{"code":"because_you_bought","item_id":' + self.ids[anchor] + b"}"
+        if code == BECAUSE_VIEWED:
+            return b'{"code":"because_you_viewed","item_id":' + self.ids[anchor] + b"}"
         if code == SIMILAR:
             return b'{"code":"similar_to","item_id":' + self.ids[anchor] + b"}"
         return self.constant[code]

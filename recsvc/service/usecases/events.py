@@ -56,7 +56,8 @@ async def record_events(state: ServiceState, batch: list[EventIn]) -> tuple[int,
     for event, record, weight in kept:
         if weight != 0 and not engine.model.is_opted_out(event.user_id):
             fresh_by_user.setdefault(event.user_id, []).append(encode_fresh(
-                event.item_id, weight, max(record["timestamp"], engine.reference_time + 1e-3)))
+                event.item_id, weight, max(record["timestamp"], engine.reference_time + 1e-3),
+                record["event_type"]))
     variants = [v.name for _, v in engine.rules.variants] or ["default"]
     for user_id, fresh in fresh_by_user.items():
         await state.cache.add_fresh(fresh_key(settings.cache_namespace, user_id), fresh,

@@ -43,7 +43,7 @@ async def recommend_body(state: ServiceState, query: RecommendQuery) -> bytes:
         if query.user_id:
             raw_fresh = await state.cache.fresh(fresh_key(settings.cache_namespace,
                                                           query.user_id))
-            fresh = [(item, w) for item, w, ts in decode_fresh(raw_fresh)
+            fresh = [(item, w, kind) for item, w, ts, kind in decode_fresh(raw_fresh)
                      if ts > engine.reference_time]
         value, fallback = await run_in_threadpool(
             shopper_list, engine, query, variant, fresh, live, stage.allowed,
