@@ -50,7 +50,7 @@ def test_report_counts_every_reason() -> None:
     users = pd.DataFrame({"user_id": ["gone", "u1"], "consent": ["no", "yes"]})
     events = EventWeights.model_validate({"checks": {"retention_days": 365}})
     data = clean(pd.DataFrame(rows), items, users, events,
-                 CleaningConfig(max_events_per_day=10, max_invalid_share=0.5), now=T0 + 30 * DAY)
+                 CleaningConfig(max_views_per_minute=10, max_invalid_share=0.5), now=T0 + 30 * DAY)
     r = data.report
     assert r["rows_read"] == 40
     assert r["rows_dropped"] == {
@@ -126,3 +126,26 @@ def test_an_event_recorded_twice_under_one_id_counts_once() -> None:
     data = clean(pd.DataFrame(rows), None, None, EventWeights(), CleaningConfig(), now=T0)
     assert data.report["rows_dropped"] == {"duplicate_event_ids": 1}
     assert data.report["rows_kept"] == 4
+
+
+def test_robots_are_judged_by_how_they_browse_not_by_how_much_they_did() -> None:
+    """A burst of views within a minute, or a day of crawling, is a robot; a customer of
+    a year and a rater of hundreds of films in one evening are not (the old rule, events
+    per active day, dropped the heaviest rater of a ratings set)."""
+    rows = []
+    rows += [{"user_id": "loyal", "item_id": f"i{d % 50}", "event_type": "view",
+              "timestamp": T0 + d * 3 * 3600} for d in range(3000)]  # 375 days, 8 a day
+    rows += [{"user_id": "rater", "item_id": f"i{k}", "event_type": "rating",
+              "timestamp": T0 + k // 20, "value": 4} for k in range(568)]  # 20 a second
+    rows += [{"user_id": "burst", "item_id": f"i{k % 50}", "event_type": "view",
+              "timestamp": T0 + k // 2} for k in range(100)]  # 100 views in 50 s
+    rows += [{"user_id": "crawler", "item_id": f"i{k % 97}", "event_type": "view",
+              "timestamp": T0 + k * 40} for k in range(1500)]  # 1,500 in 17 hours
+    data = clean(pd.DataFrame(rows), None, None, EventWeights(), CleaningConfig(),
+                 now=T0 + 400 * DAY)
+    report = data.report
+    assert report["bot_users"] == 2
+    assert report["bots"] == {
+        "burst": {"users": 1, "events": 100, "examples": ["burst"]},
+        "crawl": {"users": 1, "events": 1500, "examples": ["crawler"]}}
+    assert set(data.events["user_id"].unique()) == {"loyal", "rater"}

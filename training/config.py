@@ -27,7 +27,21 @@ class InputConfig(Section):
 
 
 class CleaningConfig(Section):
-    max_events_per_day: float = Field(500.0, gt=0, description="above: a bot-like user")
+    """Robots are judged by how they browse (`training.clean.robots`), never by how much
+    a customer has done over the years."""
+
+    browse_events: list[str] = Field(default_factory=lambda: ["view", "click"])
+    max_views_per_minute: int = Field(60, ge=1, description="in any 60 s; above: a robot")
+    max_views_per_day: int = Field(1000, ge=1, description="in one day; above: a robot")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _volume_rule_retired(cls, data: Any) -> Any:
+        # The first rule (events per active day) judged volume, and dropped heavy
+        # customers; configs and models that still name it are read without it.
+        if isinstance(data, dict) and "max_events_per_day" in data:
+            data = {k: v for k, v in data.items() if k != "max_events_per_day"}
+        return data
     max_invalid_share: float = Field(0.05, ge=0, le=1,
                                      description="bad rows a file may have; more: exit 2")
 
