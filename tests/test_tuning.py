@@ -66,8 +66,10 @@ def test_tuning_runs_its_stages_in_order_and_beats_popularity(tmp_path: Path) ->
                              if k in model.components}
     data, _ = load_inputs(config, Progress(quiet=True))
     users, items = id_universe(data)
-    folds = validation_folds(data.events, users, items, config)
-    assert isinstance(folds, list) and len(folds) == config.tuning.validation_folds
+    chosen = validation_folds(data.events, users, items, config)
+    assert not isinstance(chosen, str) and chosen.protocol == "time"
+    folds = chosen.splits
+    assert len(folds) == config.tuning.validation_folds
     ranked = []
     for fold in folds:
         train_data = build_training_data(fold.train_events, users, items, 90.0,
@@ -123,8 +125,10 @@ def test_validation_folds_are_consecutive_windows_back_from_the_end() -> None:
     config.tuning.validation_fraction = 0.1
     config.tuning.validation_folds = 3
     config.tuning.min_validation_users = 1
-    folds = validation_folds(events, users, items, config)
-    assert isinstance(folds, list) and [f.cutoff for f in folds] == [900, 800, 700]
+    chosen = validation_folds(events, users, items, config)
+    assert not isinstance(chosen, str)
+    folds = chosen.splits
+    assert [f.cutoff for f in folds] == [900, 800, 700]
     expected = [{"u0": ["b"], "u1": ["c"]},  # the log's last second included
                 {"u2": ["b"], "u3": ["d"]},  # not u0's purchase at 950: a later window
                 {"u4": ["c"]}]  # u5 only viewed
@@ -137,7 +141,77 @@ def test_validation_folds_are_consecutive_windows_back_from_the_end() -> None:
     # A fold with too few returning users ends the list; without the last window there
     # is nothing to tune on.
     config.tuning.min_validation_users = 2
-    folds = validation_folds(events, users, items, config)
-    assert isinstance(folds, list) and len(folds) == 2
+    chosen = validation_folds(events, users, items, config)
+    assert not isinstance(chosen, str) and len(chosen.splits) == 2
     config.tuning.min_validation_users = 3
     assert "users return after the cut-off" in validation_folds(events, users, items, config)
+    # `auto` falls back on each shopper's last events rather than not tuning at all.
+    config.tuning.split = "auto"
+    chosen = validation_folds(events, users, items, config)
+    assert not isinstance(chosen, str) and chosen.protocol == "leave-last"
+    assert "users return after the cut-off" in chosen.why
+
+
+def test_a_challenger_replaces_the_defaults_only_beyond_chance() -> None:
+    """The tuner's last word (`choose`): the defaults stay unless a challenger's gain on
+    the validation shoppers holds under a paired bootstrap; popularity is a challenger
+    too; with few shoppers a small gain is not enough."""
+    from training.choice import choose
+    from training.tune import TuningResult
+
+    def result(name: str) -> TuningResult:
+        return TuningResult({}, 90.0, {name: 1.0}, True)
+
+    rng = np.random.default_rng(0)
+    defaults = rng.random(400)
+    clear = defaults + 0.05 + rng.normal(0, 0.05, 400)  # better for nearly everyone
+    noise = defaults + rng.normal(0.002, 0.2, 400)  # better on average, by chance
+    chosen, why = choose({"defaults": (defaults, result("d")), "tuned": (clear, result("t")),
+                          "popularity": (noise, result("p"))}, seed=1)
+    assert chosen.weights == {"t": 1.0} and why["chosen"] == "tuned"
+    assert why["candidates"]["tuned"]["gain_low"] > 0 >= why["candidates"]["popularity"][
+        "gain_low"]
+    chosen, why = choose({"defaults": (defaults, result("d")), "tuned": (noise, result("t"))},
+                         seed=1)
+    assert chosen.weights == {"d": 1.0} and why["chosen"] == "defaults"
+    few = defaults[:8]  # the same real gain, on eight shoppers: not shown beyond chance
+    wobbly = few + np.array([0.3, -0.2, 0.25, -0.15, 0.2, -0.1, 0.1, -0.05])
+    chosen, why = choose({"defaults": (few, result("d")), "tuned": (wobbly, result("t"))},
+                         seed=1)
+    assert why["chosen"] == "defaults"
+    better = defaults + 0.2  # popularity far better than the defaults: chosen
+    chosen, _ = choose({"defaults": (defaults, result("d")), "popularity": (better,
+                                                                          result("p"))}, 1)
+    assert chosen.weights == {"p": 1.0}
+
+
+def test_leave_last_and_random_folds() -> None:
+    rows = [(f"u{u}", f"i{j}", "purchase", 100 * j + u) for u in range(4) for j in range(5)]
+    events = _events(rows)
+    users = np.array(sorted({r[0] for r in rows}))
+    items = np.array(sorted({r[1] for r in rows}))
+    config = TrainConfig()
+    config.tuning.min_validation_users = 1
+    config.tuning.validation_folds = 2
+    config.tuning.split = "leave-last"
+    chosen = validation_folds(events, users, items, config)
+    assert not isinstance(chosen, str) and chosen.protocol == "leave-last"
+    first, second = chosen.splits
+    # Fold 0 holds out each shopper's last purchase (i4), fold 1 the one before (i3),
+    # training only on what came before it.
+    assert all(items[first.relevant[r].indices].tolist() == ["i4"] for r in range(4))
+    assert all(items[second.relevant[r].indices].tolist() == ["i3"] for r in range(4))
+    assert set(second.train_events["item_id"]) == {"i0", "i1", "i2"}
+    assert second.cutoff == int(second.train_events["timestamp"].max())
+    config.tuning.split = "random"
+    config.tuning.validation_fraction = 0.4  # two of each shopper's five pairs
+    chosen = validation_folds(events, users, items, config)
+    assert not isinstance(chosen, str) and chosen.protocol == "random"
+    a, b = chosen.splits
+    assert all(a.relevant[r].nnz == 2 for r in range(4))
+    assert (a.relevant != b.relevant).nnz > 0  # another seed, another share
+    held = set(zip(a.relevant.nonzero()[0], a.relevant.nonzero()[1], strict=True))
+    train = {(int(np.searchsorted(users, u)), int(np.searchsorted(items, i)))
+             for u, i in zip(a.train_events["user_id"], a.train_events["item_id"],
+                             strict=True)}
+    assert not held & train  # a held-out pair leaves train entirely

@@ -23,6 +23,7 @@ def _configure_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-tune", action="store_true", help="skip tuning; use configured values")
     p.add_argument("--tune-budget", type=float, metavar="SECONDS",
                    help="time budget for tuning (tuning.time_budget_s)")
+    add_tune_split(p)
     p.add_argument("--quiet", action="store_true", help="print only the version id")
 
 
@@ -35,12 +36,17 @@ def _run_train(args: argparse.Namespace) -> int:
             setattr(config.input, key, getattr(args, key))
     if args.model_root is not None:
         config.output.model_root = args.model_root
-    apply_tuning_options(config, args.no_tune, args.tune_budget)
+    apply_tuning_options(config, args.no_tune, args.tune_budget, args.tune_split)
     progress = Progress(quiet=args.quiet)
     result = train(config, progress)
     progress.text(format_summary(result))
     print(result.version)  # alone on stdout, for scripts: V=$(recsvc train ...)
     return EXIT_OK
+
+
+def add_tune_split(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    p.add_argument("--tune-split", choices=["time", "leave-last", "random", "auto"],
+                   help="the protocol tuning validates on (tuning.split; default time)")
 
 
 def _configure_generate(p: argparse.ArgumentParser) -> None:
@@ -98,6 +104,7 @@ def _configure_evaluate(p: argparse.ArgumentParser) -> None:
     two.add_argument("--seed", type=int, default=0)
     two.add_argument("--no-tune", action="store_true", help="train with configured values")
     two.add_argument("--tune-budget", type=float, metavar="SECONDS")
+    add_tune_split(two)
     p.add_argument("--users", type=Path, help="user table (attributes of test users)")
     p.add_argument("--config", type=Path, help="trainer TOML (events, target events, ...)")
     p.add_argument("--k", default="5,10,20", help="cut-offs, comma-separated (5,10,20)")
@@ -138,6 +145,7 @@ def _configure_retrain(p: argparse.ArgumentParser) -> None:
     p.add_argument("--processes", type=int, default=os.cpu_count() or 1,
                    help="cache warm-up workers (default: one per CPU)")
     p.add_argument("--tune-budget", type=float, metavar="SECONDS")
+    add_tune_split(p)
     p.add_argument("--no-tune", action="store_true")
     p.add_argument("--quiet", action="store_true", help="only the JSON summary")
 
@@ -148,7 +156,7 @@ def _run_retrain(args: argparse.Namespace) -> int:
     from training.retrain import RetrainOptions, retrain
 
     config = load_config(args.config)
-    apply_tuning_options(config, args.no_tune, args.tune_budget)
+    apply_tuning_options(config, args.no_tune, args.tune_budget, args.tune_split)
     if args.window_days is not None:
         if args.window_days <= 0:
             raise InputError("--window-days must be positive")

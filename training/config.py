@@ -132,7 +132,9 @@ class TuningConfig(Section):
     validation_fraction: float = Field(0.1, gt=0, lt=0.5,
                                        description="each fold's share of the time span")
     validation_folds: int = Field(3, ge=1, le=6,
-                                  description="consecutive held-out windows, back from the end")
+                                  description="held-out folds (time: windows back from the end)")
+    split: Literal["time", "leave-last", "random", "auto"] = Field(
+        "time", description="the protocol folds follow (training.folds)")
     target_events: list[str] = Field(default_factory=lambda: ["purchase"])
     metric: Literal["ndcg", "precision", "recall", "map"] = "ndcg"
     k: int = Field(10, ge=1)
@@ -157,10 +159,14 @@ class TrainConfig(Section):
     output: OutputConfig = Field(default_factory=OutputConfig)
 
 
-def apply_tuning_options(config: TrainConfig, no_tune: bool, budget_s: float | None) -> None:
-    """`--no-tune` and `--tune-budget`, as every training command reads them."""
+def apply_tuning_options(config: TrainConfig, no_tune: bool, budget_s: float | None,
+                         split: str | None = None) -> None:
+    """`--no-tune`, `--tune-budget` and `--tune-split`, as every training command reads
+    them."""
     if no_tune:
         config.tuning.enabled = False
+    if split is not None:
+        config.tuning.split = split  # type checked by argparse's choices
     if budget_s is not None:
         if budget_s <= 0:
             raise InputError("--tune-budget must be positive")

@@ -149,7 +149,7 @@ def _split_and_evaluate(args: argparse.Namespace, config: TrainConfig, ks: list[
     config.input.interactions = args.interactions
     config.input.items = args.items
     config.input.users = args.users
-    apply_tuning_options(config, args.no_tune, args.tune_budget)
+    apply_tuning_options(config, args.no_tune, args.tune_budget, args.tune_split)
     data, _ = load_inputs(config, progress)
     cutoff = parse_cutoff(args.cutoff) if args.cutoff else None
     split = split_events(data.events, args.split, config.tuning.target_events,

@@ -38,6 +38,13 @@ def hit_matrix(ranked: Sequence[np.ndarray], relevant: sp.csr_matrix, k: int) ->
     return hits
 
 
+def per_user_metric(ranked: Sequence[np.ndarray], relevant: sp.csr_matrix, k: int,
+                    metric: str) -> np.ndarray:
+    """One metric (`ndcg@10`, ...) for each user with a relevant item, in row order: what
+    `ranking_metrics` averages."""
+    return _per_user(ranked, relevant, k)[metric]
+
+
 def ranking_metrics(
     ranked: Sequence[np.ndarray],
     relevant: sp.csr_matrix,
@@ -49,13 +56,27 @@ def ranking_metrics(
     `n_relevant` (per user) counts relevant items the matrix cannot hold, such as items
     the model has never seen: they can never be hit but still count in recall's
     denominator. By default it is the matrix's row counts."""
+    per_user = _per_user(ranked, relevant, k, n_relevant)
+    if not per_user:
+        return {f"{m}@{k}": 0.0 for m in METRICS}
+    return {name: float(np.mean(values)) for name, values in per_user.items()}
+
+
+def _per_user(
+    ranked: Sequence[np.ndarray],
+    relevant: sp.csr_matrix,
+    k: int,
+    n_relevant: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
+    """Each accuracy metric for each user with at least one relevant item (empty dict:
+    none has)."""
     relevant = sp.csr_matrix(relevant)
     if n_relevant is None:
         n_relevant = np.diff(relevant.indptr)
     n_relevant = np.asarray(n_relevant)
     users = np.flatnonzero(n_relevant > 0)
     if users.size == 0:
-        return {f"{m}@{k}": 0.0 for m in METRICS}
+        return {}
     hits = hit_matrix([ranked[u] for u in users], relevant[users], k)
     n_rel = n_relevant[users].astype(np.float64)
     n_hits = hits.sum(axis=1)
@@ -71,13 +92,13 @@ def ranking_metrics(
     total = precision + recall
     f1 = np.divide(2 * precision * recall, total, out=np.zeros_like(total), where=total > 0)
     return {
-        f"precision@{k}": float(np.mean(precision)),
-        f"recall@{k}": float(np.mean(recall)),
-        f"f1@{k}": float(np.mean(f1)),
-        f"ndcg@{k}": float(np.mean(dcg / ideal)),
-        f"map@{k}": float(np.mean(ap)),
-        f"hit_rate@{k}": float(np.mean(n_hits > 0)),
-        f"mrr@{k}": float(np.mean(rr)),
+        f"precision@{k}": precision,
+        f"recall@{k}": recall,
+        f"f1@{k}": f1,
+        f"ndcg@{k}": dcg / ideal,
+        f"map@{k}": ap,
+        f"hit_rate@{k}": (n_hits > 0).astype(np.float64),
+        f"mrr@{k}": rr,
     }
 
 

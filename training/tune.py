@@ -1,10 +1,14 @@
-"""Tune stage: choose hyperparameters on time-based validation folds, within a budget.
+"""Tune stage: choose hyperparameters on validation folds, within a budget.
 
-Each fold trains on events before a cut-off, scores the users who come back after it,
-and counts as hits the items they then bought (a repeat purchase counts: tuning learns
-whether to recommend items again from whether people buy them again). The folds are
-consecutive windows back from the end of the log, and their users are judged together.
+Each fold trains on part of the log and scores its validation users on what they went
+on to buy (a repeat purchase counts: tuning learns whether to recommend items again
+from whether people buy them again). The folds follow the shop's protocol
+(`training.folds`: time windows by default), and their users are judged together.
 Ranking goes through `recsvc.core.ranking.scoring`, the code the service uses.
+
+The tuner never ends worse than where it started: the untuned defaults and plain
+popularity are scored on the same shoppers, and a challenger replaces the defaults only
+when its gain holds under a bootstrap over those shoppers (`choose`).
 
 What is tuned comes from the algorithms' own declarations (`Recommender`): those that
 follow the event weighting are refitted for each weighting tried; one with a `walk`
@@ -21,14 +25,15 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from recsvc.core.algorithms import Recommender, TrainingData, UserBatch, algorithm
+from recsvc.core.algorithms import Popularity, Recommender, TrainingData, UserBatch, algorithm
 from recsvc.core.algorithms.base import Reason
 from recsvc.core.ranking.scoring import blend_and_rank, dense_scores
+from training.choice import choose
 from training.clean import event_weights, has_quantities
 from training.config import TrainConfig
 from training.fit import build, build_components, fit_components, unusable
 from training.folds import Split, validation_folds
-from training.metrics import ranking_metrics
+from training.metrics import per_user_metric, ranking_metrics
 from training.progress import Progress
 from training.signals import build_training_data
 
@@ -48,12 +53,16 @@ class TuningResult:
     seconds: float = 0.0
     budget_s: float = 0.0
     skipped: str | None = None
+    protocol: dict[str, Any] = field(default_factory=dict)  # folds: how, why, how many
+    choice: dict[str, Any] = field(default_factory=dict)  # tuned, defaults or popularity
 
     def summary(self) -> dict[str, Any]:
         return {
             "skipped": self.skipped,
             "seconds": round(self.seconds, 2),
             "budget_s": self.budget_s,
+            "protocol": self.protocol,
+            "choice": self.choice,
             "trials": self.trials,
             "best": {"params": self.params, "half_life_days": self.half_life_days,
                      "quantity_scaling": self.quantity_scaling,
@@ -82,6 +91,13 @@ class _Evaluator:
     def value(self, *args: Any) -> float:
         return self.metrics(*args)[self.metric]
 
+    def per_user(self, sources: dict[str, np.ndarray], history: sp.csr_matrix,
+                 weights: dict[str, float], exclude_seen: bool) -> np.ndarray:
+        """The tuning metric of each validation shopper, for the bootstrap."""
+        ranking = blend_and_rank(sources, weights, self.k, self.candidates,
+                                 history if exclude_seen else None)
+        return per_user_metric(ranking.items, self.relevant, self.k, self.metric)
+
 
 def tune(
     events: pd.DataFrame,
@@ -101,12 +117,15 @@ def tune(
     keeps a lucky draw (CF's) from choosing the decay for every algorithm."""
     began = time.perf_counter()
     budget = config.tuning.time_budget_s
-    folds = validation_folds(events, user_ids, item_ids, config)
-    if isinstance(folds, str):
-        start.skipped = folds
-        progress.log("tune.skipped", reason=folds)
+    chosen = validation_folds(events, user_ids, item_ids, config)
+    if isinstance(chosen, str):
+        start.skipped = f"{config.tuning.split} protocol: {chosen}"
+        progress.log("tune.skipped", reason=start.skipped)
         return start
-    progress.log("tune.folds", folds=len(folds),
+    folds = chosen.splits
+    protocol = {"split": chosen.protocol, "why": chosen.why, "folds": len(folds),
+                "users": [int(fold.users.size) for fold in folds]}
+    progress.log("tune.folds", protocol=chosen.protocol, why=chosen.why, folds=len(folds),
                  users=",".join(str(fold.users.size) for fold in folds))
     evaluator = _Evaluator(sp.vstack([fold.relevant for fold in folds], format="csr"),
                            candidates, config)
@@ -205,6 +224,23 @@ def tune(
                           key=lambda e: evaluator.value(sources, history, weights, e))
             last = time.perf_counter() - t0  # what the next trial will cost, about
             if trial == 0:  # compare later trials under a blend fitted to the data
+                # The starting point, as configured, and popularity alone: the tuner's
+                # result must beat them on these shoppers to be chosen (`choose`).
+                baselines = {
+                    "defaults": (evaluator.per_user(sources, history, start.weights,
+                                                    start.exclude_seen),
+                                 TuningResult(dict(params), half_life, dict(start.weights),
+                                              start.exclude_seen, scaling,
+                                              evaluator.metrics(sources, history,
+                                                                start.weights,
+                                                                start.exclude_seen)))}
+                if Popularity.name in sources:
+                    alone = {Popularity.name: 1.0}
+                    baselines["popularity"] = (
+                        evaluator.per_user(sources, history, alone, start.exclude_seen),
+                        TuningResult(dict(params), half_life, alone, start.exclude_seen,
+                                     scaling, evaluator.metrics(sources, history, alone,
+                                                                start.exclude_seen)))
                 weights, exclude = _search_weights(evaluator, sources, history, weights,
                                                    began + budget)
             metrics = evaluator.metrics(sources, history, weights, exclude)
@@ -220,6 +256,10 @@ def tune(
             # holds validation users x catalog cells per algorithm).
             for key in [k for k in cache if k != (best.half_life_days, best.quantity_scaling)]:
                 del cache[key]
+            progress.log("tune.trial", trial=trial, metric=trials[-1]["metric"],
+                         best=round(best.metrics[evaluator.metric], 5),
+                         seconds=trials[-1]["seconds"],
+                         elapsed=round(time.perf_counter() - began, 1))
             step.advance()
         # Refine the blend around the best algorithms, if time is left.
         weights, exclude = _search_weights(evaluator, best_sources, best_history, best.weights,
@@ -227,11 +267,16 @@ def tune(
         metrics = evaluator.metrics(best_sources, best_history, weights, exclude)
         if metrics[evaluator.metric] >= best.metrics[evaluator.metric]:
             best.weights, best.exclude_seen, best.metrics = weights, exclude, metrics
+        tuned = evaluator.per_user(best_sources, best_history, best.weights, best.exclude_seen)
+        best, choice = choose({**baselines, "tuned": (tuned, best)}, config.tuning.seed)
         step.note(trials=len(trials), best=round(best.metrics[evaluator.metric], 5),
-                  metric=evaluator.metric)
+                  metric=evaluator.metric, choice=choice["chosen"])
+    progress.log("tune.choice", **{k: v for k, v in choice.items() if k != "candidates"})
     best.trials = trials
     best.seconds = time.perf_counter() - began
     best.budget_s = budget
+    best.protocol = protocol
+    best.choice = choice
     return best
 
 

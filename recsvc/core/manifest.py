@@ -65,6 +65,10 @@ class TuningSummary(_Strict):
     trials: list[dict[str, Any]]
     best: dict[str, Any]
     validation_metrics: dict[str, float]
+    # For people reading the report (nothing is decided from them): the validation
+    # protocol and why, and which candidate was chosen (tuned, defaults, popularity).
+    protocol: dict[str, Any] = Field(default_factory=dict)
+    choice: dict[str, Any] = Field(default_factory=dict)
 
 
 class Metrics(_Strict):
