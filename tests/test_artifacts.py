@@ -154,7 +154,7 @@ def test_trained_model_round_trips(tmp_path: Path, planted) -> None:
     model = load_model(tmp_path / "m")
     assert model.version == result.version
     assert set(model.components) == {"cf", "ease", "item_knn", "content", "popularity",
-                                     "trending", "history"}
+                                     "trending", "history", "next"}
     np.testing.assert_array_equal(model.components["ease"].weights,
                                   result.model.components["ease"].weights)
     np.testing.assert_allclose(model.components["cf"].item_factors,

@@ -19,8 +19,10 @@ from recsvc.core.algorithms import (
 )
 from recsvc.core.algorithms.base import confidence
 from recsvc.core.algorithms.content import category_tokens, normalize, price_bands
+from recsvc.core.algorithms.ease import interaction_gram
 from recsvc.core.algorithms.forms import RowSums, SharedRows
 from recsvc.core.ranking.kernel import blend_rank
+from recsvc.core.ranking.scoring import blend_and_rank
 from recsvc.core.ranking.topn import top_n
 from tests.oracle import blend, rank, standardization, standardize
 
@@ -332,3 +334,41 @@ def test_ease_recovers_two_taste_groups_and_scores_anonymous_sessions() -> None:
     assert set(top) <= {7, 8, 9}
     related = model.similar(np.array([0]))[0]
     assert related[1:5].min() > related[5:].max()
+
+
+def test_ease_for_a_large_catalog_is_the_exact_solution_when_every_item_is_a_neighbour() -> None:
+    """Above `max_items` each column is fitted on its most co-occurring items alone; with
+    every other item a neighbour that is the exact closed form, column for column."""
+    data = random_data(seed=9, users=80, items=30)
+    data.user_items = sp.csr_matrix(sp.random(80, 30, density=0.6, format="csr",
+                                              dtype=np.float32, random_state=9))
+    assert (interaction_gram(data.user_items) > 0).all()  # every pair co-occurs
+    exact = EASE(regularization=2.0).fit(data)
+    sparse = EASE(regularization=2.0, max_items=0, neighbours=29).fit(data)
+    assert sp.issparse(sparse.weights) and not sp.issparse(exact.weights)
+    np.testing.assert_allclose(sparse.weights.toarray(), exact.weights, atol=1e-5)
+    narrow = EASE(regularization=2.0, max_items=0, neighbours=5).fit(data)
+    assert (np.diff(sp.csc_matrix(narrow.weights).indptr) <= 5).all()
+    assert narrow.weights.diagonal().sum() == 0  # an item never speaks for itself
+    batch = UserBatch(users=np.arange(10), history=data.user_items[:10])
+    np.testing.assert_allclose(narrow.score_compact(batch).dense(), narrow.score(batch))
+
+
+def test_a_source_row_with_nan_or_inf_counts_for_nothing_rather_than_blanking_the_list() -> None:
+    """A source whose row for a user holds a NaN or an infinity (a broken fold fit, say)
+    adds nothing for that user: the list is the one the other sources give, for that
+    user only; before, the NaN spread into every score and the list came back empty."""
+    rng = np.random.default_rng(9)
+    good = rng.standard_normal((3, 50)).astype(np.float32)
+    broken = rng.standard_normal((3, 50)).astype(np.float32)
+    broken[0, 7] = np.nan
+    broken[1, 3] = np.inf
+    candidates = np.ones(50, dtype=bool)
+    both = blend_and_rank({"a": good, "b": broken}, {"a": 1.0, "b": 1.0}, 10, candidates)
+    alone = blend_and_rank({"a": good}, {"a": 1.0}, 10, candidates)
+    together = blend_and_rank({"a": good, "b": broken[2:3].repeat(3, axis=0)},
+                              {"a": 1.0, "b": 1.0}, 10, candidates)
+    for user in (0, 1):
+        assert both.items[user].tolist() == alone.items[user].tolist()
+        assert np.isfinite(both.scores[user]).all()
+    assert both.items[2].tolist() == together.items[2].tolist()

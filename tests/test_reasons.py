@@ -56,8 +56,8 @@ def test_every_claim_in_every_list_is_true_of_the_shoppers_events(tmp_path: Path
     users = np.flatnonzero(np.diff(model.user_items.indptr) > 0)
     batch = model.batch(users)
     ranking = recommend(model, batch, 20, None, allowed, explain=True)
-    lists = rank_lists(engine, ranking, batch.history, model.bought_rows(users), [], allowed,
-                       NOW, 30)
+    lists = rank_lists(engine, ranking, batch.history, model.bought_rows(users), batch.recent,
+                       [], allowed, NOW, 30)
     counts = {"bought_before": 0, "because_you_bought": 0, "seen_before": 0,
               "because_you_viewed": 0}
     false = []

@@ -94,8 +94,10 @@ def test_recommend_personal_list_with_reasons_and_cache(service: Service) -> Non
     for item in body["items"]:
         assert item["reasons"], item
         codes = {r["code"] for r in item["reasons"]}
-        assert codes <= {"because_you_bought", "popular_in", "trending", "popular"}
-        anchor = [r for r in item["reasons"] if r["code"] == "because_you_bought"]
+        assert codes <= {"because_you_bought", "next_after", "popular_in", "trending",
+                         "popular"}
+        anchor = [r for r in item["reasons"] if r["code"] in ("because_you_bought",
+                                                              "next_after")]
         assert all(r["item_id"] in planted_seen("bu0") for r in anchor)
     assert any(r["code"] == "because_you_bought" for i in body["items"] for r in i["reasons"])
     # The second call is a cache hit with the same list and a new recommendation id.

@@ -174,6 +174,7 @@ def fit_model(
                          for n, (codes, values) in attributes.items()},
         opted_out=as_str_array(data.opted_out),
         user_purchases=training.user_purchases,
+        user_recent=training.user_recent,
         card=card,
         **metadata,
     )

@@ -10,6 +10,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recsvc.core.algorithms import TrainingData
+from recsvc.core.algorithms.base import RECENT
 from recsvc.core.clock import SECONDS_PER_DAY
 from recsvc.core.model import lookup
 from recsvc.core.policy.events import net_purchases
@@ -85,7 +86,24 @@ def build_training_data(
         user_attributes=dict(user_attributes or {}),
         user_purchases=purchase_matrix(users, items_idx, bought,
                                        (len(user_ids), len(item_ids))),
+        user_recent=last_items(users[weights > 0], items_idx[weights > 0],
+                               times[weights > 0], len(user_ids)),
     )
+
+
+def last_items(users: np.ndarray, items: np.ndarray, times: np.ndarray, n_users: int,
+               count: int = RECENT) -> np.ndarray:
+    """Users x `count`: each user's last distinct items, newest first, -1 padded."""
+    order = np.lexsort((-np.arange(users.size), -times, users))  # newest first per user
+    users, items = users[order], items[order]
+    first = ~pd.DataFrame({"u": users, "i": items}).duplicated().to_numpy()
+    users, items = users[first], items[first]
+    starts = np.searchsorted(users, np.arange(n_users))
+    rank = np.arange(users.size) - starts[users]
+    keep = rank < count
+    out = np.full((n_users, count), -1, dtype=np.int32)
+    out[users[keep], rank[keep]] = items[keep]
+    return out
 
 
 def purchase_matrix(users: np.ndarray, items: np.ndarray, net: np.ndarray,

@@ -120,6 +120,9 @@ def tune(
     chosen = validation_folds(events, user_ids, item_ids, config)
     if isinstance(chosen, str):
         start.skipped = f"{config.tuning.split} protocol: {chosen}"
+        if config.tuning.split == "time":  # say what would tune rather than skip
+            start.skipped += ("; --tune-split auto falls back to each shopper's last "
+                              "events, random to a share of each shopper's pairs")
         progress.log("tune.skipped", reason=start.skipped)
         return start
     folds = chosen.splits
@@ -302,6 +305,7 @@ def _scores(components: dict[str, Recommender], data: TrainingData,
         users=users,
         history=data.user_items[users],
         attributes={n: codes[users] for n, (codes, _) in data.user_attributes.items()},
+        recent=None if data.user_recent is None else data.user_recent[users],
     )
     return dense_scores(components, batch)
 
@@ -322,7 +326,8 @@ def _walk(
     cls = algorithm(name)
     param = cls.walk
     assert param is not None
-    prepared = [cls.prepare(data) for data in datas]
+    preparer = build(config.model, name)
+    prepared = [preparer.prepare(data) for data in datas]
     batches = [UserBatch(users=fold.users, history=data.user_items[fold.users])
                for data, fold in zip(datas, folds, strict=True)]
     history = _histories(datas, folds)

@@ -16,7 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recsvc.core.algorithms import Popularity, Trending, UserBatch
-from recsvc.core.algorithms.base import Relation
+from recsvc.core.algorithms.base import RECENT, Relation
 from recsvc.core.engine import Engine
 from recsvc.core.model import RecommenderModel
 from recsvc.core.policy.events import net_purchases
@@ -90,8 +90,12 @@ def shopper_list(
         (int(i), w) for i, (_, w, _) in zip(fresh_items, fresh, strict=True) if i >= 0]
     history = engine.history_row(user, extra)
     attributes = engine.attribute_codes(user, query.attributes)
+    # Newest first: the session (its last item is the newest), fresh events (newest
+    # last), then what the model knew.
+    newer = [*reversed(session), *reversed([int(i) for i in fresh_items if i >= 0])]
+    recent = _recent(newer, model.recent_rows(np.array([user]))[0])
     batch = UserBatch(users=np.array([user if not extra else -1]), history=history,
-                      attributes=attributes)
+                      attributes=attributes, recent=recent)
 
     weights = variant.weights or model.weights
     fallback = None
@@ -110,9 +114,21 @@ def shopper_list(
         fallback = "seen_items"
     bought = _bought(model, user, [(int(i), kind) for i, (_, _, kind)
                                    in zip(fresh_items, fresh, strict=True) if i >= 0])
-    packed = rank_lists(engine, ranking, history, bought, [np.asarray(session, np.int64)],
-                        allowed, now, new_arrival_days, personal=user >= 0 or bool(fresh))
+    packed = rank_lists(engine, ranking, history, bought, recent,
+                        [np.asarray(session, np.int64)], allowed, now, new_arrival_days,
+                        personal=user >= 0 or bool(fresh))
     return packed[0], fallback
+
+
+def _recent(newer: list[int], known: np.ndarray) -> np.ndarray:
+    """1 x RECENT: the newest distinct items first, then the stored ones."""
+    seen: list[int] = []
+    for item in [*newer, *(int(i) for i in known if i >= 0)]:
+        if item not in seen:
+            seen.append(item)
+    row = np.full((1, RECENT), -1, dtype=np.int32)
+    row[0, :min(RECENT, len(seen))] = seen[:RECENT]
+    return row
 
 
 def _bought(model: RecommenderModel, user: int, fresh: list[tuple[int, str]]
@@ -142,6 +158,7 @@ def rank_lists(
     ranking: Ranking,
     histories: sp.csr_matrix,
     bought: sp.csr_matrix,
+    recent: np.ndarray | None,
     sessions: list[np.ndarray],
     allowed: np.ndarray,
     now: float,
@@ -152,7 +169,8 @@ def rank_lists(
     for the cache. One list per row of an explained ranking (`recommend(...,
     explain=True)`): the service calls this for one shopper, `warm-cache` for thousands,
     so both store exactly the same lists. `bought`: what each row's shopper bought (rows
-    x items), the only items its reasons may call bought."""
+    x items), the only items its reasons may call bought; `recent`: each row's last
+    items, newest first (what a pick came next after)."""
     pins = np.array([p for p in engine.rules.pins if allowed[p]], dtype=np.int64)
     lengths = ranking.lengths.astype(np.int64)  # a copy: pins change it below
     size = max(int(lengths.max(initial=0)), pins.size)
@@ -173,8 +191,10 @@ def rank_lists(
         pinned[b, :pins.size] = True
         lengths[b] = n
     anchors, from_session = anchor_candidates(histories, sessions, personal)
+    if recent is None:
+        recent = np.full((items.shape[0], 0), -1, dtype=np.int64)
     codes, anchor = explain_batch(engine.model, items, contributions, anchors, from_session,
-                                  bought, pinned, now, new_arrival_days)
+                                  bought, recent, pinned, now, new_arrival_days)
     return pack_batch(items, scores, codes, anchor, lengths)
 
 

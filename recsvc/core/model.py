@@ -12,7 +12,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recsvc.core.algorithms import Recommender, UserBatch, algorithm
-from recsvc.core.algorithms.base import ArraySink, expect_csr, expect_shape
+from recsvc.core.algorithms.base import RECENT, ArraySink, expect_csr, expect_shape
 from recsvc.core.artifacts import StoredVersion, open_version
 from recsvc.core.errors import ModelError
 from recsvc.core.manifest import AlgorithmEntry, Blend, Counts, Layout, Manifest, ModelCard
@@ -56,6 +56,9 @@ class RecommenderModel:
     # users x items, True where the shopper bought the item (None in models written
     # before purchases were kept: then nothing is claimed as bought).
     user_purchases: sp.csr_matrix | None = None
+    # users x RECENT: each user's last distinct items, newest first, -1 padded (None in
+    # models written before they were kept).
+    user_recent: np.ndarray | None = None
     card: ModelCard | None = None  # how it was made; None only for hand-built models
     manifest: Manifest | None = None  # once written (or when loaded)
 
@@ -104,7 +107,15 @@ class RecommenderModel:
             users=users,
             history=self.user_items[users],
             attributes={name: codes[users] for name, (codes, _) in self.user_attributes.items()},
+            recent=self.recent_rows(users),
         )
+
+    def recent_rows(self, users: np.ndarray) -> np.ndarray:
+        """users x RECENT: their last items, newest first (-1: none, or an unknown user)."""
+        users = np.asarray(users, dtype=np.int64)
+        if self.user_recent is None:
+            return np.full((users.size, RECENT), -1, dtype=np.int32)
+        return np.where((users >= 0)[:, None], self.user_recent[np.maximum(users, 0)], -1)
 
     # -- consistency ---------------------------------------------------------------------
 
@@ -141,6 +152,9 @@ class RecommenderModel:
             expect_shape("user_last_seen", self.user_last_seen, (users,))
         if self.user_purchases is not None:
             expect_csr("user_purchases", self.user_purchases, (users, items))
+        if self.user_recent is not None:
+            expect_shape("user_recent", self.user_recent, (users, RECENT))
+            _codes_in("user_recent", self.user_recent, items)
         for name, (codes, values) in self.user_attributes.items():
             expect_shape(f"user_attr.{name}.codes", codes, (users,))
             _codes_in(f"user_attr.{name}.codes", codes, len(values))
@@ -171,6 +185,8 @@ class RecommenderModel:
         out.save_array("tag_names", self.tag_names)
         if self.user_purchases is not None:
             out.save_csr("user_purchases", self.user_purchases)
+        if self.user_recent is not None:
+            out.save_array("user_recent", self.user_recent)
         for name, (codes, values) in self.user_attributes.items():
             out.save_array(f"user_attr.{name}.codes", codes)
             out.save_array(f"user_attr.{name}.values", values)
@@ -195,6 +211,8 @@ class RecommenderModel:
             out["user_last_seen"] = stored.array("user_last_seen")
         if stored.has_array("user_purchases.data"):
             out["user_purchases"] = stored.csr("user_purchases")
+        if stored.has_array("user_recent"):
+            out["user_recent"] = stored.array("user_recent")
         return out
 
     @classmethod

@@ -109,8 +109,8 @@ def warm_cache(
             batch = model.batch(chunk)
             ranking = recommend(model, batch, size, exclude_seen, allowed, weights,
                                 bias=engine.rules.bias, explain=True, in_stock=live)
-            lists = rank_lists(engine, ranking, batch.history, model.bought_rows(chunk), [],
-                               allowed, now, settings.new_arrival_days)
+            lists = rank_lists(engine, ranking, batch.history, model.bought_rows(chunk),
+                               batch.recent, [], allowed, now, settings.new_arrival_days)
             keys, values = [], []
             for user_id, value, listed in zip(user_ids, lists, ranking.lengths.tolist(),
                                               strict=True):

@@ -13,13 +13,14 @@ from recsvc.core.algorithms.factors import MatrixFactorization
 from recsvc.core.algorithms.history import PurchaseHistory
 from recsvc.core.algorithms.item_knn import ItemKNN
 from recsvc.core.algorithms.popularity import Popularity
+from recsvc.core.algorithms.transitions import Transitions
 from recsvc.core.algorithms.trending import Trending
 
 # The order the trainer builds them in, and the tuner's coordinate ascent visits them.
 REGISTRY: dict[str, type[Recommender]] = {
     cls.name: cls
     for cls in (MatrixFactorization, ItemKNN, Popularity, Trending, PurchaseHistory, EASE,
-                ContentModel)
+                ContentModel, Transitions)
 }
 
 
@@ -42,6 +43,7 @@ __all__ = [
     "PurchaseHistory",
     "Recommender",
     "TrainingData",
+    "Transitions",
     "Trending",
     "UserBatch",
     "algorithm",

@@ -42,6 +42,9 @@ if TYPE_CHECKING:
 
     from recsvc.core.artifacts import StoredVersion
 
+RECENT = 5  # a shopper's last items a batch carries (newest first), for sequence models
+
+
 class ArraySink(Protocol):
     def save_array(self, name: str, array: np.ndarray) -> None: ...
 
@@ -63,6 +66,8 @@ class TrainingData:
     # users x items, True where the shopper bought the item (and did not refund it): what
     # a reason may call "bought"; the confidences mix every kind of event.
     user_purchases: sp.csr_matrix | None = None
+    # users x RECENT: each shopper's last distinct items, newest first, -1 padded.
+    user_recent: np.ndarray | None = None
 
     @property
     def n_users(self) -> int:
@@ -88,6 +93,7 @@ class UserBatch:
     users: np.ndarray
     history: sp.csr_matrix  # len(users) x items confidence, as in TrainingData.user_items
     attributes: dict[str, np.ndarray] = field(default_factory=dict)  # attribute -> codes, -1
+    recent: np.ndarray | None = None  # len(users) x RECENT last items, newest first, -1
 
     def __len__(self) -> int:
         return len(self.users)
@@ -98,6 +104,7 @@ class Reason(StrEnum):
 
     OWN_PAST = "own_past"  # bought_before: the shopper's own history
     ANCHORED = "anchored"  # because_you_bought X / similar_to X: an item of the shopper's
+    SEQUENCE = "sequence"  # next_after X: what often came next after a recent item
     POPULAR = "popular"  # popular_in <category>
     TRENDING = "trending"
     NONE = "none"
@@ -120,6 +127,15 @@ class ItemRelation:
     keys: np.ndarray | None = None
     values: np.ndarray | None = None
     vectors: sp.csr_matrix | None = None
+
+    @classmethod
+    def sparse(cls, matrix: sp.spmatrix) -> ItemRelation:
+        """The sparse form of an items x items matrix: a batch of look-ups is then one
+        searchsorted over its sorted keys."""
+        m = sp.csr_matrix(matrix)
+        m.sort_indices()
+        rows = np.repeat(np.arange(m.shape[0], dtype=np.int64), np.diff(m.indptr))
+        return cls(keys=rows * m.shape[1] + m.indices, values=m.data)
 
 
 class AlgorithmParams(BaseModel):
@@ -227,10 +243,9 @@ class Recommender(ABC):
     @abstractmethod
     def fit(self, data: TrainingData) -> Self: ...
 
-    @classmethod
-    def prepare(cls, data: TrainingData) -> Any:
-        """What `fit` computes from the data alone, whatever the settings: the tuner's
-        walk prepares once and fits each candidate with `fit_prepared`."""
+    def prepare(self, data: TrainingData) -> Any:
+        """What `fit` computes from the data alone, whatever the walked setting: the
+        tuner's walk prepares once and fits each candidate with `fit_prepared`."""
         return data
 
     def fit_prepared(self, prepared: Any) -> Self:

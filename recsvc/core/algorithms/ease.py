@@ -1,8 +1,14 @@
 """EASE (Steck, 2019): a closed-form linear item-item model.
 
 The item-item weights B minimize ||X - XB||² + λ||B||² with diag(B) = 0, which has the
-exact solution B = -P / diag(P) for P = (XᵀX + λI)⁻¹. It is strong on small and mid-sized
-catalogs; the dense items × items matrix bounds it to those (`max_items`).
+exact solution B = -P / diag(P) for P = (XᵀX + λI)⁻¹, a dense items × items matrix: up
+to `max_items` items it is fitted so.
+
+Above, each item's column is fitted on its `neighbours` most co-occurring items alone:
+b_j = (G_NN + λI)⁻¹ G_Nj with G = XᵀX and N the neighbours of j (never j itself), the
+same ridge regression restricted to the items that can matter (a sparse approximation,
+after SANSA and neighbourhood-restricted SLIM). Its weights are a sparse items × items
+matrix of `neighbours` entries a column: a 100,000-item catalog fits in minutes.
 
 A user's scores are their history row times B, so anonymous sessions and users with new
 events are scored the same way as trained users.
@@ -10,8 +16,10 @@ events are scored the same way as trained users.
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, Self
 
+import numba
 import numpy as np
 import scipy.sparse as sp
 from pydantic import Field
@@ -26,6 +34,7 @@ from recsvc.core.algorithms.base import (
     Relation,
     TrainingData,
     UserBatch,
+    expect_csr,
     expect_finite,
     expect_shape,
 )
@@ -35,19 +44,124 @@ if TYPE_CHECKING:
     from recsvc.core.artifacts import StoredVersion
 
 
-def interaction_gram(user_items: sp.csr_matrix) -> np.ndarray:
-    """XᵀX for the binary matrix X (who touched what), float64 items × items."""
+def interaction_gram(user_items: sp.csr_matrix, dense: bool = True
+                     ) -> np.ndarray | sp.csr_matrix:
+    """XᵀX for the binary matrix X (who touched what), float64 items × items: dense, or
+    sparse (CSR, sorted) for a large catalog."""
     binary = sp.csr_matrix(user_items, dtype=np.float64, copy=True)
     binary.data = (binary.data > 0).astype(np.float64)
     binary.eliminate_zeros()
-    return np.asarray((binary.T @ binary).todense(), dtype=np.float64)
+    gram = binary.T @ binary
+    if dense:
+        return np.asarray(gram.todense(), dtype=np.float64)
+    gram = sp.csr_matrix(gram)
+    gram.sort_indices()
+    return gram
+
+
+@numba.njit(cache=True, nogil=True)
+def _neighbourhoods(indptr: np.ndarray, indices: np.ndarray, data: np.ndarray,
+                    k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each item's k most co-occurring other items (sorted by number), from the rows of
+    the symmetric XᵀX: (offsets, items) as CSR arrays."""
+    n = indptr.size - 1
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    for j in range(n):
+        offsets[j + 1] = offsets[j] + min(k, indptr[j + 1] - indptr[j])
+    picked = np.empty(offsets[n], dtype=np.int64)
+    used = 0
+    for j in range(n):
+        idx = indices[indptr[j]:indptr[j + 1]]
+        val = data[indptr[j]:indptr[j + 1]]
+        order = np.argsort(-val, kind="mergesort")  # ties: the lower item number
+        top = np.empty(min(k, idx.size), dtype=np.int64)
+        t = 0
+        for o in order:
+            if t == top.size:
+                break
+            if idx[o] != j:
+                top[t] = idx[o]
+                t += 1
+        top = np.sort(top[:t])
+        picked[used:used + t] = top
+        used += t
+        offsets[j + 1] = used
+    return offsets, picked[:used]
+
+
+@numba.njit(cache=True, nogil=True)
+def _entry(indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, a: int,
+           b: int) -> float:
+    """G[a, b] of the symmetric XᵀX, searched in the shorter of the two rows (an
+    unpopular item's row is short, and most pairs have one)."""
+    if indptr[b + 1] - indptr[b] < indptr[a + 1] - indptr[a]:
+        a, b = b, a
+    lo, hi = indptr[a], indptr[a + 1]
+    at = lo + np.searchsorted(indices[lo:hi], b)
+    if at < hi and indices[at] == b:
+        return data[at]
+    return 0.0
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _systems(indptr: np.ndarray, indices: np.ndarray, data: np.ndarray,
+             offsets: np.ndarray, picked: np.ndarray, lo: int, hi: int, lam: float,
+             width: int) -> tuple[np.ndarray, np.ndarray]:
+    """For items lo..hi: A = G_NN + λI and b = G_Nj over each one's neighbourhood N,
+    padded to one width (identity rows, zero right side) so they solve as one batch."""
+    a = np.zeros((hi - lo, width, width))
+    b = np.zeros((hi - lo, width))
+    for at in numba.prange(hi - lo):
+        j = lo + at
+        nbr = picked[offsets[j]:offsets[j + 1]]
+        size = nbr.size
+        for p in range(size):
+            b[at, p] = _entry(indptr, indices, data, nbr[p], j)
+            a[at, p, p] = _entry(indptr, indices, data, nbr[p], nbr[p]) + lam
+            for q in range(p + 1, size):  # symmetric: half the look-ups
+                value = _entry(indptr, indices, data, nbr[p], nbr[q])
+                a[at, p, q] = value
+                a[at, q, p] = value
+        for p in range(size, width):
+            a[at, p, p] = 1.0
+    return a, b
+
+
+def sparse_ease(gram: sp.csr_matrix, lam: float, neighbours: int,
+                chunk: int = 256) -> sp.csr_matrix:
+    """B with B[:, j] = (G_NN + λI)⁻¹ G_Nj over j's `neighbours` most co-occurring items N
+    (not j), as float32 CSR (rows: the items that speak, columns: the items spoken for)."""
+    n = gram.shape[0]
+    g = sp.csr_matrix(gram, dtype=np.float64)
+    g.sort_indices()
+    indptr, indices = g.indptr.astype(np.int64), g.indices.astype(np.int64)
+    offsets, picked = _neighbourhoods(indptr, indices, g.data, neighbours)
+    values = np.zeros(picked.size, dtype=np.float64)
+    sizes = np.diff(offsets)
+    for lo in range(0, n, chunk):
+        hi = min(n, lo + chunk)
+        width = int(sizes[lo:hi].max(initial=0))
+        if width == 0:
+            continue
+        a, b = _systems(indptr, indices, g.data, offsets, picked, lo, hi, lam, width)
+        with threadpool_limits(limits=None, user_api="blas"):
+            solved = np.linalg.solve(a, b[..., None])[..., 0]
+        mask = np.arange(width) < sizes[lo:hi, None]
+        values[offsets[lo]:offsets[hi]] = solved[mask]
+    columns = np.repeat(np.arange(n), sizes)
+    weights = sp.csr_matrix((values, (picked, columns)), shape=(n, n), dtype=np.float32)
+    weights.eliminate_zeros()
+    weights.sort_indices()
+    return weights
 
 
 class EASEParams(AlgorithmParams):
     # Relative: λ = regularization × mean item count (the mean of diag(XᵀX)), so one
     # default fits a 400-user shop and a 400,000-user one.
     regularization: float = Field(16.0, gt=0, description="times the mean item count")
-    max_items: int = Field(10_000, ge=0, description="above: not fitted (dense items²)")
+    max_items: int = Field(10_000, ge=0,
+                           description="largest catalog fitted exactly (dense items²)")
+    neighbours: int = Field(200, ge=1, description="above max_items: items each column uses")
 
 
 class EASE(Recommender):
@@ -65,31 +179,32 @@ class EASE(Recommender):
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
-        self.weights = np.zeros((0, 0), dtype=np.float32)
+        # Dense items x items up to max_items; above, sparse (CSR).
+        self.weights: np.ndarray | sp.csr_matrix = np.zeros((0, 0), dtype=np.float32)
 
     @classmethod
     def usable(cls, params: AlgorithmParams, data: TrainingData) -> str | None:
-        limit = params.max_items if isinstance(params, EASEParams) else 0
-        if not 0 < data.n_items <= limit:
-            return f"{data.n_items:,} items is outside 1..{limit:,} (ease.max_items)"
-        return None
+        return None if data.n_items > 0 else "an empty catalog"
 
-    @classmethod
-    def prepare(cls, data: TrainingData) -> np.ndarray:
-        return interaction_gram(data.user_items)
+    def prepare(self, data: TrainingData) -> np.ndarray | sp.csr_matrix:
+        return interaction_gram(data.user_items, dense=data.n_items <= self.params.max_items)
 
     def fit(self, data: TrainingData) -> Self:
         return self.fit_prepared(self.prepare(data))
 
-    def fit_prepared(self, prepared: np.ndarray) -> Self:
+    def fit_prepared(self, prepared: np.ndarray | sp.csr_matrix) -> Self:
         """Fit from XᵀX (`prepare`), which does not depend on λ."""
         gram = prepared
         n = gram.shape[0]
         if n == 0:
             self.weights = np.zeros((0, 0), dtype=np.float32)
             return self
-        diag = np.diag(gram)
+        diag = gram.diagonal()
         lam = self.params.regularization * max(float(diag.mean()), 1.0)
+        if sp.issparse(gram):
+            self.weights = sparse_ease(sp.csr_matrix(gram), lam, self.params.neighbours)
+            self.__dict__.pop("_sparse_relation", None)
+            return self
         g = gram.copy()
         g[np.diag_indices(n)] += lam
         with threadpool_limits(limits=None, user_api="blas"):
@@ -108,17 +223,32 @@ class EASE(Recommender):
         return RowSums(history, self.weights)
 
     def similar(self, items: np.ndarray) -> np.ndarray:
-        return np.asarray(self.weights[np.asarray(items)], dtype=np.float32)
+        rows = self.weights[np.asarray(items)]
+        return np.asarray(rows.toarray() if sp.issparse(rows) else rows, dtype=np.float32)
+
+    @cached_property
+    def _sparse_relation(self) -> ItemRelation:
+        return ItemRelation.sparse(self.weights)
 
     def item_relation(self) -> ItemRelation:
+        if sp.issparse(self.weights):
+            return self._sparse_relation
         return ItemRelation(dense=np.asarray(self.weights))
 
     def check(self, n_users: int, n_items: int) -> None:
+        if sp.issparse(self.weights):
+            expect_csr("ease.weights_sparse", self.weights, (n_items, n_items))
+            return
         expect_shape("ease.weights", self.weights, (n_items, n_items))
         expect_finite("ease.weights", self.weights)
 
     def save(self, out: ArraySink, prefix: str) -> None:
-        out.save_array(f"{prefix}.weights", self.weights)
+        if sp.issparse(self.weights):
+            out.save_csr(f"{prefix}.weights_sparse", self.weights)
+        else:
+            out.save_array(f"{prefix}.weights", self.weights)
 
     def restore(self, stored: StoredVersion, prefix: str) -> None:
-        self.weights = stored.array(f"{prefix}.weights")
+        self.weights = (stored.csr(f"{prefix}.weights_sparse")
+                        if stored.has_array(f"{prefix}.weights_sparse.data")
+                        else stored.array(f"{prefix}.weights"))

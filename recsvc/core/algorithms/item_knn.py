@@ -84,11 +84,7 @@ class ItemKNN(Recommender):
 
     @cached_property
     def _relation(self) -> ItemRelation:
-        # Sorted (anchor x n_items + pick) keys: a batch of look-ups is one searchsorted.
-        sim = sp.csr_matrix(self.similarity)
-        sim.sort_indices()
-        rows = np.repeat(np.arange(sim.shape[0], dtype=np.int64), np.diff(sim.indptr))
-        return ItemRelation(keys=rows * sim.shape[1] + sim.indices, values=sim.data)
+        return ItemRelation.sparse(self.similarity)
 
     def item_relation(self) -> ItemRelation:
         return self._relation

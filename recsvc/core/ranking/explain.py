@@ -9,6 +9,8 @@
   similarities, else content similarity), and they bought it; `because_you_viewed` +
   `item_id` when that item is in their past without a purchase.
 - `similar_to` + `item_id`: the same, the item from this session (`recent_items`).
+- `next_after` + `item_id`: a sequence algorithm carries it; the item is the shopper's
+  recent one it most often came next after.
 
 What a reason says is true of the shopper's events: "bought" only for a purchase
 (`bought`, from the model's record of purchases and the fresh events' types).
@@ -36,6 +38,7 @@ from recsvc.core.ranking.packed import (
     BECAUSE_VIEWED,
     BOUGHT_BEFORE,
     NEW,
+    NEXT_AFTER,
     NONE,
     POPULAR,
     POPULAR_IN,
@@ -48,6 +51,7 @@ from recsvc.core.ranking.packed import (
 MAX_REASONS = 3
 MIN_CONTRIBUTION = 0.05  # z-score units: below this an algorithm did not carry the pick
 _PERSONAL = 99  # placeholder until the anchor is known
+_NEXT = 98  # placeholder: next_after, if a recent item leads to the pick
 
 
 _NO_DENSE = np.zeros((0, 0), dtype=np.float32)
@@ -56,6 +60,14 @@ _NO_VALUES = np.zeros(0, dtype=np.float32)
 _NO_STRENGTHS = np.zeros((0, 0, 0), dtype=np.float32)
 # How an anchor's strength for a pick is found (`_relation`).
 _NO_RELATION, _DENSE, _SORTED_KEYS, _GIVEN = range(4)
+
+
+def sequence_relation(model: RecommenderModel) -> ItemRelation | None:
+    """The relation that names a sequence algorithm's anchor (what came next after what)."""
+    for component in model.components.values():
+        if component.reason is Reason.SEQUENCE:
+            return component.item_relation()
+    return None
 
 
 def relation_of(model: RecommenderModel) -> ItemRelation | None:
@@ -70,14 +82,15 @@ def relation_of(model: RecommenderModel) -> ItemRelation | None:
     return None
 
 
-def _relation(model: RecommenderModel, picks: np.ndarray, anchors: np.ndarray
+def _relation(model: RecommenderModel, picks: np.ndarray, anchors: np.ndarray,
+              relation: ItemRelation | None = None
               ) -> tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The relation as the kernels take it: a mode and four arrays (read-only, as the
-    kernels are compiled for, `warm_up`). Item vectors are turned into strengths for the
-    batch's picks and anchors alone."""
+    """A relation (default: `relation_of(model)`) as the kernels take it: a mode and four
+    arrays (read-only, as the kernels are compiled for, `warm_up`). Item vectors are
+    turned into strengths for the batch's picks and anchors alone."""
     mode, dense, keys, values, strengths = _NO_RELATION, _NO_DENSE, _NO_KEYS, _NO_VALUES, \
         _NO_STRENGTHS
-    relation = relation_of(model)
+    relation = relation_of(model) if relation is None else relation
     if relation is None:
         pass
     elif relation.dense is not None:
@@ -188,7 +201,7 @@ def in_rows(rows: sp.csr_matrix, items: np.ndarray) -> np.ndarray:
 @numba.njit(cache=True, nogil=True)
 def _explain(picks: np.ndarray, values: np.ndarray, source_code: np.ndarray,
              anchors: np.ndarray, from_session: np.ndarray, anchor_bought: np.ndarray,
-             pick_bought: np.ndarray, pinned: np.ndarray, mode: int,
+             pick_bought: np.ndarray, next_of: np.ndarray, pinned: np.ndarray, mode: int,
              dense: np.ndarray, keys: np.ndarray, similarity: np.ndarray,
              strengths: np.ndarray, n_items: int, no_category: np.ndarray,
              new: np.ndarray, codes: np.ndarray, anchor_of: np.ndarray) -> None:
@@ -208,6 +221,9 @@ def _explain(picks: np.ndarray, values: np.ndarray, source_code: np.ndarray,
                 anchor = anchors[b, m]
                 anchor_code = (SIMILAR if from_session[b, m] else BECAUSE if anchor_bought[b, m]
                                else BECAUSE_VIEWED)
+            # One anchor an item (the cached format keeps one): the first code that
+            # names an item takes it, a later one naming another item is left out.
+            named = -1
             # Codes in order, each once, until there are MAX_REASONS: promoted, then the
             # sources that carried the pick (strongest first; ties: the one listed
             # first; at most MAX_REASONS + 1 of them), then new arrival.
@@ -229,27 +245,32 @@ def _explain(picks: np.ndarray, values: np.ndarray, source_code: np.ndarray,
                             and order[j] < order[position]):
                         order[position], order[j] = order[j], order[position]
                 code = source_code[order[position]]
+                names = -1
                 if code == _PERSONAL:
-                    code = anchor_code
+                    code, names = anchor_code, anchor
+                elif code == _NEXT:
+                    code, names = (NEXT_AFTER, next_of[b, k]) if next_of[b, k] >= 0 else (
+                        NONE, -1)
                 elif code == BOUGHT_BEFORE and not pick_bought[b, k]:
                     code = SEEN_BEFORE
                 elif code == POPULAR_IN and no_category[item]:
                     code = POPULAR
+                if names >= 0:
+                    if named >= 0 and named != names:
+                        continue
+                    named = names
                 given = _give(codes, b, k, given, code)
             if new[item] and given < MAX_REASONS:
                 given = _give(codes, b, k, given, NEW)
             if given == 0:
                 codes[b, k, 0] = POPULAR  # every item has a reason
-            needs_anchor = False
-            for t in range(MAX_REASONS):
-                needs_anchor |= (codes[b, k, t] == BECAUSE or codes[b, k, t] == SIMILAR
-                                 or codes[b, k, t] == BECAUSE_VIEWED)
-            anchor_of[b, k] = anchor if needs_anchor else -1
+            anchor_of[b, k] = named
 
 
 # The stored code of each kind of reason an algorithm declares.
 _REASON_CODES = {Reason.OWN_PAST: BOUGHT_BEFORE, Reason.ANCHORED: _PERSONAL,
-                 Reason.POPULAR: POPULAR_IN, Reason.TRENDING: TRENDING, Reason.NONE: NONE}
+                 Reason.SEQUENCE: _NEXT, Reason.POPULAR: POPULAR_IN,
+                 Reason.TRENDING: TRENDING, Reason.NONE: NONE}
 
 
 def explain_batch(
@@ -259,6 +280,7 @@ def explain_batch(
     anchors: np.ndarray,
     from_session: np.ndarray,
     bought: sp.csr_matrix,
+    recent: np.ndarray,
     pinned: np.ndarray,
     now: float,
     new_arrival_days: float,
@@ -267,7 +289,9 @@ def explain_batch(
 
     `picks` B x K (-1 padded), `contributions` name -> B x K, `anchors` B x M candidate
     items (-1 padded), `from_session` B x M, `bought` B x items (what each row's shopper
-    bought: only those may be called bought), `pinned` B x K."""
+    bought: only those may be called bought), `recent` B x R (each row's last items,
+    newest first, -1 padded: what a sequence algorithm's pick came next after),
+    `pinned` B x K."""
     picks = np.ascontiguousarray(picks, dtype=np.int64)
     anchors = np.ascontiguousarray(anchors, dtype=np.int64)
     b, k = picks.shape
@@ -283,10 +307,28 @@ def explain_batch(
         _explain(picks, values, source_code, anchors,
                  np.ascontiguousarray(from_session, dtype=np.bool_),
                  in_rows(bought, anchors), in_rows(bought, picks),
+                 _next_anchor(model, picks, recent),
                  np.ascontiguousarray(pinned, dtype=np.bool_),
                  *_relation(model, picks, anchors), model.n_items,
                  model.item_category < 0, new, codes, anchor)
     return codes, anchor
+
+
+def _next_anchor(model: RecommenderModel, picks: np.ndarray, recent: np.ndarray
+                 ) -> np.ndarray:
+    """B x K: the recent item each pick most often came next after (-1: none, or no
+    sequence algorithm)."""
+    out = np.full(picks.shape, -1, dtype=np.int64)
+    relation = sequence_relation(model)
+    recent = np.ascontiguousarray(recent, dtype=np.int64)
+    if relation is None or recent.size == 0:
+        return out
+    best = np.full(picks.shape, -1, dtype=np.int64)
+    _strongest(picks, recent, *_relation(model, picks, recent, relation), model.n_items, best)
+    found = best >= 0
+    rows = np.nonzero(found)[0]
+    out[found] = recent[rows, best[found]]
+    return out
 
 
 def warm_up(model: RecommenderModel | None = None) -> None:
@@ -301,8 +343,10 @@ def warm_up(model: RecommenderModel | None = None) -> None:
     in_rows(sp.csr_matrix((1, 1), dtype=bool), picks)
     _explain(picks, np.zeros((1, 1, 1), dtype=np.float32), np.zeros(1, dtype=np.uint8),
              anchors, np.zeros((1, 1), dtype=np.bool_), np.zeros((1, 1), dtype=np.bool_),
-             np.zeros((1, 1), dtype=np.bool_), np.zeros((1, 1), dtype=np.bool_),
+             np.zeros((1, 1), dtype=np.bool_), np.full((1, 1), -1, dtype=np.int64),
+             np.zeros((1, 1), dtype=np.bool_),
              *relation, 1, np.zeros(1, np.bool_), np.zeros(1, np.bool_),
              np.zeros((1, 1, MAX_REASONS), dtype=np.uint8), np.zeros((1, 1), dtype=np.int32))
     if model is not None and model.n_items:
         strongest_anchor(model, picks, anchors)
+        _next_anchor(model, picks, anchors)

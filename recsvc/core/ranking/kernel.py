@@ -86,7 +86,9 @@ def _standardize_into(values: np.ndarray, count: int, touched: np.ndarray, weigh
     """(scale, shift) with weight * z-score = values * scale - shift, over the whole
     catalog (zeros included; float64 sums), and total += values * scale. With count >= 0
     only touched[:count] hold values (zeros elsewhere). A row with no spread (no signal
-    for that user) gets scale 0 and shift 0."""
+    for that user) gets scale 0 and shift 0, and so does a row with a NaN or an infinity:
+    one broken source must not blank the user's whole list (the tuner would then judge
+    every blend by it)."""
     width = total.size
     # Sums of (value - first value): exact for a row far from zero with a small spread,
     # where E[x²] - E[x]² would cancel to noise. CSR rows are mostly zeros: no offset.
@@ -103,6 +105,8 @@ def _standardize_into(values: np.ndarray, count: int, touched: np.ndarray, weigh
             x = np.float64(values[touched[c]])
             s1 += x
             s2 += x * x
+    if not (np.isfinite(s1) and np.isfinite(s2)):
+        return 0.0, 0.0
     mean = s1 / width
     std = np.sqrt(max(s2 / width - mean * mean, 0.0))
     mean += offset

@@ -26,6 +26,7 @@ _HEADER = len(MAGIC) + 4
 # Reason codes as stored (`explain` chooses them; their meanings are listed there).
 NONE, PROMOTED, BOUGHT_BEFORE, BECAUSE, SIMILAR, POPULAR_IN, POPULAR, TRENDING, NEW = range(9)
 SEEN_BEFORE, BECAUSE_VIEWED = 9, 10  # the shopper's past, without a purchase
+NEXT_AFTER = 11  # often chosen next after one of the shopper's recent items
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,8 @@ class ListRenderer:
             return self.popular_in[c] if c >= 0 else self.constant[POPULAR]
         if code == BECAUSE:
             return b'{"code":"because_you_bought","item_id":' + self.ids[anchor] + b"}"
+        if code == NEXT_AFTER:
+            return b'{"code":"next_after","item_id":' + self.ids[anchor] + b"}"
         if code == BECAUSE_VIEWED:
             return b'{"code":"because_you_viewed","item_id":' + self.ids[anchor] + b"}"
         if code == SIMILAR:
