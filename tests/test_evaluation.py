@@ -101,6 +101,24 @@ def test_the_blend_is_ranked_exactly_as_the_service_ranks_it(planted_model) -> N
         assert list(ours[row]) == list(items)
 
 
+def test_a_random_split_is_judged_without_the_shoppers_past(planted_model) -> None:
+    """A random split's held-out pairs are never in training, so its evaluation ranks
+    with the past excluded, whatever the model was trained to serve; the headline blend
+    is reported also when only single algorithms are asked for."""
+    model, test_path, _ = planted_model
+    test = build_test_set(model, clean_test(test_path), ["purchase"])
+    history = {"history": 1.0}
+    as_served = rank_test_users(model, test, 10, history, exclude_seen=False)
+    unseen = rank_test_users(model, test, 10, history, exclude_seen=True)
+    known = np.flatnonzero(test.users >= 0)
+    pasts = [set(model.user_items[test.users[row]].indices) for row in known]
+    assert all(pasts) and all(set(as_served[row]) & past
+                              for row, past in zip(known, pasts, strict=True))
+    assert not any(set(unseen[row]) & past for row, past in zip(known, pasts, strict=True))
+    result = evaluate(model, test, [4], ["history"], exclude_seen=True)
+    assert set(result.models) == {"blend", "history"}
+
+
 def test_gate_compares_with_tolerance() -> None:
     assert gate({"ndcg@10": 0.49}, {"ndcg@10": 0.5}, "ndcg@10", 0.02).passed
     assert not gate({"ndcg@10": 0.48}, {"ndcg@10": 0.5}, "ndcg@10", 0.02).passed

@@ -44,9 +44,10 @@ def _run_train(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def add_tune_split(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+def add_tune_split(p: argparse.ArgumentParser | argparse._ArgumentGroup,
+                   default: str = "time") -> None:
     p.add_argument("--tune-split", choices=["time", "leave-last", "random", "auto"],
-                   help="the protocol tuning validates on (tuning.split; default time)")
+                   help=f"the protocol tuning validates on (tuning.split; default {default})")
 
 
 def _configure_generate(p: argparse.ArgumentParser) -> None:
@@ -104,7 +105,7 @@ def _configure_evaluate(p: argparse.ArgumentParser) -> None:
     two.add_argument("--seed", type=int, default=0)
     two.add_argument("--no-tune", action="store_true", help="train with configured values")
     two.add_argument("--tune-budget", type=float, metavar="SECONDS")
-    add_tune_split(two)
+    add_tune_split(two, "the --split protocol, unless the config sets tuning.split")
     p.add_argument("--users", type=Path, help="user table (attributes of test users)")
     p.add_argument("--config", type=Path, help="trainer TOML (events, target events, ...)")
     p.add_argument("--k", default="5,10,20", help="cut-offs, comma-separated (5,10,20)")

@@ -107,9 +107,11 @@ def _attribute_codes(
 
 
 def rank_test_users(
-    model: RecommenderModel, test: TestSet, k: int, weights: dict[str, float] | None = None
+    model: RecommenderModel, test: TestSet, k: int, weights: dict[str, float] | None = None,
+    exclude_seen: bool | None = None,
 ) -> list[np.ndarray]:
-    """Each test user's top k through the service's scoring path, in batches."""
+    """Each test user's top k through the service's scoring path, in batches
+    (`exclude_seen`: None, as the model was trained)."""
     rows_per_batch = max(1, MAX_BATCH_CELLS // max(1, model.n_items))
     ranked: list[np.ndarray] = []
     for start in range(0, len(test), rows_per_batch):
@@ -121,8 +123,9 @@ def rank_test_users(
             history=sp.csr_matrix(history, dtype=np.float32),
             attributes={name: codes[start:start + rows_per_batch]
                         for name, codes in test.attributes.items()},
+            recent=model.recent_rows(users),
         )
-        ranked.extend(recommend(model, batch, k, weights=weights).items)
+        ranked.extend(recommend(model, batch, k, exclude_seen, weights=weights).items)
     return ranked
 
 
@@ -144,19 +147,26 @@ def evaluate(
     test: TestSet,
     ks: list[int],
     algorithms: list[str] | None = None,
+    exclude_seen: bool | None = None,
 ) -> Evaluation:
-    """The blend and, side by side under the same filters, each algorithm alone."""
+    """The blend and, side by side under the same filters, each algorithm alone.
+
+    `exclude_seen` None ranks as the model was trained to serve; True is for a random
+    split, whose held-out pairs are unseen in training by construction, so a model that
+    re-recommends past purchases would be judged on items the test can never contain."""
     ks = sorted(set(ks))
     k_max = ks[-1]
     if algorithms is None:
         algorithms = ["blend", *sorted(model.components)]
+    elif "blend" not in algorithms:
+        algorithms = ["blend", *algorithms]  # the headline figures are the blend's
     popularity = item_popularity(model.user_items)
     categories = model.item_category if (model.item_category >= 0).any() else None
     models: dict[str, dict[str, float]] = {}
     blend_ranked: list[np.ndarray] = []
     for name in algorithms:
         weights = None if name == "blend" else {name: 1.0}
-        ranked = rank_test_users(model, test, k_max, weights)
+        ranked = rank_test_users(model, test, k_max, weights, exclude_seen)
         if name == "blend":
             blend_ranked = ranked
         values: dict[str, float] = {}
@@ -164,8 +174,6 @@ def evaluate(
             values.update(ranking_metrics(ranked, test.relevant, k, test.n_relevant))
             values.update(beyond_accuracy(ranked, k, popularity, model.n_users, categories))
         models[name] = values
-    if not blend_ranked:
-        blend_ranked = rank_test_users(model, test, k_max)
     groups, thresholds = _group_metrics(model, test, blend_ranked, ks, popularity)
     return Evaluation(
         model_version=model.version,
