@@ -13,6 +13,7 @@ from recsvc.core.algorithms import (
     ContentModel,
     MatrixFactorization,
     Popularity,
+    PurchaseHistory,
     TrainingData,
     Trending,
     UserBatch,
@@ -372,3 +373,39 @@ def test_a_source_row_with_nan_or_inf_counts_for_nothing_rather_than_blanking_th
         assert both.items[user].tolist() == alone.items[user].tolist()
         assert np.isfinite(both.scores[user]).all()
     assert both.items[2].tolist() == together.items[2].tolist()
+
+
+def test_history_puts_what_buyers_buy_again_above_what_they_buy_once() -> None:
+    """Item 0 is a staple (its 20 buyers each bought it on two days), item 1 a one-off
+    (20 buyers, once each). A shopper who bought each once, equally recently, is
+    offered the staple first; with no purchases at all (ratings) items count alike."""
+    users, items, days = [], [], []
+    for u in range(20):
+        users += [u, u, u + 20]
+        items += [0, 0, 1]
+        days += [1, 30, 1]
+    users += [40, 40]
+    items += [0, 1]
+    days += [40, 40]
+    n = len(users)
+    u, i = np.array(users), np.array(items)
+    matrix = sp.csr_matrix((np.ones(n, np.float32), (u, i)), shape=(41, 2))
+    data = TrainingData(user_items=matrix, event_users=u, event_items=i,
+                        event_weights=np.ones(n, np.float32),
+                        event_times=np.array(days) * 86_400, reference_time=41 * 86_400,
+                        event_bought=np.ones(n, np.int8))
+    history = PurchaseHistory().fit(data)
+    shopper = UserBatch(users=np.array([40]), history=matrix[[40]])
+    scores = history.score(shopper)[0]
+    assert scores[0] > scores[1] > 0
+    # 20 of 42 buyers bought again: the shop's rate s = 20/42; the staple's, shrunk by 5
+    # pseudo-buyers, (20 + 5s) / (21 + 5), the one-off's 5s / 26, each over s.
+    s = 20 / 42
+    assert history.repeat_rate.tolist() == pytest.approx([(20 + 5 * s) / 26 / s, 5 / 26])
+    ratings = TrainingData(user_items=matrix, event_users=u, event_items=i,
+                           event_weights=np.ones(n, np.float32),
+                           event_times=np.array(days) * 86_400, reference_time=41 * 86_400,
+                           event_bought=np.zeros(n, np.int8))
+    alike = PurchaseHistory().fit(ratings)
+    assert alike.repeat_rate is None
+    assert alike.score(shopper)[0].tolist() == pytest.approx([np.log1p(1.0)] * 2)

@@ -13,6 +13,7 @@ from recsvc.core.model import load_model
 from tests.conftest import quick_config
 from tests.oracle import rank
 from training.catalog import id_universe
+from training.choice import shrink
 from training.config import TrainConfig
 from training.folds import validation_folds
 from training.generate import StoreSpec, generate_store
@@ -59,6 +60,12 @@ def test_tuning_runs_its_stages_in_order_and_beats_popularity(tmp_path: Path) ->
     cf = result.model.components["cf"].params
     best_cf = tuning.best["params"].get("cf", {})
     assert all(getattr(cf, k) == v for k, v in best_cf.items())
+
+    # The searched weights were drawn towards the defaults by the validation shoppers.
+    users = tuning.choice["users"]
+    assert tuning.choice["shrink"]["share"] == round(users / (users + 200), 4)
+    if tuning.choice["chosen"] == "tuned":
+        assert tuning.best["weights"] == tuning.choice["shrink"]["shrunk"]
 
     # The tuned blend beats popularity alone on the same folds' users, ranked the same way.
     model = load_model(tmp_path / "m")
@@ -215,3 +222,15 @@ def test_leave_last_and_random_folds() -> None:
              for u, i in zip(a.train_events["user_id"], a.train_events["item_id"],
                              strict=True)}
     assert not held & train  # a held-out pair leaves train entirely
+
+
+def test_tuned_weights_are_drawn_towards_the_defaults_by_the_validation_shoppers() -> None:
+    """The defaults weigh as much as `shrink_users` validation shoppers: with as many
+    shoppers as that, the weights end half-way; with none of that weight, as searched."""
+    start = {"cf": 1.0, "popularity": 0.25}
+    searched = {"cf": 3.0, "popularity": 0.25, "history": 2.0}
+    half, share = shrink(start, searched, users=200, prior_users=200)
+    assert share == 0.5 and half == {"cf": 2.0, "popularity": 0.25, "history": 1.0}
+    assert shrink(start, searched, users=200, prior_users=0) == (
+        {"cf": 3.0, "popularity": 0.25, "history": 2.0}, 1.0)
+    assert shrink(start, searched, users=1800, prior_users=200)[0]["cf"] == 2.8

@@ -1,5 +1,8 @@
 """The tuner's last word: the starting point, unless a challenger beats it beyond chance.
 
+A blend tuned on few shoppers is first drawn back towards the defaults (`shrink`): the
+weights that won on 200 shoppers fit those shoppers' noise as well as the shop.
+
 The untuned defaults and popularity alone are scored on the same validation shoppers as
 the tuned result; a challenger replaces the defaults only when its gain holds under a
 paired bootstrap over those shoppers, so tuning never ends worse than where it started,
@@ -42,3 +45,13 @@ def choose(candidates: dict[str, tuple[np.ndarray, Result]], seed: int
            f"{chosen} beat the defaults on {defaults.size} shoppers beyond chance")
     return candidates[chosen][1], {"chosen": chosen, "why": why, "users": int(defaults.size),
                                    "candidates": report}
+
+
+def shrink(start: dict[str, float], tuned: dict[str, float], users: int,
+           prior_users: float) -> tuple[dict[str, float], float]:
+    """Blend weights moved from `start` towards `tuned` by users / (users + prior_users):
+    the defaults weigh as much as `prior_users` validation shoppers. (weights, share)."""
+    share = users / (users + prior_users) if users + prior_users > 0 else 1.0
+    names = sorted(set(start) | set(tuned))
+    return ({n: round(start.get(n, 0.0) + share * (tuned.get(n, 0.0) - start.get(n, 0.0)), 4)
+             for n in names}, share)

@@ -140,6 +140,9 @@ class TuningConfig(Section):
     k: int = Field(10, ge=1)
     min_validation_users: int = Field(20, ge=1)
     max_validation_users: int = Field(2000, ge=1)
+    # The defaults count as if validated on this many shoppers: tuned blend weights move
+    # from them by n / (n + this) of the way, n the validation shoppers (few: little).
+    shrink_users: float = Field(200.0, ge=0)
     seed: int = 0
 
 

@@ -88,6 +88,7 @@ def build_training_data(
                                        (len(user_ids), len(item_ids))),
         user_recent=last_items(users[weights > 0], items_idx[weights > 0],
                                times[weights > 0], len(user_ids)),
+        event_bought=bought.astype(np.int8),
     )
 
 

@@ -28,7 +28,7 @@ import scipy.sparse as sp
 from recsvc.core.algorithms import Popularity, Recommender, TrainingData, UserBatch, algorithm
 from recsvc.core.algorithms.base import Reason
 from recsvc.core.ranking.scoring import blend_and_rank, dense_scores
-from training.choice import choose
+from training.choice import choose, shrink
 from training.clean import event_weights, has_quantities
 from training.config import TrainConfig
 from training.fit import build, build_components, fit_components, unusable
@@ -270,8 +270,16 @@ def tune(
         metrics = evaluator.metrics(best_sources, best_history, weights, exclude)
         if metrics[evaluator.metric] >= best.metrics[evaluator.metric]:
             best.weights, best.exclude_seen, best.metrics = weights, exclude, metrics
+        searched = dict(best.weights)
+        shrunk, share = shrink(start.weights, searched, evaluator.relevant.shape[0],
+                               config.tuning.shrink_users)
+        best.weights = dict(shrunk)
+        best.metrics = evaluator.metrics(best_sources, best_history, best.weights,
+                                         best.exclude_seen)
         tuned = evaluator.per_user(best_sources, best_history, best.weights, best.exclude_seen)
         best, choice = choose({**baselines, "tuned": (tuned, best)}, config.tuning.seed)
+        choice["shrink"] = {"share": round(share, 4), "searched": searched,
+                            "shrunk": shrunk}
         step.note(trials=len(trials), best=round(best.metrics[evaluator.metric], 5),
                   metric=evaluator.metric, choice=choice["chosen"])
     progress.log("tune.choice", **{k: v for k, v in choice.items() if k != "candidates"})

@@ -68,6 +68,8 @@ class TrainingData:
     user_purchases: sp.csr_matrix | None = None
     # users x RECENT: each shopper's last distinct items, newest first, -1 padded.
     user_recent: np.ndarray | None = None
+    # Per event: +1 a purchase, -1 a refund, 0 anything else (None: not known).
+    event_bought: np.ndarray | None = None
 
     @property
     def n_users(self) -> int:

@@ -46,10 +46,12 @@ if TYPE_CHECKING:
 
 def interaction_gram(user_items: sp.csr_matrix, dense: bool = True
                      ) -> np.ndarray | sp.csr_matrix:
-    """XᵀX for the binary matrix X (who touched what), float64 items × items: dense, or
-    sparse (CSR, sorted) for a large catalog."""
-    binary = sp.csr_matrix(user_items, dtype=np.float64, copy=True)
-    binary.data = (binary.data > 0).astype(np.float64)
+    """XᵀX for the binary matrix X (who touched what), items × items: dense float64, or
+    sparse float32 (CSR, sorted; counts are exact in float32 below 16M users) for a
+    large catalog, where it is the largest array of the fit."""
+    kind = np.float64 if dense else np.float32
+    binary = sp.csr_matrix(user_items, dtype=kind, copy=True)
+    binary.data = (binary.data > 0).astype(kind)
     binary.eliminate_zeros()
     gram = binary.T @ binary
     if dense:
@@ -89,39 +91,44 @@ def _neighbourhoods(indptr: np.ndarray, indices: np.ndarray, data: np.ndarray,
     return offsets, picked[:used]
 
 
-@numba.njit(cache=True, nogil=True)
-def _entry(indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, a: int,
-           b: int) -> float:
-    """G[a, b] of the symmetric XᵀX, searched in the shorter of the two rows (an
-    unpopular item's row is short, and most pairs have one)."""
-    if indptr[b + 1] - indptr[b] < indptr[a + 1] - indptr[a]:
-        a, b = b, a
-    lo, hi = indptr[a], indptr[a + 1]
-    at = lo + np.searchsorted(indices[lo:hi], b)
-    if at < hi and indices[at] == b:
-        return data[at]
-    return 0.0
-
-
 @numba.njit(cache=True, nogil=True, parallel=True)
 def _systems(indptr: np.ndarray, indices: np.ndarray, data: np.ndarray,
              offsets: np.ndarray, picked: np.ndarray, lo: int, hi: int, lam: float,
              width: int) -> tuple[np.ndarray, np.ndarray]:
     """For items lo..hi: A = G_NN + λI and b = G_Nj over each one's neighbourhood N,
-    padded to one width (identity rows, zero right side) so they solve as one batch."""
+    padded to one width (identity rows, zero right side) so they solve as one batch.
+
+    Each neighbour's row of G is scanned once against a marker of N's members (where
+    each sits in N): sequential reads, where a binary search per pair of neighbours
+    waits on memory at every step; only a popular item's long row is searched."""
+    n = indptr.size - 1
     a = np.zeros((hi - lo, width, width))
     b = np.zeros((hi - lo, width))
     for at in numba.prange(hi - lo):
         j = lo + at
         nbr = picked[offsets[j]:offsets[j + 1]]
         size = nbr.size
+        where = np.zeros(n, dtype=np.int32)  # 1 + position in N; 0: not a neighbour
         for p in range(size):
-            b[at, p] = _entry(indptr, indices, data, nbr[p], j)
-            a[at, p, p] = _entry(indptr, indices, data, nbr[p], nbr[p]) + lam
-            for q in range(p + 1, size):  # symmetric: half the look-ups
-                value = _entry(indptr, indices, data, nbr[p], nbr[q])
-                a[at, p, q] = value
-                a[at, q, p] = value
+            where[nbr[p]] = p + 1
+        for e in range(indptr[j], indptr[j + 1]):  # G is symmetric: G[n_p, j] = G[j, n_p]
+            q = where[indices[e]]
+            if q > 0:
+                b[at, q - 1] = data[e]
+        for p in range(size):
+            first, last = indptr[nbr[p]], indptr[nbr[p] + 1]
+            if last - first <= 4 * size * np.log2(last - first + 1):
+                for e in range(first, last):
+                    q = where[indices[e]]
+                    if q > 0:
+                        a[at, p, q - 1] = data[e]
+            else:  # a popular item's long row: look the few neighbours up in it
+                row = indices[first:last]
+                for q in range(size):
+                    e = np.searchsorted(row, nbr[q])
+                    if e < row.size and row[e] == nbr[q]:
+                        a[at, p, q] = data[first + e]
+            a[at, p, p] += lam
         for p in range(size, width):
             a[at, p, p] = 1.0
     return a, b
@@ -132,9 +139,9 @@ def sparse_ease(gram: sp.csr_matrix, lam: float, neighbours: int,
     """B with B[:, j] = (G_NN + λI)⁻¹ G_Nj over j's `neighbours` most co-occurring items N
     (not j), as float32 CSR (rows: the items that speak, columns: the items spoken for)."""
     n = gram.shape[0]
-    g = sp.csr_matrix(gram, dtype=np.float64)
+    g = sp.csr_matrix(gram, dtype=np.float32)
     g.sort_indices()
-    indptr, indices = g.indptr.astype(np.int64), g.indices.astype(np.int64)
+    indptr, indices = g.indptr.astype(np.int64), g.indices  # int32: half the bytes read
     offsets, picked = _neighbourhoods(indptr, indices, g.data, neighbours)
     values = np.zeros(picked.size, dtype=np.float64)
     sizes = np.diff(offsets)

@@ -1,12 +1,18 @@
 """A user's own past: items bought again and again score high. Whether this source is
-used at all (repeat buying) is decided by the data and then by tuning."""
+used at all (repeat buying) is decided by the data and then by tuning.
+
+Items differ in how often they are bought again (paper towels, not a sofa): each
+item's repeat rate, the share of its buyers who bought it on two or more days, shrunk
+towards the shop's rate by `repeat_prior` pseudo-buyers, scales the shopper's past
+confidence in it. Without purchases (a ratings set, say) every item counts alike."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 import scipy.sparse as sp
+from pydantic import Field
 
 from recsvc.core.algorithms.base import (
     AlgorithmParams,
@@ -17,15 +23,45 @@ from recsvc.core.algorithms.base import (
     TrainingData,
     UserBatch,
     confidence,
+    expect_finite,
+    expect_shape,
 )
 from recsvc.core.algorithms.forms import Form
+from recsvc.core.clock import SECONDS_PER_DAY
 
 if TYPE_CHECKING:
     from recsvc.core.artifacts import StoredVersion
 
 
 class HistoryParams(AlgorithmParams):
-    pass
+    repeat_prior: float = Field(5.0, ge=0, description="pseudo-buyers at the shop's "
+                                "repeat rate each item's own rate is shrunk towards")
+
+
+def repeat_rates(users: np.ndarray, items: np.ndarray, days: np.ndarray, n_items: int,
+                 prior: float) -> np.ndarray | None:
+    """Each item's share of buyers who bought it on two or more days, shrunk towards the
+    shop's share by `prior` pseudo-buyers; None without purchases."""
+    if users.size == 0:
+        return None
+    order = np.lexsort((days, items, users))
+    users, items, days = users[order], items[order], days[order]
+    new_pair = np.ones(users.size, dtype=bool)
+    new_pair[1:] = (users[1:] != users[:-1]) | (items[1:] != items[:-1])
+    new_day = new_pair.copy()
+    new_day[1:] |= days[1:] != days[:-1]
+    pair_of = np.cumsum(new_pair) - 1
+    days_per_pair = np.bincount(pair_of[new_day], minlength=int(new_pair.sum()))
+    pair_items = items[new_pair]
+    buyers = np.bincount(pair_items, minlength=n_items).astype(np.float64)
+    again = np.bincount(pair_items, weights=days_per_pair > 1, minlength=n_items)
+    shop = again.sum() / max(buyers.sum(), 1.0)
+    if shop <= 0:
+        return None  # nobody buys anything twice: nothing to tell items apart
+    pooled = buyers + prior
+    rate = np.divide(again + prior * shop, pooled, out=np.full(n_items, shop),
+                     where=pooled > 0)
+    return (rate / shop).astype(np.float32)  # 1: as likely to be bought again as most
 
 
 class PurchaseHistory(Recommender):
@@ -33,6 +69,11 @@ class PurchaseHistory(Recommender):
     Params = HistoryParams
     form = Form.SPARSE
     reason = Reason.OWN_PAST
+    params: HistoryParams
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        self.repeat_rate: np.ndarray | None = None  # relative to the shop's; None: alike
 
     @classmethod
     def starting_weight(cls, facts: ShopFacts) -> float:
@@ -41,16 +82,34 @@ class PurchaseHistory(Recommender):
         return 1.0 if facts.repeat_buying else 0.0
 
     def fit(self, data: TrainingData) -> Self:
-        return self  # the history itself arrives with each batch
+        self.repeat_rate = None
+        if data.event_bought is not None:
+            bought = data.event_bought > 0
+            self.repeat_rate = repeat_rates(
+                data.event_users[bought], data.event_items[bought],
+                data.event_times[bought] // int(SECONDS_PER_DAY), data.n_items,
+                self.params.repeat_prior)
+        return self
 
     def score(self, batch: UserBatch) -> np.ndarray:
         return self.score_compact(batch).toarray()
 
     def score_compact(self, batch: UserBatch) -> sp.csr_matrix:
-        return confidence(batch.history)
+        scores = confidence(batch.history)
+        if self.repeat_rate is not None:
+            scores.data *= self.repeat_rate[scores.indices]
+        return scores
+
+    def check(self, n_users: int, n_items: int) -> None:
+        if self.repeat_rate is not None:
+            expect_shape("history.repeat_rate", self.repeat_rate, (n_items,))
+            expect_finite("history.repeat_rate", self.repeat_rate)
 
     def save(self, out: ArraySink, prefix: str) -> None:
-        return None
+        if self.repeat_rate is not None:
+            out.save_array(f"{prefix}.repeat_rate", self.repeat_rate)
 
     def restore(self, stored: StoredVersion, prefix: str) -> None:
-        return None
+        # Models written before repeat rates were learned weigh every item alike.
+        self.repeat_rate = (stored.array(f"{prefix}.repeat_rate")
+                            if stored.has_array(f"{prefix}.repeat_rate") else None)
