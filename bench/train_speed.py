@@ -64,6 +64,8 @@ def main() -> int:
     p.add_argument("--workdir", type=Path, default=Path("bench/results/train_speed"))
     p.add_argument("--repeat", type=int, default=3,
                    help="alternate the two runs this many times; medians are reported")
+    p.add_argument("--config", type=Path,
+                   help="trainer TOML, e.g. [model] algorithms = [...] for a narrower fit")
     args = p.parse_args()
     store = args.workdir / f"store-{args.users}-{args.items}-{args.events}-{args.seed}"
     recsvc = [sys.executable, "-m", "recsvc"]
@@ -77,7 +79,8 @@ def main() -> int:
         train_s, train_mib, version = run([
             *recsvc, "train", "--interactions", str(store / "interactions.csv"),
             "--items", str(store / "items.csv"), "--users", str(store / "users.csv"),
-            "--model-root", str(root), "--no-tune", "--quiet"])
+            "--model-root", str(root), "--no-tune", "--quiet",
+            *(["--config", str(args.config)] if args.config else [])])
         bare_s, bare_mib, out = run([sys.executable, "-c", BARE_ALS, str(root)])
         fit_s = json.loads(out)["fit_seconds"]
         runs.append({"train_s": round(train_s, 2), "train_peak_mib": train_mib,

@@ -22,6 +22,7 @@ from recsvc.core.algorithms.base import confidence
 from recsvc.core.algorithms.content import category_tokens, normalize, price_bands
 from recsvc.core.algorithms.ease import interaction_gram
 from recsvc.core.algorithms.forms import RowSums, SharedRows
+from recsvc.core.algorithms.history import prior_strength
 from recsvc.core.ranking.kernel import blend_rank
 from recsvc.core.ranking.scoring import blend_and_rank
 from recsvc.core.ranking.topn import top_n
@@ -394,7 +395,7 @@ def test_history_puts_what_buyers_buy_again_above_what_they_buy_once() -> None:
                         event_weights=np.ones(n, np.float32),
                         event_times=np.array(days) * 86_400, reference_time=41 * 86_400,
                         event_bought=np.ones(n, np.int8))
-    history = PurchaseHistory().fit(data)
+    history = PurchaseHistory(repeat_prior=5.0).fit(data)
     shopper = UserBatch(users=np.array([40]), history=matrix[[40]])
     scores = history.score(shopper)[0]
     assert scores[0] > scores[1] > 0
@@ -409,3 +410,22 @@ def test_history_puts_what_buyers_buy_again_above_what_they_buy_once() -> None:
     alike = PurchaseHistory().fit(ratings)
     assert alike.repeat_rate is None
     assert alike.score(shopper)[0].tolist() == pytest.approx([np.log1p(1.0)] * 2)
+    # Left to the data, the staple and the one-off differ far beyond chance: the shop's
+    # rate is worth almost nothing against their own 21 buyers each.
+    learned = PurchaseHistory().fit(data).repeat_rate
+    assert learned[0] > 1.9 and learned[1] < 0.1
+
+
+def test_how_much_items_differ_in_repeat_buying_is_learned_not_assumed() -> None:
+    """Empirical Bayes: items whose repeat rates differ only as much as sampling makes
+    them differ are all alike (no prior could be strong enough); items that truly differ
+    get a prior worth a few buyers."""
+    rng = np.random.default_rng(3)
+    buyers = np.full(400, 60.0)
+    alike = rng.binomial(60, 0.3, size=400).astype(np.float64)  # one true rate
+    assert prior_strength(buyers, alike) > 100  # or infinite: sampling explains it all
+    rates = np.where(np.arange(400) % 2 == 0, 0.6, 0.1)  # two kinds of item
+    differ = rng.binomial(60, rates).astype(np.float64)
+    # True spread: variance 0.0625 around 0.35, a beta of strength 0.35 x 0.65 / 0.0625
+    # - 1 = 2.6 pseudo-buyers.
+    assert prior_strength(buyers, differ) == pytest.approx(2.64, abs=0.5)

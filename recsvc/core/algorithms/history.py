@@ -3,8 +3,10 @@ used at all (repeat buying) is decided by the data and then by tuning.
 
 Items differ in how often they are bought again (paper towels, not a sofa): each
 item's repeat rate, the share of its buyers who bought it on two or more days, shrunk
-towards the shop's rate by `repeat_prior` pseudo-buyers, scales the shopper's past
-confidence in it. Without purchases (a ratings set, say) every item counts alike."""
+towards the shop's rate by as many pseudo-buyers as the items' real spread warrants
+(empirical Bayes: none of it where items differ no more than chance), scales the
+shopper's past confidence in it. Without purchases (a ratings set, say), or where items
+do not really differ, every item counts alike."""
 
 from __future__ import annotations
 
@@ -34,14 +36,35 @@ if TYPE_CHECKING:
 
 
 class HistoryParams(AlgorithmParams):
-    repeat_prior: float = Field(5.0, ge=0, description="pseudo-buyers at the shop's "
-                                "repeat rate each item's own rate is shrunk towards")
+    repeat_prior: float | None = Field(
+        None, ge=0, description="pseudo-buyers at the shop's repeat rate each item's own "
+        "rate is shrunk towards; None: estimated from how much items really differ")
+
+
+def prior_strength(buyers: np.ndarray, again: np.ndarray) -> float:
+    """How many pseudo-buyers the shop's rate is worth (empirical Bayes, a beta-binomial
+    by the method of moments): the spread of the items' rates beyond what sampling
+    alone gives is their true spread; none beyond it, infinite (items alike)."""
+    seen = buyers > 0
+    n, k = buyers[seen], again[seen]
+    total = n.sum()
+    if n.size < 2 or total <= 0:
+        return np.inf
+    p = k.sum() / total
+    if not 0 < p < 1:
+        return np.inf
+    spread = float(np.sum(n * (k / n - p) ** 2))  # expected (items - 1) p (1 - p) by chance
+    between = (spread - (n.size - 1) * p * (1 - p)) / (total - np.sum(n * n) / total)
+    if between <= 0:
+        return np.inf
+    return max(p * (1 - p) / between - 1.0, 0.0)
 
 
 def repeat_rates(users: np.ndarray, items: np.ndarray, days: np.ndarray, n_items: int,
-                 prior: float) -> np.ndarray | None:
+                 prior: float | None) -> np.ndarray | None:
     """Each item's share of buyers who bought it on two or more days, shrunk towards the
-    shop's share by `prior` pseudo-buyers; None without purchases."""
+    shop's share by `prior` pseudo-buyers (None: `prior_strength`), over the shop's
+    share; None without purchases, or where items do not differ beyond chance."""
     if users.size == 0:
         return None
     order = np.lexsort((days, items, users))
@@ -58,6 +81,10 @@ def repeat_rates(users: np.ndarray, items: np.ndarray, days: np.ndarray, n_items
     shop = again.sum() / max(buyers.sum(), 1.0)
     if shop <= 0:
         return None  # nobody buys anything twice: nothing to tell items apart
+    if prior is None:
+        prior = prior_strength(buyers, again)
+    if not np.isfinite(prior):
+        return None
     pooled = buyers + prior
     rate = np.divide(again + prior * shop, pooled, out=np.full(n_items, shop),
                      where=pooled > 0)
