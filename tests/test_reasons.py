@@ -94,3 +94,44 @@ def test_every_claim_in_every_list_is_true_of_the_shoppers_events(tmp_path: Path
     assert ("because_you_bought", item) in fresh_buy or ("bought_before", item) in fresh_buy
     refunded = one(stranger, [(item, 10.0, "purchase"), (item, -10.0, "refund")])
     assert all(c not in ("bought_before", "because_you_bought") for c, _ in refunded)
+
+
+def test_the_anchor_of_a_long_list_is_the_one_a_short_list_finds() -> None:
+    """Lists of 32 picks and more look a sparse relation up through a catalog-wide
+    buffer (warm-cache's lists of 100), shorter ones search it: the same anchors, ties
+    to the first anchor, none where no anchor relates."""
+    import scipy.sparse as sp
+
+    from recsvc.core.algorithms.base import ItemRelation
+    from recsvc.core.ranking.explain import _SORTED_KEYS, SPREAD_FROM, _strongest
+
+    rng = np.random.default_rng(2)
+    n = 300
+    relation = sp.random(n, n, density=0.05, format="csr", dtype=np.float32, random_state=2)
+    relation.data = np.round(relation.data * 4) / 4  # ties
+    sparse = ItemRelation.sparse(relation)
+    picks = rng.choice(n, size=(6, 4 * SPREAD_FROM), replace=True).astype(np.int64)
+    picks[5, 50:] = -1  # a shorter row, padded
+    anchors = rng.choice(n, size=(6, 7)).astype(np.int64)
+    anchors[2, 4:] = -1
+    empty = np.zeros(0, np.float32).reshape(0, 0)
+    args = (_SORTED_KEYS, empty, sparse.keys, sparse.values, np.zeros((0, 0, 0), np.float32), n)
+    long = np.full(picks.shape, -1, dtype=np.int64)
+    _strongest(picks, anchors, *args, long)
+    short = np.full(picks.shape, -1, dtype=np.int64)
+    for lo in range(0, picks.shape[1], 8):  # 8 picks at a time: searched
+        part = np.ascontiguousarray(picks[:, lo:lo + 8])
+        found = np.full(part.shape, -1, dtype=np.int64)
+        _strongest(part, anchors, *args, found)
+        short[:, lo:lo + 8] = found
+    dense = relation.toarray()
+    expected = np.full(picks.shape, -1)
+    for b in range(6):
+        for k in range(picks.shape[1]):
+            if picks[b, k] < 0:
+                break
+            strengths = [dense[a, picks[b, k]] if a >= 0 else 0.0 for a in anchors[b]]
+            if max(strengths) > 0:
+                expected[b, k] = int(np.argmax(strengths))
+    np.testing.assert_array_equal(long, expected)
+    np.testing.assert_array_equal(short, expected)

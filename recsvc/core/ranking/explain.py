@@ -112,32 +112,59 @@ def _relation(model: RecommenderModel, picks: np.ndarray, anchors: np.ndarray,
 def _row_anchors(b: int, picks: np.ndarray, anchors: np.ndarray, mode: int,
                  dense: np.ndarray, keys: np.ndarray, values: np.ndarray,
                  strengths: np.ndarray, n_items: int, best: np.ndarray,
-                 strongest: np.ndarray) -> None:
+                 strongest: np.ndarray, scratch: np.ndarray) -> None:
     """For each of row b's picks, the position among its anchors of the one that speaks
     most for it (the first of equals) into best[k], or -1 when none does (no strength
-    above 0). Anchor by anchor: one row of the relation at a time stays in cache."""
+    above 0). Anchor by anchor: one row of the relation at a time stays in cache. A
+    sparse row is found once per anchor; with a `scratch` of n_items zeros (long lists)
+    it is spread into it, so each pick is one read, and cleared after."""
     best[:] = -1
     strongest[:] = 0.0
+    spread = mode == _SORTED_KEYS and scratch.size == n_items
     for m in range(anchors.shape[1]):
         anchor = anchors[b, m]
         if anchor < 0:  # padding comes last
             break
+        lo = hi = 0
+        if mode == _SORTED_KEYS:
+            lo = np.searchsorted(keys, anchor * n_items)
+            hi = np.searchsorted(keys, (anchor + 1) * n_items)
+            if spread:
+                for e in range(lo, hi):
+                    scratch[keys[e] - anchor * n_items] = values[e]
         for k in range(picks.shape[1]):
             pick = picks[b, k]
             if pick < 0:
                 break
             if mode == _DENSE:
                 strength = dense[anchor, pick]
+            elif spread:
+                strength = scratch[pick]
             elif mode == _SORTED_KEYS:
                 key = anchor * n_items + pick
-                at = np.searchsorted(keys, key)
-                strength = values[at] if at < keys.size and keys[at] == key else 0.0
+                at = lo + np.searchsorted(keys[lo:hi], key)
+                strength = values[at] if at < hi and keys[at] == key else 0.0
             elif mode == _GIVEN:
                 strength = strengths[b, k, m]
             else:
                 strength = 0.0
             if strength > strongest[k]:
                 best[k], strongest[k] = m, strength
+        if spread:
+            for e in range(lo, hi):
+                scratch[keys[e] - anchor * n_items] = 0.0
+
+
+# From this many picks a row, spreading each anchor's sparse row into a catalog-wide
+# buffer beats searching it once per pick (warm-cache's lists of 100; a request's 10
+# search).
+SPREAD_FROM = 32
+
+
+@numba.njit(cache=True, nogil=True)
+def _scratch(picks: np.ndarray, mode: int, n_items: int) -> np.ndarray:
+    wide = mode == _SORTED_KEYS and picks.shape[1] >= SPREAD_FROM
+    return np.zeros(n_items if wide else 0, dtype=np.float32)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -145,9 +172,10 @@ def _strongest(picks: np.ndarray, anchors: np.ndarray, mode: int, dense: np.ndar
                keys: np.ndarray, values: np.ndarray, strengths: np.ndarray,
                n_items: int, best: np.ndarray) -> None:
     strongest = np.empty(picks.shape[1], dtype=np.float32)
+    scratch = _scratch(picks, mode, n_items)
     for b in range(picks.shape[0]):
         _row_anchors(b, picks, anchors, mode, dense, keys, values, strengths, n_items,
-                     best[b], strongest)
+                     best[b], strongest, scratch)
 
 
 def strongest_anchor(model: RecommenderModel, picks: np.ndarray,
@@ -209,9 +237,10 @@ def _explain(picks: np.ndarray, values: np.ndarray, source_code: np.ndarray,
     order = np.empty(sources, dtype=np.int64)
     best = np.empty(picks.shape[1], dtype=np.int64)
     strongest = np.empty(picks.shape[1], dtype=np.float32)
+    scratch = _scratch(picks, mode, n_items)
     for b in range(picks.shape[0]):
         _row_anchors(b, picks, anchors, mode, dense, keys, similarity, strengths, n_items,
-                     best, strongest)
+                     best, strongest, scratch)
         for k in range(picks.shape[1]):
             pick = picks[b, k]
             item = max(pick, 0)
@@ -307,27 +336,42 @@ def explain_batch(
         _explain(picks, values, source_code, anchors,
                  np.ascontiguousarray(from_session, dtype=np.bool_),
                  in_rows(bought, anchors), in_rows(bought, picks),
-                 _next_anchor(model, picks, recent),
+                 _next_anchor(model, picks, recent, _carried(model, names, values)),
                  np.ascontiguousarray(pinned, dtype=np.bool_),
                  *_relation(model, picks, anchors), model.n_items,
                  model.item_category < 0, new, codes, anchor)
     return codes, anchor
 
 
-def _next_anchor(model: RecommenderModel, picks: np.ndarray, recent: np.ndarray
-                 ) -> np.ndarray:
-    """B x K: the recent item each pick most often came next after (-1: none, or no
-    sequence algorithm)."""
+def _carried(model: RecommenderModel, names: list[str], values: np.ndarray) -> np.ndarray:
+    """B x K: picks a sequence algorithm carried enough to give a reason."""
+    sequence = [i for i, n in enumerate(names)
+                if model.components[n].reason == Reason.SEQUENCE]
+    if not sequence:
+        return np.zeros(values.shape[1:], dtype=np.bool_)
+    return (values[sequence] >= MIN_CONTRIBUTION).any(axis=0)
+
+
+def _next_anchor(model: RecommenderModel, picks: np.ndarray, recent: np.ndarray,
+                 needed: np.ndarray) -> np.ndarray:
+    """B x K: the recent item each `needed` pick most often came next after (-1: none,
+    not needed, or no sequence algorithm). Only the needed picks are looked up (moved
+    to the front of their rows): most picks are not the sequence algorithm's."""
     out = np.full(picks.shape, -1, dtype=np.int64)
     relation = sequence_relation(model)
     recent = np.ascontiguousarray(recent, dtype=np.int64)
-    if relation is None or recent.size == 0:
+    if relation is None or recent.size == 0 or not needed.any():
         return out
-    best = np.full(picks.shape, -1, dtype=np.int64)
-    _strongest(picks, recent, *_relation(model, picks, recent, relation), model.n_items, best)
+    order = np.argsort(~needed, axis=1, kind="stable")[:, :int(needed.sum(axis=1).max())]
+    sub = np.where(np.take_along_axis(needed, order, axis=1),
+                   np.take_along_axis(picks, order, axis=1), -1)
+    sub = np.ascontiguousarray(sub, dtype=np.int64)
+    best = np.full(sub.shape, -1, dtype=np.int64)
+    _strongest(sub, recent, *_relation(model, sub, recent, relation), model.n_items, best)
     found = best >= 0
-    rows = np.nonzero(found)[0]
-    out[found] = recent[rows, best[found]]
+    named = np.full(sub.shape, -1, dtype=np.int64)
+    named[found] = recent[np.nonzero(found)[0], best[found]]
+    np.put_along_axis(out, order, named, axis=1)
     return out
 
 
@@ -349,4 +393,4 @@ def warm_up(model: RecommenderModel | None = None) -> None:
              np.zeros((1, 1, MAX_REASONS), dtype=np.uint8), np.zeros((1, 1), dtype=np.int32))
     if model is not None and model.n_items:
         strongest_anchor(model, picks, anchors)
-        _next_anchor(model, picks, anchors)
+        _next_anchor(model, picks, anchors, np.ones(picks.shape, dtype=np.bool_))
