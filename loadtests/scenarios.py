@@ -166,12 +166,15 @@ class Load:
                 began = time.monotonic()
                 try:
                     if self.events and rng.random() < 0.3:
+                        # One shopper a batch: a shopper without consent is answered
+                        # "ignored" (nothing of theirs is kept), so not counted as kept.
                         ids = [uuid.uuid4().hex for _ in range(5)]
+                        user = f"U{rng.randrange(400)}"
                         response = http.post("/events", json=[
-                            {"user_id": f"U{rng.randrange(400)}", "event_id": i,
+                            {"user_id": user, "event_id": i,
                              "item_id": f"I{rng.randrange(120)}", "event_type": "view"}
                             for i in ids])
-                        if response.status_code == 200:
+                        if response.status_code == 200 and not response.json()["ignored"]:
                             self.acknowledged.extend(ids)
                         self.answers.append((began, response.status_code, None))
                         continue

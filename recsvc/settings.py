@@ -5,14 +5,17 @@ Documented in docs/service.md."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from recsvc.core.policy.privacy import IdHasher
 from recsvc.stores.cache import MEMORY, REDIS_SCHEMES, scheme
 from recsvc.stores.paths import StatePaths
+from recsvc.stores.privacy import PrivacyLedger, load_key
 
 
 class Settings(BaseSettings):
@@ -24,6 +27,18 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=1, le=65535)
     workers: int = Field(1, ge=1)
     api_key: str | None = Field(None, description="required by admin and catalog endpoints")
+    # Who may call the storefront's endpoints (docs/security.md). None of them set: anyone
+    # who reaches the service, which must then not be reachable from the internet.
+    client_key: SecretStr | None = Field(None, min_length=16,
+                                         description="the storefront backend's key")
+    shopper_token_secret: SecretStr | None = Field(
+        None, min_length=16, description="signs shopper tokens, for calls from browsers")
+    cors_origins: list[str] = Field(default_factory=list,
+                                    description="origins whose pages may call the service")
+    auth_failures_per_minute: int = Field(
+        10, ge=1, description="wrong credentials from one address before 429 (per worker)")
+    open_reasons: Literal["full", "no_purchases", "none"] = Field(
+        "full", description="reasons shown to calls without credentials")
 
     # Where the service keeps what it learns between trainings: the events log it
     # appends to and the operators' catalog overrides. Default: MODEL_ROOT/../state.
@@ -52,6 +67,12 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(1024 * 1024, ge=1024)
     max_events_per_request: int = Field(1000, ge=1)
     new_arrival_days: float = Field(30.0, ge=0)
+    # Privacy (docs/privacy.md): the key of the keyed hash that stands for shoppers' ids
+    # in cache keys and logs (when set) and in the privacy ledger (always; without it,
+    # a random key kept in STATE_DIR/id_hash.key).
+    id_hash_key: SecretStr | None = Field(None, min_length=16)
+    forget_grace_days: float = Field(
+        7.0, ge=0, description="days a forgotten shopper's rows may stay in old versions")
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
     log_format: Literal["text", "json"] = Field("text", description="json: one object a line")
 
@@ -66,3 +87,15 @@ class Settings(BaseSettings):
     @property
     def paths(self) -> StatePaths:
         return StatePaths.of(self.model_root, self.state_dir)
+
+    def privacy_ledger(self) -> PrivacyLedger:
+        paths = self.paths
+        key = self.id_hash_key.get_secret_value() if self.id_hash_key else None
+        return PrivacyLedger.open(paths.privacy_ledger, load_key(key, paths.id_hash_key))
+
+    def key_subject(self) -> Callable[[str], str]:
+        """What stands for a shopper in cache keys: their id, or its keyed hash when
+        `id_hash_key` is set (Redis then holds no id)."""
+        if self.id_hash_key is None:
+            return str
+        return IdHasher(self.id_hash_key.get_secret_value().encode()).digest

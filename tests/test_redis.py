@@ -163,14 +163,14 @@ def test_event_ids_are_claimed_in_redis_so_every_worker_sees_a_retry(
         redis_service, redis_server, redis_client, tmp_path: Path) -> None:
     event = {"user_id": "au1", "item_id": "a1", "event_type": "view", "event_id": "r-1"}
     assert redis_service.http.post("/events", json=event).json() == {"accepted": 1,
-                                                                    "duplicates": 0}
+                                                                    "duplicates": 0, "ignored": 0}
     assert 0 < redis_client.ttl("recsvc:event:r-1") <= 86_400
     # Another worker (a second server on the same model, state and Redis): the retry
     # landing there is a duplicate too.
     other = start_service(tmp_path, redis_service.store, redis_url=redis_server.url)
     try:
         assert other.http.post("/events", json=event).json() == {"accepted": 0,
-                                                                "duplicates": 1}
+                                                                "duplicates": 1, "ignored": 0}
     finally:
         other.http.close()
         other.server.stop()

@@ -194,13 +194,13 @@ def test_events_are_logged_and_change_the_next_list(service: Service) -> None:
               for j in range(6)]
     response = service.http.post("/events", json=events)
     assert response.status_code == 200 and response.json() == {"accepted": 6,
-                                                                "duplicates": 0}
+                                                                "duplicates": 0, "ignored": 0}
     after = service.items("/recommend", user_id="bu0", n=4)
     assert "a" in group_of(after), after
     one = service.http.post("/events", json={"user_id": "zz", "item_id": "b1",
                                              "event_type": "add-to-cart", "value": 2,
                                              "recommendation_id": "abc"})
-    assert one.json() == {"accepted": 1, "duplicates": 0}
+    assert one.json() == {"accepted": 1, "duplicates": 0, "ignored": 0}
     lines = [json.loads(line) for f in sorted((service.state_dir / "events").iterdir())
              for line in f.read_text().splitlines()]
     assert len(lines) == 7
@@ -274,6 +274,11 @@ def test_malformed_and_oversized_bodies(service: Service) -> None:
     huge = service.http.post("/events", content=b"[" + b" " * (2 * 1024 * 1024) + b"]",
                              headers={"content-type": "application/json"})
     assert huge.status_code == 413
+    # Streamed without a declared length: counted as it arrives, and still a 413.
+    chunks = (b"[" if i == 0 else b" " * 65536 for i in range(40))
+    streamed = service.http.post("/events", content=chunks,
+                                 headers={"content-type": "application/json"})
+    assert streamed.status_code == 413 and "larger than" in streamed.json()["detail"]
 
 
 def test_catalog_updates_need_the_key_and_apply_at_once(service: Service) -> None:
@@ -400,11 +405,11 @@ def test_plain_requests_take_the_fast_path_with_the_same_answer(service: Service
 def test_a_retried_event_with_its_id_is_recorded_once(service: Service) -> None:
     event = {"user_id": "u", "item_id": "a1", "event_type": "view", "event_id": "e-1"}
     first = service.http.post("/events", json=[event, {**event, "event_id": "e-2"}])
-    assert first.json() == {"accepted": 2, "duplicates": 0}
+    assert first.json() == {"accepted": 2, "duplicates": 0, "ignored": 0}
     retry = service.http.post("/events", json=[event, {**event, "event_id": "e-3"}])
-    assert retry.json() == {"accepted": 1, "duplicates": 1}
+    assert retry.json() == {"accepted": 1, "duplicates": 1, "ignored": 0}
     repeated = service.http.post("/events", json=[{**event, "event_id": "e-4"}] * 2)
-    assert repeated.json() == {"accepted": 1, "duplicates": 1}
+    assert repeated.json() == {"accepted": 1, "duplicates": 1, "ignored": 0}
     lines = [json.loads(line) for f in (service.state_dir / "events").iterdir()
              for line in f.read_text().splitlines()]
     assert sorted(r["event_id"] for r in lines) == ["e-1", "e-2", "e-3", "e-4"]
@@ -418,4 +423,4 @@ def test_an_unwritable_events_log_answers_503_and_keeps_nothing(service: Service
     assert refused.status_code == 503 and "events not recorded" in refused.json()["detail"]
     (service.state_dir / "events").unlink()
     retried = service.http.post("/events", json=event)  # its id was released: recorded now
-    assert retried.json() == {"accepted": 1, "duplicates": 0}
+    assert retried.json() == {"accepted": 1, "duplicates": 0, "ignored": 0}

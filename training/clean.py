@@ -5,6 +5,7 @@ The data-quality report is printed by the trainer and saved in the model's manif
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,6 +15,7 @@ import pandas as pd
 from recsvc.core.clock import SECONDS_PER_DAY
 from recsvc.core.errors import InputError
 from recsvc.core.policy.events import REFUSALS, TOO_OLD, EventWeights, epoch_seconds
+from recsvc.core.policy.privacy import parse_purposes
 from training.config import CleaningConfig
 
 FALSE_WORDS = {"false", "f", "no", "n", "0", "off", "withdrawn", "denied"}
@@ -68,6 +70,27 @@ def parse_flag(values: pd.Series) -> np.ndarray:
         return values.fillna(True).to_numpy(dtype=bool)
     text = values.astype("string").str.strip().str.lower()
     return ~text.isin(FALSE_WORDS).fillna(False).to_numpy(dtype=bool)
+
+
+def personalization_consent(values: pd.Series) -> np.ndarray:
+    """Whether each user consents to personalization: the `consent` value is yes/no for
+    every purpose, or the purposes consented to ("personalization;email"; "email" alone
+    means no personalization). Only an explicit no counts as refusal; a word that is
+    neither (`granted`) counts as consent, as it did before purposes."""
+    if pd.api.types.is_bool_dtype(values):
+        return values.fillna(True).to_numpy(dtype=bool)
+    text = values.astype("string").str.strip().str.lower()
+    verdict: dict[str, bool] = {}
+    for value in text.dropna().unique().tolist():
+        if value in FALSE_WORDS:
+            verdict[value] = False
+            continue
+        try:
+            purposes = parse_purposes(value)
+        except ValueError:
+            purposes = None
+        verdict[value] = purposes is None or purposes["personalization"]
+    return text.map(verdict).fillna(True).to_numpy(dtype=bool)
 
 
 def canonical_events(values: pd.Series, config: EventWeights) -> pd.Series:
@@ -192,12 +215,15 @@ def clean(
     cleaning: CleaningConfig,
     sources: list[str] | None = None,
     now: float | None = None,
+    forgotten: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> CleanData:
     """Keep or drop every row for a named reason, counted per reason and per input file
     (`sources`: the files the `_source` column numbers; default one, "interactions").
     Events are checked as the API checks them (`EventWeights.checks`) against `now`
     (default: the clock). A file with more than `cleaning.max_invalid_share` bad rows
-    stops the run with an InputError naming it."""
+    stops the run with an InputError naming it. `forgotten` marks, for an array of
+    user ids, the shoppers who asked to be forgotten: their rows and their line in the
+    users table are dropped first of all."""
     now = time.time() if now is None else now
     report: dict[str, Any] = {"rows_read": int(len(interactions))}
     dropped: dict[str, int] = {}
@@ -222,6 +248,11 @@ def clean(
     user, user_names = _codes(df["user_id"])
     item, item_names = _codes(df["item_id"])
     drop((user < 0) | (item < 0), "missing_ids")
+    if forgotten is not None:
+        gone = forgotten(np.asarray(user_names, dtype=str))
+        drop((user >= 0) & gone[np.maximum(user, 0)], "forgotten_users")
+        if users is not None:
+            users = users.loc[~forgotten(users["user_id"].astype(str).to_numpy())]
 
     raw_event, raw_names = _codes(df["event_type"])
     canonical = canonical_events(pd.Series(raw_names, dtype=object), events_config)
@@ -257,7 +288,7 @@ def clean(
     if users is not None:
         users = users.dropna(subset=["user_id"]).drop_duplicates("user_id", keep="last")
         if "consent" in users.columns:
-            consent = parse_flag(users["consent"])
+            consent = personalization_consent(users["consent"])
             opted_out = np.sort(users.loc[~consent, "user_id"].to_numpy(dtype=str))
             users = users.loc[consent]
         refused = member(user_names, opted_out)

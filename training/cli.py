@@ -9,7 +9,6 @@ from pathlib import Path
 
 from recsvc.cli import Command
 from recsvc.core.errors import EXIT_NOT_PROMOTED, EXIT_OK, InputError
-from recsvc.stores.paths import StatePaths
 from training.config import apply_tuning_options, load_config
 from training.progress import Progress
 
@@ -24,10 +23,12 @@ def _configure_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tune-budget", type=float, metavar="SECONDS",
                    help="time budget for tuning (tuning.time_budget_s)")
     add_tune_split(p)
+    add_state_dir(p)
     p.add_argument("--quiet", action="store_true", help="print only the version id")
 
 
 def _run_train(args: argparse.Namespace) -> int:
+    from training.forgotten import forgotten_filter, open_ledger
     from training.pipeline import format_summary, train
 
     config = load_config(args.config)
@@ -38,7 +39,10 @@ def _run_train(args: argparse.Namespace) -> int:
         config.output.model_root = args.model_root
     apply_tuning_options(config, args.no_tune, args.tune_budget, args.tune_split)
     progress = Progress(quiet=args.quiet)
-    result = train(config, progress)
+    forgotten = None
+    if config.output.model_root is not None:
+        forgotten = forgotten_filter(open_ledger(config.output.model_root, args.state_dir))
+    result = train(config, progress, forgotten)
     progress.text(format_summary(result))
     print(result.version)  # alone on stdout, for scripts: V=$(recsvc train ...)
     return EXIT_OK
@@ -48,6 +52,13 @@ def add_tune_split(p: argparse.ArgumentParser | argparse._ArgumentGroup,
                    default: str = "time") -> None:
     p.add_argument("--tune-split", choices=["time", "leave-last", "random", "auto"],
                    help=f"the protocol tuning validates on (tuning.split; default {default})")
+
+
+def add_state_dir(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--state-dir", type=Path,
+                   help="the service's state (events log, privacy ledger; default "
+                        "RECSVC_STATE_DIR, else MODEL_ROOT/../state): forgotten shoppers' "
+                        "rows are dropped")
 
 
 def _configure_generate(p: argparse.ArgumentParser) -> None:
@@ -132,6 +143,10 @@ def _configure_retrain(p: argparse.ArgumentParser) -> None:
     p.add_argument("--users", type=Path)
     p.add_argument("--events-dir", type=Path,
                    help="the service's events log (default: STATE_DIR/events)")
+    add_state_dir(p)
+    p.add_argument("--forget-grace-days", type=float,
+                   help="retire versions holding rows of shoppers forgotten this long ago "
+                        "(default RECSVC_FORGET_GRACE_DAYS, 7)")
     p.add_argument("--config", type=Path, help="trainer TOML")
     p.add_argument("--redis-url", help="warm the cache before promoting")
     p.add_argument("--rules-file", type=Path, help="the service's rules (for warming)")
@@ -154,6 +169,8 @@ def _configure_retrain(p: argparse.ArgumentParser) -> None:
 def _run_retrain(args: argparse.Namespace) -> int:
     import orjson
 
+    from recsvc.settings import Settings
+    from training.forgotten import open_ledger
     from training.retrain import RetrainOptions, retrain
 
     config = load_config(args.config)
@@ -164,13 +181,20 @@ def _run_retrain(args: argparse.Namespace) -> int:
         config.input.window_days = args.window_days
     if not 0 <= args.tolerance < 1:
         raise InputError("--tolerance must be between 0 and 1 (a relative drop)")
-    events_dir = args.events_dir or StatePaths.of(args.model_root).events_dir
+    settings = Settings(model_root=args.model_root,
+                        **({"state_dir": args.state_dir} if args.state_dir else {}))
+    events_dir = args.events_dir or settings.paths.events_dir
+    grace = (settings.forget_grace_days if args.forget_grace_days is None
+             else args.forget_grace_days)
+    if grace < 0:
+        raise InputError("--forget-grace-days must not be negative")
     options = RetrainOptions(
         model_root=args.model_root, interactions=args.interactions, items=args.items,
         users=args.users, events_dir=events_dir, config=config, redis_url=args.redis_url,
         tolerance=args.tolerance, gate_metric=args.gate_metric,
         gate_fraction=args.gate_fraction, active_days=args.active_days,
-        rules_file=args.rules_file, processes=args.processes)
+        rules_file=args.rules_file, processes=args.processes,
+        ledger=open_ledger(args.model_root, args.state_dir), forget_grace_days=grace)
     summary = retrain(options, Progress(quiet=args.quiet))
     sys.stdout.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2, default=str).decode()
                      + "\n")

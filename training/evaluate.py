@@ -16,7 +16,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recsvc.core.algorithms import UserBatch
-from recsvc.core.model import RecommenderModel, lookup
+from recsvc.core.model import RecommenderModel
 from recsvc.core.ranking.scoring import recommend
 from training.metrics import beyond_accuracy, item_popularity, most_popular, ranking_metrics
 from training.splits import is_target
@@ -55,7 +55,7 @@ def build_test_set(
     consent are left out (they are never personalized, so never evaluated either)."""
     targets = test_events.loc[is_target(test_events, target_events), ["user_id", "item_id"]]
     pairs = targets.astype(str).drop_duplicates()
-    opted_out = lookup(model.opted_out, pairs["user_id"].to_numpy()) >= 0
+    opted_out = model.opted_out_mask(pairs["user_id"].to_numpy(dtype=str))
     skipped = int(np.unique(pairs.loc[opted_out, "user_id"].to_numpy(dtype=str)).size)
     pairs = pairs.loc[~opted_out]
     user_ids, user_row = np.unique(pairs["user_id"].to_numpy(dtype=str), return_inverse=True)

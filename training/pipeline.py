@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +20,7 @@ from recsvc.core.errors import InputError, RecsvcError
 from recsvc.core.lifecycle import State, mark, promote, prune
 from recsvc.core.manifest import Manifest, Metrics, ModelCard, TrainingInfo, TuningSummary
 from recsvc.core.model import RecommenderModel, as_str_array
+from recsvc.core.policy.privacy import IdHasher
 from training.catalog import aligned_items, id_universe, item_metadata, user_attributes
 from training.clean import CleanData, clean, event_weights, format_report
 from training.config import TrainConfig
@@ -39,7 +42,8 @@ class TrainResult:
     model: RecommenderModel
 
 
-def load_inputs(config: TrainConfig, progress: Progress) -> tuple[CleanData, dict[str, Any]]:
+def load_inputs(config: TrainConfig, progress: Progress,
+                forgotten: Forgotten | None = None) -> tuple[CleanData, dict[str, Any]]:
     """Load and clean stages. Returns the clean data and the description of the inputs."""
     paths = {"interactions": config.input.interactions, "items": config.input.items,
              "users": config.input.users}
@@ -64,7 +68,8 @@ def load_inputs(config: TrainConfig, progress: Progress) -> tuple[CleanData, dic
                             "rows": int(len(tables[role]))}
     with progress.step("clean") as step:
         data = clean(tables["interactions"], tables["items"], tables["users"],
-                     config.events, config.cleaning, [str(paths["interactions"])])
+                     config.events, config.cleaning, [str(paths["interactions"])],
+                     forgotten=forgotten)
         step.note(kept=data.report["rows_kept"])
     if data.report["rows_kept"] == 0:
         raise InputError(f"interactions file {paths['interactions']}: no usable events "
@@ -172,12 +177,23 @@ def fit_model(
         exclude_seen=result.exclude_seen,
         user_attributes={n: (codes, as_str_array(values))
                          for n, (codes, values) in attributes.items()},
-        opted_out=as_str_array(data.opted_out),
+        **hashed_opt_outs(data.opted_out),
         user_purchases=training.user_purchases,
         user_recent=training.user_recent,
         card=card,
         **metadata,
     )
+
+
+Forgotten = Callable[[np.ndarray], np.ndarray]  # user ids -> whether each was forgotten
+
+
+def hashed_opt_outs(opted_out: np.ndarray) -> dict[str, Any]:
+    """The model's record of who refused personalization: keyed hashes under a fresh
+    random key, so that the model file names nobody."""
+    salt = os.urandom(16)
+    return {"opted_out": np.unique(IdHasher(salt).digests(opted_out)),
+            "opted_out_salt": salt}
 
 
 def write_model(config: TrainConfig, model: RecommenderModel, progress: Progress,
@@ -205,11 +221,12 @@ def write_model(config: TrainConfig, model: RecommenderModel, progress: Progress
     return version
 
 
-def train(config: TrainConfig, progress: Progress | None = None) -> TrainResult:
+def train(config: TrainConfig, progress: Progress | None = None,
+          forgotten: Forgotten | None = None) -> TrainResult:
     progress = progress or Progress()
     if config.output.model_root is None:
         raise InputError("no model root given (--model-root or [output] model_root)")
-    data, inputs = load_inputs(config, progress)
+    data, inputs = load_inputs(config, progress, forgotten)
     progress.text(format_report(data.report))
     data = apply_window(data, config.input.window_days)
     model = fit_model(config, data, progress, inputs)

@@ -36,13 +36,17 @@ from recsvc.core.errors import (
     RecsvcError,
     first_problem,
 )
-from recsvc.core.lifecycle import State, fail_orphans, mark, promote, prune
+from recsvc.core.lifecycle import State, fail_orphans, mark, promote, prune, retire
 from recsvc.core.manifest import ModelCard
 from recsvc.jobs.warm import warm
 from recsvc.settings import Settings
+from recsvc.stores.events_log import EventLog
+from recsvc.stores.forget import retirable
+from recsvc.stores.privacy import PrivacyLedger
 from training.clean import CleanData, clean, format_report
 from training.config import TrainConfig
 from training.evaluate import GateResult, build_test_set, evaluate, gate
+from training.forgotten import forgotten_filter
 from training.gather import gather
 from training.pipeline import apply_window, fit_model, write_model
 from training.progress import Progress
@@ -112,6 +116,8 @@ class RetrainOptions:
     active_days: float = 30.0
     rules_file: Path | None = None
     processes: int = 1  # warm-up workers
+    ledger: PrivacyLedger | None = None  # forgotten shoppers (training.forgotten)
+    forget_grace_days: float = 7.0
 
 
 def refit_config(base: TrainConfig, card: ModelCard, where: str) -> TrainConfig:
@@ -203,7 +209,8 @@ def _run(options: RetrainOptions, progress: Progress, root: Path, summary: dict[
     items = read_items(options.items) if options.items else None
     users = read_users(options.users) if options.users else None
     data = clean(gathered.interactions, items, users, options.config.events,
-                 options.config.cleaning, gathered.sources)
+                 options.config.cleaning, gathered.sources,
+                 forgotten=forgotten_filter(options.ledger))
     data.report["service_lines_skipped"] = gathered.skipped_lines
     data = apply_window(data, options.config.input.window_days)
     if len(data.events) == 0:
@@ -244,8 +251,30 @@ def _run(options: RetrainOptions, progress: Progress, root: Path, summary: dict[
         summary["pruned"] = prune(root, config.output.keep_versions)
     else:
         mark(root, candidate, State.REJECTED, **summary["gate"])
+    if options.ledger is not None and options.ledger.forgotten:
+        summary["forgotten"] = forget_stored(root, options)
     summary.update(promoted=promote_it, decision=reason,
                    exit_code=EXIT_OK if promote_it else EXIT_NOT_PROMOTED)
+
+
+def forget_stored(root: Path, options: RetrainOptions) -> dict[str, Any]:
+    """What tonight removed of forgotten shoppers beyond training: their rows in the
+    events files, and the versions holding their rows past the grace period (never the
+    current one: it is replaced when a candidate without them is promoted)."""
+    ledger = options.ledger
+    is_forgotten = forgotten_filter(ledger)
+    assert ledger is not None and is_forgotten is not None
+    out: dict[str, Any] = {"users": len(ledger.forgotten)}
+    if options.events_dir is not None:
+        out["events_files"] = EventLog(options.events_dir, 1 << 62).drop_users(is_forgotten)
+    current = current_version(root)
+    holding = retirable(root, ledger, options.forget_grace_days, time.time())
+    out["versions_retired"] = retire(root, [v for v in holding if v != current])
+    if current in holding:
+        out["current_holds_forgotten"] = (
+            f"{current} still holds rows of shoppers forgotten over "
+            f"{options.forget_grace_days:g} days ago: promote a model trained without them")
+    return out
 
 
 def warm_candidate(root: Path, version: str, options: RetrainOptions) -> dict[str, Any]:

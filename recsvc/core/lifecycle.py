@@ -126,6 +126,17 @@ def prune(model_root: str | Path, keep: int) -> list[str]:
     return doomed
 
 
+def retire(model_root: str | Path, versions: list[str]) -> list[str]:
+    """Delete these versions (never `current`): they may not be served or rolled back
+    to again, as when they hold rows of shoppers who asked to be forgotten."""
+    root = Path(model_root)
+    current = current_version(root)
+    doomed = [v for v in versions if v != current and (root / v).is_dir()]
+    for version in doomed:
+        shutil.rmtree(root / version, ignore_errors=True)
+    return doomed
+
+
 def rollback(model_root: str | Path, version: str | None = None, force: bool = False) -> str:
     """Make `version` (default: the newest promoted version older than the current)
     current, after checking it loads; returns it. A version never promoted (a rejected

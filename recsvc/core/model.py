@@ -16,6 +16,7 @@ from recsvc.core.algorithms.base import RECENT, ArraySink, expect_csr, expect_sh
 from recsvc.core.artifacts import StoredVersion, open_version
 from recsvc.core.errors import ModelError
 from recsvc.core.manifest import AlgorithmEntry, Blend, Counts, Layout, Manifest, ModelCard
+from recsvc.core.policy.privacy import IdHasher
 
 
 def as_str_array(values: Any) -> np.ndarray:
@@ -52,7 +53,11 @@ class RecommenderModel:
     tag_names: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype="<U1"))
     user_attributes: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     user_last_seen: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # epoch s
+    # Shoppers who refused personalization: their keyed hashes under `opted_out_salt`
+    # (a random key per model), so a model file names nobody; clear ids when no salt
+    # (models written before, and hand-built ones).
     opted_out: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype="<U1"))
+    opted_out_salt: bytes | None = None
     # users x items, True where the shopper bought the item (None in models written
     # before purchases were kept: then nothing is claimed as bought).
     user_purchases: sp.csr_matrix | None = None
@@ -86,7 +91,15 @@ class RecommenderModel:
         return lookup(self.item_ids, ids)
 
     def is_opted_out(self, user_id: str) -> bool:
-        return bool(lookup(self.opted_out, [user_id])[0] >= 0)
+        return bool(self.opted_out_mask([user_id])[0])
+
+    def opted_out_mask(self, user_ids: Any) -> np.ndarray:
+        """For each id, whether that shopper refused personalization."""
+        if self.opted_out.size == 0:
+            return np.zeros(len(user_ids), dtype=bool)
+        if self.opted_out_salt is not None:
+            user_ids = IdHasher(self.opted_out_salt).digests(user_ids)
+        return lookup(self.opted_out, user_ids) >= 0
 
     def bought_rows(self, users: np.ndarray) -> sp.csr_matrix:
         """What each of `users` bought (-1: nobody, nothing), rows of `user_purchases`."""
@@ -179,7 +192,11 @@ class RecommenderModel:
         out.save_array("item_price", self.item_price)
         out.save_array("item_in_stock", self.item_in_stock)
         out.save_array("item_created_at", self.item_created_at)
-        out.save_array("opted_out", self.opted_out)
+        if self.opted_out_salt is None:
+            out.save_array("opted_out", self.opted_out)
+        else:
+            out.save_array("opted_out_hashed", self.opted_out)
+            out.save_array("opted_out_salt", np.frombuffer(self.opted_out_salt, np.uint8))
         out.save_csr("item_tags", self.item_tags)
         out.save_array("user_last_seen", self.user_last_seen)
         out.save_array("tag_names", self.tag_names)
@@ -213,6 +230,11 @@ class RecommenderModel:
             out["user_purchases"] = stored.csr("user_purchases")
         if stored.has_array("user_recent"):
             out["user_recent"] = stored.array("user_recent")
+        if stored.has_array("opted_out_salt"):
+            out["opted_out"] = stored.array("opted_out_hashed")
+            out["opted_out_salt"] = stored.array("opted_out_salt").tobytes()
+        else:  # written before opt-outs were hashed
+            out["opted_out"] = stored.array("opted_out")
         return out
 
     @classmethod
@@ -244,7 +266,6 @@ class RecommenderModel:
             item_in_stock=stored.array("item_in_stock"),
             item_created_at=stored.array("item_created_at"),
             user_attributes=attributes,
-            opted_out=stored.array("opted_out"),
             **cls._optional(stored),
             card=m,
             manifest=m,

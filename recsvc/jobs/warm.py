@@ -58,7 +58,7 @@ def select_users(engine: Engine, which: str, active_days: float) -> np.ndarray:
     model = engine.model
     users = np.flatnonzero(np.diff(model.user_items.indptr) > 0)
     if model.opted_out.size:
-        users = users[~np.isin(model.user_ids[users], model.opted_out)]
+        users = users[~model.opted_out_mask(model.user_ids[users])]
     if which == "active" and model.user_last_seen.size == model.n_users:
         since = engine.reference_time - active_days * SECONDS_PER_DAY
         users = users[model.user_last_seen[users] >= since]
@@ -82,6 +82,7 @@ def warm_cache(
     ns = settings.cache_namespace
     rows = batch_size or max(1, min(2000, MAX_BATCH_CELLS // max(1, model.n_items)))
     ids = model.user_ids
+    subject = settings.key_subject()
     user_ids_all = [str(u) for u in ids[users].tolist()]
     variant_of = ([engine.rules.variant_for(u) for u in user_ids_all] if engine.rules.variants
                   else [engine.rules.variant_for("")] * len(user_ids_all))
@@ -100,7 +101,8 @@ def warm_cache(
             chunk = members[start:start + rows]
             user_ids = [str(u) for u in ids[chunk].tolist()]
             if fresh_users:
-                has_fresh = np.array([u in fresh_users for u in user_ids], dtype=bool)
+                has_fresh = np.array([subject(u) in fresh_users for u in user_ids],
+                                     dtype=bool)
                 chunk = chunk[~has_fresh]
                 user_ids = [u for u, f in zip(user_ids, has_fresh, strict=True) if not f]
                 skipped += int(has_fresh.sum())
@@ -115,7 +117,7 @@ def warm_cache(
             for user_id, value, listed in zip(user_ids, lists, ranking.lengths.tolist(),
                                               strict=True):
                 if listed:  # an empty list is the service's to handle (fallbacks)
-                    keys.append(prefix + user_id.encode())
+                    keys.append(prefix + subject(user_id).encode())
                     values.append(value)
             writer.set_many(keys, values, settings.cache_ttl_s)
             written += len(keys)
@@ -185,6 +187,12 @@ def warm(settings: Settings, version: str | None = None, which: str = "active",
         raise InputError(str(exc)) from None
     engine = load_engine(settings.model_root, version, load_rules(settings.rules_file))
     users = select_users(engine, which, active_days)
+    if settings.paths.privacy_ledger.exists():  # forgotten, or consent withdrawn since
+        ledger = settings.privacy_ledger()
+        if not ledger.empty:
+            ids = engine.model.user_ids[users].tolist()
+            users = users[np.array([ledger.allows(str(u), "personalization") for u in ids],
+                                   dtype=bool)]
     overrides = CatalogOverrides(settings.paths.catalog_overrides)
     # One BLAS thread per process: the workers already use every core, and idle BLAS
     # threads only spin beside them (measured: +20% users/s with two workers).

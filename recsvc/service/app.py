@@ -12,12 +12,13 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from threadpoolctl import threadpool_limits
 
 from recsvc import __version__
 from recsvc.service import errors, logs, telemetry
 from recsvc.service.fastpath import RecommendFastPath
-from recsvc.service.routes import catalog, operations, storefront
+from recsvc.service.routes import catalog, operations, shoppers, storefront
 from recsvc.service.state import ServiceState
 from recsvc.settings import Settings
 
@@ -54,8 +55,12 @@ def create_app(settings: Settings | None = None, state: ServiceState | None = No
                   description="Personalized product recommendations for online shops.")
     app.add_middleware(RecommendFastPath)
     app.add_middleware(telemetry.TelemetryMiddleware, max_body_bytes=settings.max_body_bytes)
+    if settings.cors_origins:  # outermost: preflights answered, every answer marked
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
+                           allow_methods=["GET", "POST"], max_age=600,
+                           allow_headers=["Content-Type", "X-Shopper-Token", "X-Client-Key"])
     errors.install(app)
-    for router in (storefront.router, catalog.router, operations.router):
+    for router in (storefront.router, catalog.router, shoppers.router, operations.router):
         app.include_router(router)
     return app
 

@@ -1,13 +1,14 @@
-"""Dependencies the routes declare: the running service's state, and the operator key."""
+"""Dependencies the routes declare: the running service's state, and who is calling
+(`service.auth`): the operator, or whoever may call the storefront's endpoints."""
 
 from __future__ import annotations
 
-import secrets
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader
 
-from recsvc.service.errors import Unauthorized
+from recsvc.service.auth import Caller, authenticate
 from recsvc.service.state import ServiceState
 
 
@@ -19,19 +20,34 @@ async def get_state(request: Request) -> ServiceState:
 StateDep = Annotated[ServiceState, Depends(get_state)]
 
 
-async def require_api_key(
-    state: StateDep,
-    x_api_key: Annotated[str | None, Header()] = None,
-    authorization: Annotated[str | None, Header()] = None,
-) -> None:
-    expected = state.settings.api_key
-    if not expected:
-        raise Unauthorized("admin endpoints are disabled: set RECSVC_API_KEY")
-    given = x_api_key
-    if given is None and authorization and authorization.lower().startswith("bearer "):
-        given = authorization[7:]
-    if not given or not secrets.compare_digest(given.encode(), expected.encode()):
-        raise Unauthorized("missing or wrong API key (X-API-Key header)")
+# Declared for the OpenAPI description (its security schemes); `authenticate` reads them.
+OPERATOR_KEY = APIKeyHeader(name="X-API-Key", scheme_name="operatorKey", auto_error=False,
+                            description="RECSVC_API_KEY (or Authorization: Bearer)")
+CLIENT_KEY = APIKeyHeader(name="X-Client-Key", scheme_name="clientKey", auto_error=False,
+                          description="RECSVC_CLIENT_KEY: the storefront's backend")
+SHOPPER_TOKEN = APIKeyHeader(name="X-Shopper-Token", scheme_name="shopperToken",
+                             auto_error=False,
+                             description="a signed shopper token: a browser, for its shopper")
+Declared = Annotated[str | None, Security(OPERATOR_KEY)]
+
+
+def _address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+async def require_api_key(request: Request, state: StateDep, _key: Declared) -> None:
+    authenticate(state.settings, state.throttle, request.headers.get, _address(request),
+                 operator_only=True)
+
+
+async def storefront_caller(
+    request: Request, state: StateDep,
+    _client: Annotated[str | None, Security(CLIENT_KEY)],
+    _token: Annotated[str | None, Security(SHOPPER_TOKEN)],
+) -> Caller:
+    return authenticate(state.settings, state.throttle, request.headers.get,
+                        _address(request))
 
 
 AdminDep = Depends(require_api_key)
+CallerDep = Annotated[Caller, Depends(storefront_caller)]

@@ -22,14 +22,17 @@ def error_body(detail: Any) -> bytes:
     return orjson.dumps({"detail": detail})
 
 
-def error_response(status: int, detail: Any) -> Response:
-    return Response(error_body(detail), status_code=status, media_type="application/json")
+def error_response(status: int, detail: Any, headers: dict[str, str] | None = None
+                   ) -> Response:
+    return Response(error_body(detail), status_code=status, media_type="application/json",
+                    headers=headers)
 
 
 class ServiceError(Exception):
     """An error a request caused, answered with `status` and this message."""
 
     status = 400
+    headers: dict[str, str] | None = None
 
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
@@ -56,6 +59,18 @@ class Unauthorized(ServiceError):
     status = 401
 
 
+class Forbidden(ServiceError):
+    status = 403
+
+
+class TooManyRequests(ServiceError):
+    status = 429
+
+    def __init__(self, detail: str, retry_after: int) -> None:
+        super().__init__(detail)
+        self.headers = {"Retry-After": str(max(1, retry_after))}
+
+
 class Unavailable(ServiceError):
     """Could not be done now (the events volume is full, say): retry later."""
 
@@ -76,7 +91,7 @@ EXPECTED = (ServiceError, QueryError)  # what a request may cause: answered, not
 
 def response_for(exc: ServiceError | QueryError) -> Response:
     if isinstance(exc, ServiceError):
-        return error_response(exc.status, exc.detail)
+        return error_response(exc.status, exc.detail, exc.headers)
     return error_response(422, str(exc))
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from fastapi.exceptions import RequestValidationError
 
+from recsvc.service.auth import authenticate
 from recsvc.service.errors import EXPECTED, response_for
 from recsvc.service.query import parse_recommend
 from recsvc.service.usecases.recommend import recommend_body
@@ -24,6 +25,20 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 HEADERS = [(b"content-type", b"application/json")]
+
+
+def _headers(scope: Scope) -> Callable[[str], str | None]:
+    """A reader of the request's headers by lower-case name (ASGI gives them so)."""
+    headers = scope.get("headers", ())
+
+    def header(name: str) -> str | None:
+        wanted = name.encode()
+        for key, value in headers:
+            if key == wanted:
+                return value.decode("latin-1")
+        return None
+
+    return header
 
 
 class RecommendFastPath:
@@ -45,7 +60,9 @@ class RecommendFastPath:
             await self.app(scope, receive, send)  # the route explains (422)
             return
         try:
-            body = await recommend_body(service, query)
+            caller = authenticate(service.settings, service.throttle, _headers(scope),
+                                  (scope.get("client") or ("unknown",))[0])
+            body = await recommend_body(service, query, caller)
         except EXPECTED as exc:  # outside the framework's handlers: answered the same way
             await response_for(exc)(scope, receive, send)
             return

@@ -83,3 +83,21 @@ class ItemUpdate(BaseModel):
     in_stock: bool | None = None
     delisted: bool | None = None
     price: float | None = Field(None, ge=0)
+
+
+class ConsentIn(BaseModel):
+    """Consent per purpose; a purpose left out keeps its current value."""
+
+    model_config = ConfigDict(extra="forbid")
+    personalization: bool | None = Field(None, description="lists shaped by their behaviour")
+    email: bool | None = Field(None, description="use in email campaigns")
+    sms: bool | None = Field(None, description="use in SMS campaigns")
+
+
+class ConsentOut(BaseModel):
+    user_id: str
+    consent: dict[str, bool | None] = Field(description="per purpose; null: not known here")
+    source: str = Field(description="api: last set through this API; users_file: from the "
+                                    "users file the model was trained on; default: no "
+                                    "statement, consent assumed")
+    forgotten: bool

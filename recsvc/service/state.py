@@ -17,6 +17,7 @@ from recsvc.core.errors import RecsvcError
 from recsvc.core.lifecycle import rollback, servable_versions
 from recsvc.core.policy.rules import RulesFile, load_rules
 from recsvc.service import telemetry
+from recsvc.service.auth import AuthThrottle
 from recsvc.service.errors import NoModel
 from recsvc.settings import Settings
 from recsvc.stores.cache import Cache, open_cache
@@ -39,6 +40,9 @@ class ServiceState:
             breaker_failures=settings.breaker_failures,
             breaker_reset_s=settings.breaker_reset_s,
             local_entries=settings.local_cache_entries)
+        self.privacy = settings.privacy_ledger()
+        self.throttle = AuthThrottle(settings.auth_failures_per_minute)
+        self.subject = settings.key_subject()
         self._engine: Engine | None = None
         self.load_error: str | None = None
         # Why the service is not serving `current` (None: it is, or there is none).
@@ -133,6 +137,7 @@ class ServiceState:
         while True:
             await asyncio.sleep(self.settings.reload_interval_s)
             telemetry.set_cache(self.cache.status())
+            await self.follow_privacy()
             target = current_version(root)
             serving = self._engine.version if self._engine else None
             if target is not None and target == serving and self.problem is not None:
@@ -148,6 +153,26 @@ class ServiceState:
                           target, serving, exc)
                 self._set_problem(f"current model {target} could not be loaded ({exc}); "
                                   f"still serving {serving}")
+
+    async def follow_privacy(self) -> int:
+        """Read what the privacy ledger gained (from any worker or the forget command)
+        and drop what this process still holds of newly forgotten shoppers; returns how
+        many entries were dropped."""
+        newly = set(await asyncio.to_thread(self.privacy.refresh))
+        if not newly:
+            return 0
+        hashed = self.settings.id_hash_key is not None  # then keys carry the same hash
+        digest = self.privacy.digest
+        return await self.cache.purge(self.settings.cache_namespace,
+                                      newly.__contains__ if hashed
+                                      else lambda user: digest(user) in newly)
+
+    def personal(self, user_id: str) -> bool:
+        """Whether this shopper's behaviour may shape what they see and be recorded:
+        known by id, not forgotten, consenting to personalization (the users file's
+        consent, through the model, and changes made through the API)."""
+        return bool(user_id) and self.privacy.allows(user_id, "personalization") and not (
+            self._engine is not None and self._engine.model.is_opted_out(user_id))
 
     async def close(self) -> None:
         await self.cache.close()

@@ -19,6 +19,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from starlette.exceptions import HTTPException
 
 from recsvc.service.errors import error_body
 
@@ -32,6 +33,8 @@ FALLBACKS = Counter("recsvc_fallbacks_total", "Lists served by a fallback", ["ki
 ERRORS = Counter("recsvc_errors_total", "Responses with status >= 500", ["endpoint"])
 RECOMMENDATIONS = Counter("recsvc_recommendations_total", "Lists served", ["variant"])
 EVENTS = Counter("recsvc_events_total", "Events accepted", ["event_type"])
+EVENTS_IGNORED = Counter("recsvc_events_ignored_total",
+                         "Events of forgotten or non-consenting shoppers: not recorded")
 MODEL_INFO = Gauge("recsvc_model_info", "The version a worker serves (1; 0 once replaced)",
                    ["version"], multiprocess_mode="liveall")
 # Labelled, so that nothing is exported until a worker with Redis sets it.
@@ -146,7 +149,7 @@ class TelemetryMiddleware:
             if message["type"] == "http.request":
                 received["bytes"] += len(message.get("body", b""))
                 if received["bytes"] > limit:
-                    raise _BodyTooLarge
+                    raise _BodyTooLarge(limit)
             return message
 
         async def tracking_send(message: dict[str, Any]) -> None:
@@ -165,8 +168,12 @@ class TelemetryMiddleware:
                 ERRORS.labels(endpoint=label).inc()
 
 
-class _BodyTooLarge(Exception):
-    pass
+class _BodyTooLarge(HTTPException):
+    """Raised from inside the body's reading: an HTTPException, so that the framework,
+    which turns any other error while reading a body into a 400, answers it as a 413."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"request body larger than {limit} bytes")
 
 
 async def _refuse(send: Send, limit: int) -> None:

@@ -11,7 +11,7 @@ What lives under which key: `stores.keys`."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from recsvc.stores.keys import decode_fresh, encode_fresh, event_key, fresh_key, list_key
@@ -31,7 +31,14 @@ class Cache(Protocol):
 
     async def set(self, key: str, value: bytes, ttl_s: int) -> None: ...
 
-    async def delete(self, keys: Iterable[str]) -> None: ...
+    async def delete(self, keys: Iterable[str]) -> int:
+        """Delete lists and fresh-event keys; how many existed (0 when unreachable)."""
+        ...
+
+    async def purge(self, namespace: str, is_target: Callable[[str], bool]) -> int:
+        """Delete what this process alone holds for shoppers whose key part (id, or its
+        hash) `is_target` picks: a forget made by another worker. 0 for a shared store."""
+        ...
 
     async def add_fresh(self, key: str, events: list[bytes], cap: int, ttl_s: int) -> None: ...
 

@@ -20,9 +20,11 @@ import fcntl
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 
 PREFIX = "events-"
@@ -58,9 +60,8 @@ class EventLog:
         self.directory.mkdir(parents=True, exist_ok=True)
         with self._lock:
             path = self._target(time.time())
-            fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+            fd = _open_locked(path)
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX)  # other workers append to the same file
                 start = os.fstat(fd).st_size
                 # A process killed mid-write left a torn last line: start on a new one,
                 # so the torn line stays alone (the trainer skips it) and ours are whole.
@@ -79,12 +80,71 @@ class EventLog:
                 os.close(fd)  # releases the lock
         return path
 
+    def drop_users(self, is_dropped: Callable[[np.ndarray], np.ndarray]
+                   ) -> list[dict[str, Any]]:
+        """Rewrite every events file without the rows of the users `is_dropped` picks
+        (given an array of user ids): forgotten shoppers. Each file is replaced whole
+        (a new file, then a rename) under its lock, so a worker appending meanwhile waits,
+        then writes to the new file. Returns the files changed and rows removed."""
+        changed = []
+        for path in self.files():
+            fd = _open_locked(path)
+            try:
+                with open(path, "rb") as f:
+                    lines = f.read().splitlines(keepends=True)
+                users = np.array([_user_of(line) for line in lines], dtype=str)
+                gone = is_dropped(users) & (users != "")
+                if not gone.any():
+                    continue
+                tmp = path.with_name(f".{path.name}.tmp")
+                with open(tmp, "wb") as f:
+                    f.writelines(line for line, g in zip(lines, gone, strict=True) if not g)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(tmp, path)
+                _fsync_dir(path.parent)
+                changed.append({"file": path.name, "rows_removed": int(gone.sum())})
+            finally:
+                os.close(fd)
+        return changed
+
     def files(self) -> list[Path]:
         """Every events file, oldest first."""
         if not self.directory.is_dir():
             return []
         return sorted(self.directory.glob(f"{PREFIX}*{SUFFIX}"),
                       key=lambda p: (p.name.split("-")[1].split(".")[0], _part(p)))
+
+
+def _open_locked(path: Path) -> int:
+    """The file's descriptor, holding its exclusive lock (other workers append to the
+    same file). If the file was replaced while we waited (forgotten users' rows
+    removed), the lock we got is on the old one: open the new one and lock again."""
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            if os.fstat(fd).st_ino == os.stat(path).st_ino:
+                return fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+
+
+def _user_of(line: bytes) -> str:
+    try:
+        record = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return ""  # a torn line: the trainer skips it anyway
+    return str(record.get("user_id", "")) if isinstance(record, dict) else ""
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _part(path: Path) -> int:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+
+from recsvc.stores.keys import fresh_key
 
 
 class LocalCache:
@@ -32,9 +34,19 @@ class LocalCache:
         while len(self._lists) > self.max_entries:
             self._lists.popitem(last=False)
 
-    async def delete(self, keys: Iterable[str]) -> None:
+    async def delete(self, keys: Iterable[str]) -> int:
+        removed = 0
         for key in keys:
-            self._lists.pop(key, None)
+            removed += (self._lists.pop(key, None) is not None) + (
+                self._fresh.pop(key, None) is not None)
+        return removed
+
+    async def purge(self, namespace: str, is_target: Callable[[str], bool]) -> int:
+        lists, fresh = f"{namespace}:list:", fresh_key(namespace, "")
+        doomed = [k for k in self._lists
+                  if k.startswith(lists) and is_target(k[len(lists):].split(":", 2)[-1])]
+        doomed += [k for k in self._fresh if k.startswith(fresh) and is_target(k[len(fresh):])]
+        return await self.delete(doomed)
 
     async def add_fresh(self, key: str, events: list[bytes], cap: int, ttl_s: int) -> None:
         _, current = self._fresh.get(key, (0.0, []))

@@ -3,7 +3,9 @@ definition the service, the jobs and the nightly job share.
 
     STATE_DIR/                 (default: MODEL_ROOT/../state)
         events/                the events log (`stores.events_log`)
-        catalog_overrides.json operators' stock, delisting and price changes"""
+        catalog_overrides.json operators' stock, delisting and price changes
+        privacy.jsonl          forgotten shoppers and consent changes (`stores.privacy`)
+        id_hash.key            the ledger's key when RECSVC_ID_HASH_KEY is not set"""
 
 from __future__ import annotations
 
@@ -27,3 +29,11 @@ class StatePaths:
     @property
     def catalog_overrides(self) -> Path:
         return self.root / "catalog_overrides.json"
+
+    @property
+    def privacy_ledger(self) -> Path:
+        return self.root / "privacy.jsonl"
+
+    @property
+    def id_hash_key(self) -> Path:
+        return self.root / "id_hash.key"

@@ -85,10 +85,14 @@ class RedisCache:
     async def set(self, key: str, value: bytes, ttl_s: int) -> None:
         await self._call("SET", lambda: self.client.set(key, value, ex=ttl_s), None)
 
-    async def delete(self, keys: Iterable[str]) -> None:
+    async def delete(self, keys: Iterable[str]) -> int:
         keys = list(keys)
-        if keys:
-            await self._call("DEL", lambda: self.client.delete(*keys), None)
+        if not keys:
+            return 0
+        return int(await self._call("DEL", lambda: self.client.delete(*keys), 0) or 0)
+
+    async def purge(self, namespace: str, is_target: Callable[[str], bool]) -> int:
+        return 0  # one Redis for every worker: the forget request deleted its keys there
 
     async def add_fresh(self, key: str, events: list[bytes], cap: int, ttl_s: int) -> None:
         async def push() -> None:

@@ -12,6 +12,7 @@ version, so item numbers always refer to the model that wrote them."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,6 +83,9 @@ def unpack(raw: bytes) -> PackedList | None:
     return PackedList(items, scores, codes, anchors)
 
 
+FOR_YOU = b'{"code":"for_you"}'
+
+
 class ListRenderer:
     """JSON for listed items, from byte strings prepared once per model."""
 
@@ -112,7 +116,22 @@ class ListRenderer:
             return b'{"code":"similar_to","item_id":' + self.ids[anchor] + b"}"
         return self.constant[code]
 
-    def items_json(self, packed: PackedList, positions: list[int]) -> bytes:
+    def limited_reason(self, exposure: str) -> Callable[[int, int, int], bytes | None]:
+        """`reason` for a caller who proved no identity: `no_purchases` names no item
+        the shopper bought (`bought_before` dropped, `because_you_bought` and
+        `next_after` shown as `for_you`); `none` names none of their items at all."""
+        hidden = {BECAUSE, NEXT_AFTER} | ({BECAUSE_VIEWED, SIMILAR} if exposure == "none"
+                                          else set())
+
+        def reason(code: int, item: int, anchor: int) -> bytes | None:
+            if code == BOUGHT_BEFORE:
+                return None
+            return FOR_YOU if code in hidden else self.reason(code, item, anchor)
+
+        return reason
+
+    def items_json(self, packed: PackedList, positions: list[int],
+                   exposure: str = "full") -> bytes:
         # Plain Python values first: indexing numpy arrays item by item is slow. The
         # usual selection is the head of the list: a slice, not a gather.
         n = len(positions)
@@ -121,11 +140,21 @@ class ListRenderer:
         scores = packed.scores[at].tolist()
         codes = packed.codes[at].tolist()
         anchors = packed.anchors[at].tolist()
-        reason, prefix, dumps = self.reason, self.prefix, orjson.dumps
-        parts = [prefix[item] + dumps(round(score, 5)) + b',"reasons":['
-                 + b",".join([reason(c, item, anchor) for c in cs if c]) + b"]}"
-                 for item, score, cs, anchor in zip(items, scores, codes, anchors,
-                                                    strict=True)]
+        prefix, dumps = self.prefix, orjson.dumps
+        if exposure == "full":
+            reason = self.reason
+            parts = [prefix[item] + dumps(round(score, 5)) + b',"reasons":['
+                     + b",".join([reason(c, item, anchor) for c in cs if c]) + b"]}"
+                     for item, score, cs, anchor in zip(items, scores, codes, anchors,
+                                                        strict=True)]
+        else:
+            limited = self.limited_reason(exposure)
+            parts = []
+            for item, score, cs, anchor in zip(items, scores, codes, anchors, strict=True):
+                shown = list(dict.fromkeys(r for c in cs if c
+                                           and (r := limited(c, item, anchor)) is not None))
+                parts.append(prefix[item] + dumps(round(score, 5)) + b',"reasons":['
+                             + b",".join(shown) + b"]}")
         return b"[" + b",".join(parts) + b"]"
 
     def items(self, packed: PackedList, positions: list[int] | None = None) -> list[Any]:

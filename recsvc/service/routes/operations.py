@@ -3,38 +3,33 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
-import orjson
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
 from recsvc.service import telemetry
 from recsvc.service.deps import AdminDep, StateDep
+from recsvc.service.routes import json_response
 from recsvc.service.usecases import operations
 
 router = APIRouter(tags=["operations"])
 
 
-def _json(payload: Any, status_code: int = 200) -> Response:
-    return Response(orjson.dumps(payload), status_code=status_code,
-                    media_type="application/json")
-
-
 @router.get("/model")
 async def model(state: StateDep) -> Response:
-    return _json(operations.model_info(state))
+    return json_response(operations.model_info(state))
 
 
 @router.get("/healthz")
 async def healthz() -> Response:
-    return _json({"status": "alive"})
+    return json_response({"status": "alive"})
 
 
 @router.get("/readyz")
 async def readyz(state: StateDep) -> Response:
     status, body = operations.readiness(state)
-    return _json(body, status)
+    return json_response(body, status)
 
 
 @router.get("/metrics")
@@ -45,7 +40,7 @@ async def metrics() -> Response:
 
 @router.post("/admin/reload", dependencies=[AdminDep])
 async def reload(state: StateDep) -> Response:
-    return _json({"model_version": await operations.reload(state)})
+    return json_response({"model_version": await operations.reload(state)})
 
 
 @router.post("/admin/rollback", dependencies=[AdminDep])
@@ -55,4 +50,4 @@ async def rollback(
 ) -> Response:
     """Make `version` (default: the promoted version before the current) current and
     serve it; a version never promoted only with `force=true`."""
-    return _json({"model_version": await operations.rollback(state, version, force)})
+    return json_response({"model_version": await operations.rollback(state, version, force)})

@@ -9,7 +9,7 @@ import orjson
 from fastapi import APIRouter, Body, Path, Query, Request
 from fastapi.responses import Response
 
-from recsvc.service.deps import StateDep
+from recsvc.service.deps import CallerDep, StateDep
 from recsvc.service.query import openapi_parameters, parse_recommend
 from recsvc.service.schemas import EventIn, PopularResponse, RecommendResponse, SimilarResponse
 from recsvc.service.usecases.browse import popular_body, similar_body
@@ -22,16 +22,18 @@ JSON = "application/json"
 
 @router.get("/recommend", response_model=RecommendResponse,
             openapi_extra={"parameters": openapi_parameters()})
-async def recommend(request: Request, state: StateDep) -> Response:
+async def recommend(request: Request, state: StateDep, caller: CallerDep) -> Response:
     """Top-n items for a shopper, each with reason codes. Without `user_id`, for an
-    anonymous session (give `recent_items`) or a stranger (`segment`, `region`)."""
+    anonymous session (give `recent_items`) or a stranger (`segment`, `region`); with a
+    shopper token, for its shopper only (`user_id` may be left out)."""
     query = parse_recommend(request.scope["query_string"])
-    return Response(await recommend_body(state, query), media_type=JSON)
+    return Response(await recommend_body(state, query, caller), media_type=JSON)
 
 
 @router.get("/similar/{item_id}", response_model=SimilarResponse)
 async def similar(
     state: StateDep,
+    caller: CallerDep,
     item_id: Annotated[str, Path(min_length=1, max_length=256)],
     n: Annotated[int, Query(ge=1, le=100)] = 10,
 ) -> Response:
@@ -42,6 +44,7 @@ async def similar(
 @router.get("/popular", response_model=PopularResponse)
 async def popular(
     state: StateDep,
+    caller: CallerDep,
     n: Annotated[int, Query(ge=1, le=100)] = 10,
     category: Annotated[str | None, Query(max_length=512)] = None,
     segment: Annotated[str | None, Query(max_length=128)] = None,
@@ -55,13 +58,16 @@ async def popular(
 @router.post("/events")
 async def events(
     state: StateDep,
+    caller: CallerDep,
     events: Annotated[EventIn | list[EventIn], Body()],
 ) -> Response:
     """Record one event or a batch. Appended durably to the events log (the next
     training learns from it); the shopper's next list reflects it at once. An event
     with an `event_id` already recorded (a retry) is counted in `duplicates`, not
-    recorded twice. 503 when the log cannot be written: nothing was recorded; retry."""
+    recorded twice. Events of shoppers who were forgotten or do not consent to
+    personalization are counted in `ignored`: nothing of them is kept. 503 when the
+    log cannot be written: nothing was recorded; retry."""
     batch = events if isinstance(events, list) else [events]
-    accepted, duplicates = await record_events(state, batch)
-    return Response(orjson.dumps({"accepted": accepted, "duplicates": duplicates}),
-                    media_type=JSON)
+    accepted, duplicates, ignored = await record_events(state, batch, caller)
+    return Response(orjson.dumps({"accepted": accepted, "duplicates": duplicates,
+                                  "ignored": ignored}), media_type=JSON)

@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from recsvc.core.engine import Engine
 from recsvc.core.policy.events import epoch_seconds
 from recsvc.service import telemetry
+from recsvc.service.auth import Caller
 from recsvc.service.errors import Invalid, TooLarge, Unavailable
 from recsvc.service.schemas import EventIn
 from recsvc.service.state import ServiceState
@@ -29,18 +30,27 @@ def _epoch(value: datetime | float | None, now: float) -> float:
     return float(epoch_seconds(np.array([value]))[0])
 
 
-async def record_events(state: ServiceState, batch: list[EventIn]) -> tuple[int, int]:
-    """(accepted, duplicates): all are accepted, or none (an error names the first bad
-    event, and nothing of the batch is recorded). An event whose `event_id` was already
-    recorded (a client's retry) is a duplicate: acknowledged, not recorded again."""
+async def record_events(state: ServiceState, batch: list[EventIn], caller: Caller
+                        ) -> tuple[int, int, int]:
+    """(accepted, duplicates, ignored): all are accepted, or none (an error names the
+    first bad event, and nothing of the batch is recorded). An event whose `event_id` was
+    already recorded (a client's retry) is a duplicate: acknowledged, not recorded
+    again. An event of a shopper who was forgotten or does not consent to
+    personalization is ignored: valid, acknowledged, and nothing of it kept anywhere."""
     settings = state.settings
     if not batch:
         raise Invalid("no events")
     if len(batch) > settings.max_events_per_request:
         raise TooLarge(f"at most {settings.max_events_per_request} events per request")
+    for i, event in enumerate(batch):
+        caller.check_user(event.user_id, f"event {i}")
     engine = state.engine
     now = time.time()
     checked = _checked(engine, batch, now)
+    personal = {user: state.personal(user) for user in {event.user_id for event in batch}}
+    ignored = sum(not personal[event.user_id] for event in batch)
+    batch, checked = ([e for e in batch if personal[e.user_id]],
+                      [c for e, c in zip(batch, checked, strict=True) if personal[e.user_id]])
     claimed, new = await _claim_ids(state, batch)
     duplicates = new.count(False)
     kept = [(event, record, weight) for event, (record, weight), keep
@@ -54,8 +64,8 @@ async def record_events(state: ServiceState, batch: list[EventIn]) -> tuple[int,
         raise Unavailable(f"events not recorded ({exc.strerror or exc}); retry") from None
     fresh_by_user: dict[str, list[bytes]] = {}
     for event, record, weight in kept:
-        if weight != 0 and not engine.model.is_opted_out(event.user_id):
-            fresh_by_user.setdefault(event.user_id, []).append(encode_fresh(
+        if weight != 0:
+            fresh_by_user.setdefault(state.subject(event.user_id), []).append(encode_fresh(
                 event.item_id, weight, max(record["timestamp"], engine.reference_time + 1e-3),
                 record["event_type"]))
     variants = [v.name for _, v in engine.rules.variants] or ["default"]
@@ -67,7 +77,8 @@ async def record_events(state: ServiceState, batch: list[EventIn]) -> tuple[int,
                                  for v in variants)
     for record in records:
         telemetry.EVENTS.labels(event_type=record["event_type"]).inc()
-    return len(records), duplicates
+    telemetry.EVENTS_IGNORED.inc(ignored)
+    return len(records), duplicates, ignored
 
 
 def _checked(engine: Engine, batch: list[EventIn], now: float) -> list[tuple[dict, float]]:

@@ -4,6 +4,7 @@ with `recommend_body`."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 
@@ -14,18 +15,27 @@ from recsvc.core.lists import RecommendQuery, shopper_list
 from recsvc.core.policy.filters import filter_stage
 from recsvc.core.ranking.packed import unpack
 from recsvc.service import telemetry
+from recsvc.service.auth import Caller
 from recsvc.service.state import ServiceState
 from recsvc.stores.cache import decode_fresh, fresh_key, list_key
 
 
-async def recommend_body(state: ServiceState, query: RecommendQuery) -> bytes:
+async def recommend_body(state: ServiceState, query: RecommendQuery, caller: Caller) -> bytes:
     """The response to `GET /recommend`, as JSON bytes."""
+    if caller.kind == "shopper" and not query.user_id:
+        query = dataclasses.replace(query, user_id=caller.user_id or "")
+    caller.check_user(query.user_id, "user_id")
     engine = state.engine
     settings = state.settings
+    shown_id = query.user_id
+    if shown_id and not state.personal(shown_id):
+        # forgotten, or no consent to personalization: a stranger's list, nothing kept
+        query = dataclasses.replace(query, user_id="", recent_items=())
     variant = engine.rules.variant_for(query.user_id)
     live, price = state.live()
     stage = filter_stage(engine.model, engine.rules, live, price, query.filters)
-    key = (list_key(settings.cache_namespace, engine.version, variant.name, query.user_id)
+    subject = state.subject(query.user_id) if query.user_id else ""
+    key = (list_key(settings.cache_namespace, engine.version, variant.name, subject)
            if query.cacheable and query.user_id else None)
     packed, positions = None, None
     if key is not None:
@@ -41,8 +51,7 @@ async def recommend_body(state: ServiceState, query: RecommendQuery) -> bytes:
     if packed is None or positions is None:
         fresh = []
         if query.user_id:
-            raw_fresh = await state.cache.fresh(fresh_key(settings.cache_namespace,
-                                                          query.user_id))
+            raw_fresh = await state.cache.fresh(fresh_key(settings.cache_namespace, subject))
             fresh = [(item, w, kind) for item, w, ts, kind in decode_fresh(raw_fresh)
                      if ts > engine.reference_time]
         value, fallback = await run_in_threadpool(
@@ -56,6 +65,8 @@ async def recommend_body(state: ServiceState, query: RecommendQuery) -> bytes:
         assert packed is not None
         positions = stage.select(packed.items, query.n)
     telemetry.count_recommendation(variant.name)
-    head = orjson.dumps({"user_id": query.user_id or None, "model_version": engine.version,
+    head = orjson.dumps({"user_id": shown_id or None, "model_version": engine.version,
                          "variant": variant.name, "recommendation_id": os.urandom(16).hex()})
-    return head[:-1] + b',"items":' + engine.renderer.items_json(packed, positions) + b"}"
+    exposure = "full" if caller.identified else settings.open_reasons
+    return (head[:-1] + b',"items":' + engine.renderer.items_json(packed, positions, exposure)
+            + b"}")
