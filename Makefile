@@ -32,6 +32,7 @@ install-train: $(VENV)/.installed-train
 
 dev: $(VENV)/.installed-dev
 	scripts/ensure-tool.sh redis-server
+	scripts/ensure-tool.sh chromium
 
 # A store whose history ends today, a tuned model (tuning capped so that the first answer
 # comes within about two minutes), its evaluation report, then the service (`make serve`

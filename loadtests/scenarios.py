@@ -11,9 +11,10 @@ Scenarios: redis (Redis killed and restarted under load), swaps (promotions, rol
 and reloads under load, every worker on the new version), corrupt (a broken current at
 start and at reload), kill-jobs (kill -9 of `train` and `retrain` at random points),
 kill-service (kill -9 of the service under event load: every acknowledged event kept,
-whole), disk-full (the events volume fills, then has room again).
+whole), disk-full (the events volume fills, then has room again), forget (shoppers
+forgotten and the nightly job rewriting the events log under load).
 
-Long because: six scenarios and the small harness they share (processes, load, the
+Long because: seven scenarios and the small harness they share (processes, load, the
 events log's reader), kept in one file so that one command runs them."""
 
 from __future__ import annotations
@@ -151,6 +152,7 @@ class Load:
     events: bool = True
     answers: list[tuple[float, int, str | None]] = field(default_factory=list)
     acknowledged: list[str] = field(default_factory=list)
+    user_of: dict[str, str] = field(default_factory=dict)  # acknowledged id -> shopper
 
     def __post_init__(self) -> None:
         self._stop = threading.Event()
@@ -176,6 +178,7 @@ class Load:
                             for i in ids])
                         if response.status_code == 200 and not response.json()["ignored"]:
                             self.acknowledged.extend(ids)
+                            self.user_of.update(dict.fromkeys(ids, user))
                         self.answers.append((began, response.status_code, None))
                         continue
                     response = http.get("/recommend", params={"user_id": f"U{rng.randrange(400)}"})
@@ -461,6 +464,67 @@ def disk_full(work: Path) -> str:
             f"{missing} missing, {torn} torn lines")
 
 
+def forget_under_load(work: Path) -> str:
+    """Shoppers forgotten under load (one through the API, one by `recsvc forget`), then
+    the nightly job runs while events keep coming: every worker serves them a stranger's
+    list at once; afterwards no line of theirs is in the events log, every other
+    acknowledged event is there once, and neither the new model nor any version left
+    holds them."""
+    store, root = store_and_model(work)
+    state = work / "state"
+    service = Service(root, state)  # two workers, each its own in-process cache
+    load = Load(service.url, threads=3)
+    gone = ["U7", "U8"]
+    problems = []
+    try:
+        http = httpx.Client(base_url=service.url, timeout=30)
+        time.sleep(phase(2, 1))
+        for user in gone:  # cached in the workers first
+            for _ in range(4):
+                http.get("/recommend", params={"user_id": user})
+        stranger = [i["item_id"] for i in http.get("/recommend").json()["items"]]
+        receipt = http.delete("/users/U7", headers={"X-API-Key": "k"}).json()
+        recsvc("forget", "U8", "--model-root", str(root), "--state-dir", str(state))
+        time.sleep(1.5)  # every worker follows the ledger within its reload interval
+        for user in gone:
+            for _ in range(6):  # whichever worker answers
+                items = [i["item_id"] for i in http.get(
+                    "/recommend", params={"user_id": user}).json()["items"]]
+                if items != stranger:
+                    problems.append(f"{user} still got a personal list")
+        old = os.readlink(root / "current")
+        nightly = recsvc("retrain", *store_args(store), "--model-root", str(root),
+                         "--no-tune", "--quiet", "--tolerance", "0.5", "--state-dir",
+                         str(state), "--forget-grace-days", "0", check=False)
+        if nightly.returncode != 0:
+            problems.append(f"the nightly job exited {nightly.returncode}")
+        time.sleep(phase(2, 1))
+    finally:
+        load.stop()
+        service.stop()
+    records, torn = logged_events(state)
+    theirs = [r for r in records if r["user_id"] in gone]
+    kept = [i for i in load.acknowledged if load.user_of[i] not in gone]
+    missing, twice = kept_once(kept, records)
+    model_users = subprocess.run(
+        [PYTHON, "-c", "import sys; from recsvc.core.model import load_model; "
+         "m = load_model(sys.argv[1]); print(int((m.user_index(sys.argv[2:]) >= 0).sum()))",
+         str(root), *gone], capture_output=True, text=True).stdout.strip()
+    versions = json.loads(recsvc("versions", "--model-root", str(root), "--json").stdout)
+    if theirs or missing or twice or torn or model_users != "0" or receipt["users"] != 1:
+        problems.append(f"{len(theirs)} lines of theirs, {missing} missing, {twice} twice, "
+                        f"{torn} torn, model holds {model_users}")
+    if old in {row["version"] for row in versions}:
+        problems.append(f"{old}, holding their rows, was not retired")
+    ok = not problems and bool(kept) and load.failures() == 0
+    return (f"{'PASS' if ok else 'FAIL'} forget: 2 shoppers forgotten under load, served "
+            f"a stranger's list by every worker at once; the nightly job ran under "
+            f"{len(load.answers):,} requests ({load.failures()} failed): 0 lines of theirs "
+            f"left, {len(kept):,} other events acknowledged, {missing} missing; the new "
+            f"model and every version left hold none of them"
+            + (f"; {problems}" if problems else ""))
+
+
 def child_pids(pid: int) -> list[int]:
     out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True,
                          text=True).stdout
@@ -468,7 +532,8 @@ def child_pids(pid: int) -> list[int]:
 
 
 SCENARIOS = {"redis": redis_restart, "swaps": swaps, "corrupt": corrupt,
-             "kill-jobs": kill_jobs, "kill-service": kill_service, "disk-full": disk_full}
+             "kill-jobs": kill_jobs, "kill-service": kill_service, "disk-full": disk_full,
+             "forget": forget_under_load}
 
 
 def main() -> int:

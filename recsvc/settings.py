@@ -37,6 +37,10 @@ class Settings(BaseSettings):
                                     description="origins whose pages may call the service")
     auth_failures_per_minute: int = Field(
         10, ge=1, description="wrong credentials from one address before 429 (per worker)")
+    rate_limit_per_s: float | None = Field(
+        None, gt=0, description="requests a second per browser or anonymous client")
+    rate_limit_burst: int = Field(20, ge=1)
+    max_header_bytes: int = Field(16 * 1024, ge=1024, description="larger headers: 431")
     open_reasons: Literal["full", "no_purchases", "none"] = Field(
         "full", description="reasons shown to calls without credentials")
 
@@ -71,6 +75,9 @@ class Settings(BaseSettings):
     # in cache keys and logs (when set) and in the privacy ledger (always; without it,
     # a random key kept in STATE_DIR/id_hash.key).
     id_hash_key: SecretStr | None = Field(None, min_length=16)
+    retention_days: float = Field(
+        400.0, gt=0, description="events files and run summaries older are deleted by "
+                                 "the nightly job")
     forget_grace_days: float = Field(
         7.0, ge=0, description="days a forgotten shopper's rows may stay in old versions")
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"

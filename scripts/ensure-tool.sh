@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # ensure-tool.sh COMMAND [PACKAGE]: installs PACKAGE (default: COMMAND) from the system's
 # packages when COMMAND is absent. `make test` needs redis-server (the suite starts its own
-# private server on a free port); `make bench` needs wrk (the HTTP load generator).
+# private server on a free port) and chromium (pages are tested in a real browser);
+# `make bench` needs wrk (the HTTP load generator).
 set -euo pipefail
 command_name="$1"
 package="${2:-$1}"

@@ -6,6 +6,7 @@ check proves the same with a real `pip install .` without extras.)"""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -85,6 +86,11 @@ def test_serving_commands_run_without_the_training_libraries(tmp_path: Path,
     rollback = subprocess.run(serving_only("rollback", "--model-root", root),
                               capture_output=True, text=True, env=env)
     assert rollback.returncode == 2 and "no promoted version older" in rollback.stderr
+    forget = subprocess.run(serving_only("forget", "au1", "--model-root", root,
+                                         "--redis-url", redis_server.url),
+                            capture_output=True, text=True, env=env)
+    assert forget.returncode == 0, forget.stderr
+    assert json.loads(forget.stdout)["removed_now"]["keys_deleted"] >= 1  # the warmed list
 
 
 def test_training_commands_name_the_extra_they_need(tmp_path: Path) -> None:

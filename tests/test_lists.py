@@ -69,6 +69,6 @@ def test_the_recommend_query_is_read_as_starlette_reads_it() -> None:
     assert not query.cacheable
     assert parse_recommend(b"user_id=U1").cacheable
     for bad in (b"user_id=U1&n=0", b"user_id=U1&n=101", b"user_id=U1&n=ten", b"user_id=",
-                b"user_id=" + b"x" * 300, b"min_price=5&max_price=1"):
+                b"user_id=" + b"x" * 300, b"min_price=-1"):
         with pytest.raises(RequestValidationError):
             parse_recommend(bad)

@@ -283,3 +283,42 @@ def test_nightly_job_removes_the_forgotten_from_files_models_and_versions(
     assert new.user_index([user])[0] < 0
     assert new.manifest.data_quality["rows_dropped"]["forgotten_users"] > 0
     assert new.user_index(["someone-else"])[0] >= 0
+
+
+def test_the_nightly_job_keeps_nothing_past_the_retention(store, tmp_path: Path  # noqa: F811
+                                                          ) -> None:
+    root, events = tmp_path / "m", tmp_path / "state" / "events"
+    events.mkdir(parents=True)
+    line = '{"user_id":"U1","item_id":"I1","event_type":"view","timestamp":1764547200}\n'
+    for name in ("events-20240101.jsonl", "events-20240101-1.jsonl", "events-29990101.jsonl"):
+        (events / name).write_text(line)
+    (root / "runs").mkdir(parents=True)
+    (root / "runs" / "20240101T000000.000000Z.json").write_text("{}")
+    assert main(retrain_args(store, root, "--events-dir", str(events),
+                             "--retention-days", "30")) == 0
+    retention = last_summary(root)["retention"]
+    assert retention["events_files"] == ["events-20240101.jsonl", "events-20240101-1.jsonl"]
+    assert retention["run_summaries"] == 1
+    assert sorted(p.name for p in events.iterdir()) == ["events-29990101.jsonl"]
+    assert len(list((root / "runs").iterdir())) == 1  # tonight's
+
+
+def test_reports_name_shoppers_by_their_hash_when_hashing_is_on(tmp_path: Path) -> None:
+    import pandas as pd
+
+    from recsvc.core.policy.privacy import IdHasher
+    from training.clean import clean
+    from training.config import TrainConfig
+
+    config = TrainConfig()
+    rows = [{"user_id": "crawler-1", "item_id": f"I{i}", "event_type": "view",
+             "timestamp": 1_764_547_200 + i // 20} for i in range(2000)]  # 1,200 a minute
+    rows += [{"user_id": "person", "item_id": "I1", "event_type": "purchase",
+              "timestamp": 1_764_547_200}]
+    hasher = IdHasher(b"k" * 32)
+    data = clean(pd.DataFrame(rows), None, None, config.events, config.cleaning,
+                 now=1_764_600_000, shown_id=hasher.digest)
+    bots = data.report["bots"]
+    examples = [e for rule in bots.values() for e in rule["examples"]]
+    assert examples and set(examples) == {hasher.digest("crawler-1")}
+    assert "crawler-1" not in str(data.report)

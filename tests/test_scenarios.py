@@ -15,6 +15,6 @@ def test_every_reliability_scenario_passes() -> None:
     result = subprocess.run([sys.executable, str(ROOT / "loadtests" / "scenarios.py"),
                              "--quick"], capture_output=True, text=True, timeout=1800)
     lines = result.stdout.strip().splitlines()
-    assert len(lines) == 6, result.stdout + result.stderr
+    assert len(lines) == 7, result.stdout + result.stderr
     assert all(line.startswith("PASS") for line in lines), result.stdout + result.stderr[-3000:]
     assert result.returncode == 0

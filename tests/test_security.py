@@ -156,3 +156,49 @@ def test_the_openapi_description_declares_the_security_schemes(locked: Service) 
                                                      "X-Shopper-Token"}
     assert json.dumps(spec["paths"]["/users/{user_id}"]["delete"]["security"]) == (
         '[{"operatorKey": []}]')
+
+
+def test_oversized_inputs_are_refused(tmp_path: Path) -> None:
+    store, _ = train_planted(tmp_path)
+    # One request a 100 s after a burst of 3: no refill however slow the machine is.
+    svc = start_service(tmp_path, store, max_header_bytes=4096, rate_limit_per_s=0.01,
+                        rate_limit_burst=3)
+    try:
+        big = svc.http.get("/popular", headers={"X-Filler": "x" * 8000})
+        assert big.status_code == 431 and "headers larger" in big.json()["detail"]
+        operator = {"X-API-Key": "s3cret"}  # not rate-limited: the limit is tried below
+        many = svc.http.get("/recommend", params={"user_id": "au0",
+                                                  "exclude": ",".join(["a1"] * 101)},
+                            headers=operator)
+        assert many.status_code == 422 and "at most 100" in many.text
+        long_id = svc.http.get("/recommend", params={"recent_items": "a" * 300},
+                               headers=operator)
+        assert long_id.status_code == 422
+        assert svc.http.get("/similar/" + "x" * 300, headers=operator).status_code == 422
+        # Per-client rate limit: a burst of 3, then 429 with when to come back.
+        answers = [svc.http.get("/popular").status_code for _ in range(3)]
+        limited = svc.http.get("/popular")
+        assert answers == [200] * 3 and limited.status_code == 429
+        assert 90 <= int(limited.headers["retry-after"]) <= 100
+        # The shop's backend is not limited.
+        assert svc.http.get("/popular", headers={"X-API-Key": "s3cret"}).status_code == 200
+    finally:
+        svc.http.close()
+        svc.server.stop()
+
+
+def test_the_rate_limiter_refills_at_its_rate() -> None:
+    from recsvc.service.auth import RateLimiter
+
+    now = [0.0]
+    limiter = RateLimiter(rate=2.0, burst=2, clock=lambda: now[0])
+    limiter.take("a")
+    limiter.take("a")
+    with pytest.raises(TooManyRequests) as refused:
+        limiter.take("a")
+    assert refused.value.headers == {"Retry-After": "1"}
+    limiter.take("b")
+    now[0] += 0.5  # one request's worth at 2 a second
+    limiter.take("a")
+    with pytest.raises(TooManyRequests):
+        limiter.take("a")

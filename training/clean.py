@@ -216,6 +216,7 @@ def clean(
     sources: list[str] | None = None,
     now: float | None = None,
     forgotten: Callable[[np.ndarray], np.ndarray] | None = None,
+    shown_id: Callable[[str], str] = str,
 ) -> CleanData:
     """Keep or drop every row for a named reason, counted per reason and per input file
     (`sources`: the files the `_source` column numbers; default one, "interactions").
@@ -223,7 +224,8 @@ def clean(
     (default: the clock). A file with more than `cleaning.max_invalid_share` bad rows
     stops the run with an InputError naming it. `forgotten` marks, for an array of
     user ids, the shoppers who asked to be forgotten: their rows and their line in the
-    users table are dropped first of all."""
+    users table are dropped first of all. `shown_id` is how the report names a user
+    (their keyed hash when `RECSVC_ID_HASH_KEY` is set)."""
     now = time.time() if now is None else now
     report: dict[str, Any] = {"rows_read": int(len(interactions))}
     dropped: dict[str, int] = {}
@@ -323,7 +325,7 @@ def clean(
     report["bots"] = {rule: {"users": int(flagged.sum()),
                              "events": int((alive & (user >= 0)
                                             & flagged[np.maximum(user, 0)]).sum()),
-                             "examples": [str(user_names[u]) for u in
+                             "examples": [shown_id(str(user_names[u])) for u in
                                           np.flatnonzero(flagged)[:BOT_EXAMPLES]]}
                       for rule, flagged in rules.items() if flagged.any()}
     bot = (np.logical_or.reduce(list(rules.values())) if rules

@@ -28,7 +28,7 @@ def _configure_train(p: argparse.ArgumentParser) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from training.forgotten import forgotten_filter, open_ledger
+    from training.forgotten import Privacy, privacy_for
     from training.pipeline import format_summary, train
 
     config = load_config(args.config)
@@ -39,10 +39,9 @@ def _run_train(args: argparse.Namespace) -> int:
         config.output.model_root = args.model_root
     apply_tuning_options(config, args.no_tune, args.tune_budget, args.tune_split)
     progress = Progress(quiet=args.quiet)
-    forgotten = None
-    if config.output.model_root is not None:
-        forgotten = forgotten_filter(open_ledger(config.output.model_root, args.state_dir))
-    result = train(config, progress, forgotten)
+    privacy = (privacy_for(config.output.model_root, args.state_dir)
+               if config.output.model_root is not None else Privacy())
+    result = train(config, progress, privacy)
     progress.text(format_summary(result))
     print(result.version)  # alone on stdout, for scripts: V=$(recsvc train ...)
     return EXIT_OK
@@ -144,6 +143,9 @@ def _configure_retrain(p: argparse.ArgumentParser) -> None:
     p.add_argument("--events-dir", type=Path,
                    help="the service's events log (default: STATE_DIR/events)")
     add_state_dir(p)
+    p.add_argument("--retention-days", type=float,
+                   help="delete events files and run summaries older than this "
+                        "(default RECSVC_RETENTION_DAYS, 400)")
     p.add_argument("--forget-grace-days", type=float,
                    help="retire versions holding rows of shoppers forgotten this long ago "
                         "(default RECSVC_FORGET_GRACE_DAYS, 7)")
@@ -170,7 +172,7 @@ def _run_retrain(args: argparse.Namespace) -> int:
     import orjson
 
     from recsvc.settings import Settings
-    from training.forgotten import open_ledger
+    from training.forgotten import privacy_for
     from training.retrain import RetrainOptions, retrain
 
     config = load_config(args.config)
@@ -194,7 +196,9 @@ def _run_retrain(args: argparse.Namespace) -> int:
         tolerance=args.tolerance, gate_metric=args.gate_metric,
         gate_fraction=args.gate_fraction, active_days=args.active_days,
         rules_file=args.rules_file, processes=args.processes,
-        ledger=open_ledger(args.model_root, args.state_dir), forget_grace_days=grace)
+        privacy=privacy_for(args.model_root, args.state_dir), forget_grace_days=grace,
+        retention_days=(settings.retention_days if args.retention_days is None
+                        else args.retention_days))
     summary = retrain(options, Progress(quiet=args.quiet))
     sys.stdout.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2, default=str).decode()
                      + "\n")

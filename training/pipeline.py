@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from training.catalog import aligned_items, id_universe, item_metadata, user_att
 from training.clean import CleanData, clean, event_weights, format_report
 from training.config import TrainConfig
 from training.fit import build, build_components, fit_components
+from training.forgotten import Privacy
 from training.progress import Progress
 from training.readers import read_interactions, read_items, read_users
 from training.signals import build_training_data, repeat_purchase_rate
@@ -43,7 +43,7 @@ class TrainResult:
 
 
 def load_inputs(config: TrainConfig, progress: Progress,
-                forgotten: Forgotten | None = None) -> tuple[CleanData, dict[str, Any]]:
+                privacy: Privacy | None = None) -> tuple[CleanData, dict[str, Any]]:
     """Load and clean stages. Returns the clean data and the description of the inputs."""
     paths = {"interactions": config.input.interactions, "items": config.input.items,
              "users": config.input.users}
@@ -69,7 +69,8 @@ def load_inputs(config: TrainConfig, progress: Progress,
     with progress.step("clean") as step:
         data = clean(tables["interactions"], tables["items"], tables["users"],
                      config.events, config.cleaning, [str(paths["interactions"])],
-                     forgotten=forgotten)
+                     forgotten=privacy.forgotten if privacy else None,
+                     shown_id=privacy.shown_id if privacy else str)
         step.note(kept=data.report["rows_kept"])
     if data.report["rows_kept"] == 0:
         raise InputError(f"interactions file {paths['interactions']}: no usable events "
@@ -185,9 +186,6 @@ def fit_model(
     )
 
 
-Forgotten = Callable[[np.ndarray], np.ndarray]  # user ids -> whether each was forgotten
-
-
 def hashed_opt_outs(opted_out: np.ndarray) -> dict[str, Any]:
     """The model's record of who refused personalization: keyed hashes under a fresh
     random key, so that the model file names nobody."""
@@ -222,11 +220,11 @@ def write_model(config: TrainConfig, model: RecommenderModel, progress: Progress
 
 
 def train(config: TrainConfig, progress: Progress | None = None,
-          forgotten: Forgotten | None = None) -> TrainResult:
+          privacy: Privacy | None = None) -> TrainResult:
     progress = progress or Progress()
     if config.output.model_root is None:
         raise InputError("no model root given (--model-root or [output] model_root)")
-    data, inputs = load_inputs(config, progress, forgotten)
+    data, inputs = load_inputs(config, progress, privacy)
     progress.text(format_report(data.report))
     data = apply_window(data, config.input.window_days)
     model = fit_model(config, data, progress, inputs)

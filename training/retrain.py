@@ -18,7 +18,7 @@ import fcntl
 import os
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -42,11 +42,10 @@ from recsvc.jobs.warm import warm
 from recsvc.settings import Settings
 from recsvc.stores.events_log import EventLog
 from recsvc.stores.forget import retirable
-from recsvc.stores.privacy import PrivacyLedger
 from training.clean import CleanData, clean, format_report
 from training.config import TrainConfig
 from training.evaluate import GateResult, build_test_set, evaluate, gate
-from training.forgotten import forgotten_filter
+from training.forgotten import Privacy
 from training.gather import gather
 from training.pipeline import apply_window, fit_model, write_model
 from training.progress import Progress
@@ -116,8 +115,9 @@ class RetrainOptions:
     active_days: float = 30.0
     rules_file: Path | None = None
     processes: int = 1  # warm-up workers
-    ledger: PrivacyLedger | None = None  # forgotten shoppers (training.forgotten)
+    privacy: Privacy = field(default_factory=Privacy)  # forgotten shoppers; ids in reports
     forget_grace_days: float = 7.0
+    retention_days: float | None = None  # events files and run summaries
 
 
 def refit_config(base: TrainConfig, card: ModelCard, where: str) -> TrainConfig:
@@ -210,7 +210,7 @@ def _run(options: RetrainOptions, progress: Progress, root: Path, summary: dict[
     users = read_users(options.users) if options.users else None
     data = clean(gathered.interactions, items, users, options.config.events,
                  options.config.cleaning, gathered.sources,
-                 forgotten=forgotten_filter(options.ledger))
+                 forgotten=options.privacy.forgotten, shown_id=options.privacy.shown_id)
     data.report["service_lines_skipped"] = gathered.skipped_lines
     data = apply_window(data, options.config.input.window_days)
     if len(data.events) == 0:
@@ -251,8 +251,10 @@ def _run(options: RetrainOptions, progress: Progress, root: Path, summary: dict[
         summary["pruned"] = prune(root, config.output.keep_versions)
     else:
         mark(root, candidate, State.REJECTED, **summary["gate"])
-    if options.ledger is not None and options.ledger.forgotten:
+    if options.privacy.forgotten is not None:
         summary["forgotten"] = forget_stored(root, options)
+    if options.retention_days is not None:
+        summary["retention"] = prune_old(root, options)
     summary.update(promoted=promote_it, decision=reason,
                    exit_code=EXIT_OK if promote_it else EXIT_NOT_PROMOTED)
 
@@ -261,8 +263,7 @@ def forget_stored(root: Path, options: RetrainOptions) -> dict[str, Any]:
     """What tonight removed of forgotten shoppers beyond training: their rows in the
     events files, and the versions holding their rows past the grace period (never the
     current one: it is replaced when a candidate without them is promoted)."""
-    ledger = options.ledger
-    is_forgotten = forgotten_filter(ledger)
+    ledger, is_forgotten = options.privacy.ledger, options.privacy.forgotten
     assert ledger is not None and is_forgotten is not None
     out: dict[str, Any] = {"users": len(ledger.forgotten)}
     if options.events_dir is not None:
@@ -274,6 +275,23 @@ def forget_stored(root: Path, options: RetrainOptions) -> dict[str, Any]:
         out["current_holds_forgotten"] = (
             f"{current} still holds rows of shoppers forgotten over "
             f"{options.forget_grace_days:g} days ago: promote a model trained without them")
+    return out
+
+
+def prune_old(root: Path, options: RetrainOptions) -> dict[str, Any]:
+    """Delete what is kept past `retention_days`: events files (by the day in their
+    name) and the run summaries under MODEL_ROOT/runs (by the time in theirs)."""
+    assert options.retention_days is not None
+    cutoff = datetime.now(UTC) - timedelta(days=options.retention_days)
+    out: dict[str, Any] = {"days": options.retention_days, "events_files": [],
+                           "run_summaries": 0}
+    if options.events_dir is not None:
+        out["events_files"] = EventLog(options.events_dir, 1 << 62).prune(cutoff.timestamp())
+    for path in sorted((root / RUNS_DIR).glob("*.json")):
+        with contextlib.suppress(ValueError, OSError):
+            if datetime.strptime(path.stem, "%Y%m%dT%H%M%S.%fZ").replace(tzinfo=UTC) < cutoff:
+                path.unlink()
+                out["run_summaries"] += 1
     return out
 
 

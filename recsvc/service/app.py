@@ -16,7 +16,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from threadpoolctl import threadpool_limits
 
 from recsvc import __version__
-from recsvc.service import errors, logs, telemetry
+from recsvc.service import docs_pages, errors, logs, openapi, telemetry
 from recsvc.service.fastpath import RecommendFastPath
 from recsvc.service.routes import catalog, operations, shoppers, storefront
 from recsvc.service.state import ServiceState
@@ -52,9 +52,13 @@ def create_app(settings: Settings | None = None, state: ServiceState | None = No
             blas.restore_original_limits()
 
     app = FastAPI(title="recsvc", version=__version__, lifespan=lifespan,
-                  description="Personalized product recommendations for online shops.")
+                  description="Personalized product recommendations for online shops.",
+                  docs_url=None, redoc_url=None)
+    docs_pages.install(app)
+    openapi.install(app)
     app.add_middleware(RecommendFastPath)
-    app.add_middleware(telemetry.TelemetryMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(telemetry.TelemetryMiddleware, max_body_bytes=settings.max_body_bytes,
+                       max_header_bytes=settings.max_header_bytes)
     if settings.cors_origins:  # outermost: preflights answered, every answer marked
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
                            allow_methods=["GET", "POST"], max_age=600,

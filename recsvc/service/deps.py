@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader
 
-from recsvc.service.auth import Caller, authenticate
+from recsvc.service.auth import Caller
 from recsvc.service.state import ServiceState
 
 
@@ -20,7 +20,7 @@ async def get_state(request: Request) -> ServiceState:
 StateDep = Annotated[ServiceState, Depends(get_state)]
 
 
-# Declared for the OpenAPI description (its security schemes); `authenticate` reads them.
+# Declared for the OpenAPI description (its security schemes); `auth.Gatekeeper` reads them.
 OPERATOR_KEY = APIKeyHeader(name="X-API-Key", scheme_name="operatorKey", auto_error=False,
                             description="RECSVC_API_KEY (or Authorization: Bearer)")
 CLIENT_KEY = APIKeyHeader(name="X-Client-Key", scheme_name="clientKey", auto_error=False,
@@ -36,17 +36,16 @@ def _address(request: Request) -> str:
 
 
 async def require_api_key(request: Request, state: StateDep, _key: Declared) -> None:
-    authenticate(state.settings, state.throttle, request.headers.get, _address(request),
-                 operator_only=True)
+    state.gate.operator(request.headers.get, _address(request))
 
 
 async def storefront_caller(
     request: Request, state: StateDep,
     _client: Annotated[str | None, Security(CLIENT_KEY)],
     _token: Annotated[str | None, Security(SHOPPER_TOKEN)],
+    _operator: Declared,
 ) -> Caller:
-    return authenticate(state.settings, state.throttle, request.headers.get,
-                        _address(request))
+    return state.gate.storefront(request.headers.get, _address(request))
 
 
 AdminDep = Depends(require_api_key)

@@ -1,5 +1,7 @@
-"""Every error the service answers, in one body shape: `{"detail": ...}` (a message, or
-for an invalid request the list of problems, each naming its field), with its status.
+"""Every error the service answers, in one body shape: `{"detail": ...}`, a message,
+except for 422 (an invalid request), where it is always the list of problems, each
+naming where it is (`loc`, as FastAPI's own validation errors do), what is wrong (`msg`)
+and its kind (`type`).
 
 Use cases raise the exceptions here (or the core's `QueryError`); the handlers that
 `install` adds turn them into responses, so no route formats an error itself."""
@@ -40,7 +42,14 @@ class ServiceError(Exception):
 
 
 class Invalid(ServiceError):
+    """A request the API's schema admits but the service cannot take: 422, naming
+    where (`loc`: "body" or "query", then the field's path)."""
+
     status = 422
+
+    def __init__(self, detail: str, loc: tuple[str | int, ...]) -> None:
+        super().__init__(detail)
+        self.loc = loc
 
 
 class NotFound(ServiceError):
@@ -89,10 +98,16 @@ class NoModel(ServiceError):
 EXPECTED = (ServiceError, QueryError)  # what a request may cause: answered, not logged
 
 
+def problems(loc: tuple[str | int, ...], message: str, kind: str) -> list[dict[str, Any]]:
+    return [{"loc": list(loc), "msg": message, "type": kind}]
+
+
 def response_for(exc: ServiceError | QueryError) -> Response:
+    if isinstance(exc, Invalid):
+        return error_response(422, problems(exc.loc, exc.detail, "invalid"))
     if isinstance(exc, ServiceError):
         return error_response(exc.status, exc.detail, exc.headers)
-    return error_response(422, str(exc))
+    return error_response(404, str(exc))  # a well-formed query for what is not there
 
 
 def install(app: FastAPI) -> None:

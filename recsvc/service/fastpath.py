@@ -15,7 +15,7 @@ from typing import Any
 
 from fastapi.exceptions import RequestValidationError
 
-from recsvc.service.auth import authenticate
+from recsvc.service.auth import OPEN
 from recsvc.service.errors import EXPECTED, response_for
 from recsvc.service.query import parse_recommend
 from recsvc.service.usecases.recommend import recommend_body
@@ -60,8 +60,9 @@ class RecommendFastPath:
             await self.app(scope, receive, send)  # the route explains (422)
             return
         try:
-            caller = authenticate(service.settings, service.throttle, _headers(scope),
-                                  (scope.get("client") or ("unknown",))[0])
+            gate = service.gate
+            caller = OPEN if gate.wide_open else gate.storefront(
+                _headers(scope), (scope.get("client") or ("unknown",))[0])
             body = await recommend_body(service, query, caller)
         except EXPECTED as exc:  # outside the framework's handlers: answered the same way
             await response_for(exc)(scope, receive, send)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+MAX_LIST_ITEMS = 100  # ids in `exclude` or `recent_items`
 
 
 class RecommendParams(BaseModel):
@@ -25,12 +28,17 @@ class RecommendParams(BaseModel):
     segment: str | None = Field(None, max_length=128, description="a stranger's segment")
     region: str | None = Field(None, max_length=128, description="a stranger's region")
 
-    @model_validator(mode="after")
-    def _price_range(self) -> RecommendParams:
-        if (self.min_price is not None and self.max_price is not None
-                and self.min_price > self.max_price):
-            raise ValueError("min_price is above max_price")
-        return self
+    @field_validator("exclude", "recent_items")
+    @classmethod
+    def _item_list(cls, values: list[str]) -> list[str]:
+        """Repeated, or comma-separated: at most MAX_LIST_ITEMS ids of 256 characters."""
+        ids = [v.strip() for value in values for v in value.split(",") if v.strip()]
+        if len(ids) > MAX_LIST_ITEMS:
+            raise ValueError(f"at most {MAX_LIST_ITEMS} item ids")
+        if any(len(i) > 256 for i in ids):
+            raise ValueError("an item id longer than 256 characters")
+        return ids
+
 
 
 class Reason(BaseModel):
@@ -101,3 +109,67 @@ class ConsentOut(BaseModel):
                                     "users file the model was trained on; default: no "
                                     "statement, consent assumed")
     forgotten: bool
+
+
+class ErrorMessage(BaseModel):
+    """The body of every error but 422."""
+
+    detail: str
+
+
+class Problem(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    loc: list[str | int] = Field(description="where: body or query, then the field's path")
+    msg: str
+    type: str
+
+
+class ValidationProblems(BaseModel):
+    """The body of a 422: every problem found, each naming its field."""
+
+    detail: list[Problem]
+
+
+class EventsAccepted(BaseModel):
+    accepted: int = Field(description="events recorded")
+    duplicates: int = Field(description="retries of events already recorded")
+    ignored: int = Field(description="events of forgotten or non-consenting shoppers: "
+                                     "nothing of them kept")
+
+
+class ItemState(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    item_id: str
+
+
+class ForgetReceipt(BaseModel):
+    """What `DELETE /users/{user_id}` removed where, and what follows (docs/privacy.md)."""
+
+    model_config = ConfigDict(extra="allow")
+    forgotten_at: str
+    users: int
+    recorded: dict[str, Any]
+    removed_now: dict[str, Any]
+    from_now_on: str
+    pending: dict[str, Any]
+
+
+class ModelInfo(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    version: str
+    trained_at: str
+    variants: list[str]
+
+
+class Readiness(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    status: str = Field(description="ready, degraded or no model")
+    cache: str
+
+
+class ModelVersion(BaseModel):
+    model_version: str
+
+
+class Health(BaseModel):
+    status: str

@@ -17,7 +17,7 @@ from recsvc.core.errors import RecsvcError
 from recsvc.core.lifecycle import rollback, servable_versions
 from recsvc.core.policy.rules import RulesFile, load_rules
 from recsvc.service import telemetry
-from recsvc.service.auth import AuthThrottle
+from recsvc.service.auth import Gatekeeper
 from recsvc.service.errors import NoModel
 from recsvc.settings import Settings
 from recsvc.stores.cache import Cache, open_cache
@@ -41,7 +41,7 @@ class ServiceState:
             breaker_reset_s=settings.breaker_reset_s,
             local_entries=settings.local_cache_entries)
         self.privacy = settings.privacy_ledger()
-        self.throttle = AuthThrottle(settings.auth_failures_per_minute)
+        self.gate = Gatekeeper(settings)
         self.subject = settings.key_subject()
         self._engine: Engine | None = None
         self.load_error: str | None = None
@@ -171,8 +171,10 @@ class ServiceState:
         """Whether this shopper's behaviour may shape what they see and be recorded:
         known by id, not forgotten, consenting to personalization (the users file's
         consent, through the model, and changes made through the API)."""
-        return bool(user_id) and self.privacy.allows(user_id, "personalization") and not (
-            self._engine is not None and self._engine.model.is_opted_out(user_id))
+        if not user_id or not self.privacy.allows(user_id, "personalization"):
+            return False
+        engine = self._engine
+        return engine is None or not engine.model.is_opted_out(user_id)
 
     async def close(self) -> None:
         await self.cache.close()

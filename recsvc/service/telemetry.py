@@ -118,11 +118,13 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 class TelemetryMiddleware:
     """Pure ASGI (no per-request task or body copy): times each request, counts 5xx,
-    and answers 413 to a body over `max_body_bytes`, declared or streamed."""
+    answers 413 to a body over `max_body_bytes`, declared or streamed, and 431 to
+    headers over `max_header_bytes`."""
 
-    def __init__(self, app: Callable, max_body_bytes: int) -> None:
+    def __init__(self, app: Callable, max_body_bytes: int, max_header_bytes: int) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.max_header_bytes = max_header_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -132,15 +134,21 @@ class TelemetryMiddleware:
         start = time.perf_counter()
         status = {"code": 500}
         limit = self.max_body_bytes
+        header_bytes = 0
         for name, value in scope.get("headers", ()):
+            header_bytes += len(name) + len(value)
             if name == b"content-length":
                 try:
                     too_big = int(value) > limit
                 except ValueError:
                     too_big = True
                 if too_big:
-                    await _refuse(send, limit)
+                    await _refuse(send, 413, f"request body larger than {limit} bytes")
                     return
+        if header_bytes > self.max_header_bytes:
+            await _refuse(send, 431, f"request headers larger than {self.max_header_bytes} "
+                                     "bytes")
+            return
 
         received = {"bytes": 0}
 
@@ -160,7 +168,7 @@ class TelemetryMiddleware:
         try:
             await self.app(scope, limited_receive, tracking_send)
         except _BodyTooLarge:
-            await _refuse(send, limit)
+            await _refuse(send, 413, f"request body larger than {limit} bytes")
             status["code"] = 413
         finally:
             request_timer(label).observe(time.perf_counter() - start)
@@ -176,9 +184,9 @@ class _BodyTooLarge(HTTPException):
         super().__init__(413, f"request body larger than {limit} bytes")
 
 
-async def _refuse(send: Send, limit: int) -> None:
-    body = error_body(f"request body larger than {limit} bytes")
-    await send({"type": "http.response.start", "status": 413,
+async def _refuse(send: Send, status: int, message: str) -> None:
+    body = error_body(message)
+    await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"),
                             (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})

@@ -108,6 +108,17 @@ class EventLog:
                 os.close(fd)
         return changed
 
+    def prune(self, before: float) -> list[str]:
+        """Delete the events files of days wholly before `before` (epoch seconds): kept
+        no longer than the shop's retention. Returns the names deleted."""
+        cutoff = time.strftime("%Y%m%d", time.gmtime(before))
+        gone = []
+        for path in self.files():
+            if path.name[len(PREFIX):len(PREFIX) + 8] < cutoff:
+                path.unlink(missing_ok=True)
+                gone.append(path.name)
+        return gone
+
     def files(self) -> list[Path]:
         """Every events file, oldest first."""
         if not self.directory.is_dir():

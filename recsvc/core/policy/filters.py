@@ -17,7 +17,12 @@ from recsvc.core.policy.rules import ResolvedRules, category_mask
 
 
 class QueryError(ValueError):
-    """A query the catalog cannot answer as asked (an unknown category): a 4xx."""
+    """A query for what the catalog does not hold (an unknown category): a 404 naming
+    it, and the query parameter `field`."""
+
+    def __init__(self, message: str, field: str) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 @dataclass(frozen=True)
@@ -41,7 +46,7 @@ def query_mask(model: RecommenderModel, price: np.ndarray,
     if filters.category:
         mask = category_mask(model, filters.category)
         if not mask.any():
-            raise QueryError(f"unknown category {filters.category!r}")
+            raise QueryError(f"unknown category {filters.category!r}", "category")
     if filters.min_price is not None or filters.max_price is not None:
         price = price.astype(np.float64)  # a bound like 1e308 must not overflow float32
         with np.errstate(invalid="ignore"):

@@ -9,15 +9,16 @@ from fastapi import APIRouter, Body, Path
 from fastapi.responses import Response
 
 from recsvc.service.deps import AdminDep, StateDep
-from recsvc.service.routes import json_response
-from recsvc.service.schemas import ConsentIn, ConsentOut
+from recsvc.service.routes import answers, json_response
+from recsvc.service.schemas import ConsentIn, ConsentOut, ForgetReceipt
 from recsvc.service.usecases import shoppers
 
 router = APIRouter(tags=["shoppers"], dependencies=[AdminDep])
 UserId = Annotated[str, Path(min_length=1, max_length=256)]
 
 
-@router.delete("/users/{user_id}")
+@router.delete("/users/{user_id}", response_model=ForgetReceipt,
+               responses=answers(401, 422, 429))
 async def forget(state: StateDep, user_id: UserId) -> Response:
     """Forget the shopper: their cached lists and fresh events are deleted now, they are
     served only non-personal lists and nothing more of theirs is recorded; the next
@@ -26,12 +27,14 @@ async def forget(state: StateDep, user_id: UserId) -> Response:
     return json_response(await shoppers.forget(state, user_id))
 
 
-@router.get("/users/{user_id}/consent", response_model=ConsentOut)
+@router.get("/users/{user_id}/consent", response_model=ConsentOut,
+            responses=answers(401, 422, 429))
 async def get_consent(state: StateDep, user_id: UserId) -> Response:
     return json_response(shoppers.consent_of(state, user_id))
 
 
-@router.put("/users/{user_id}/consent", response_model=ConsentOut)
+@router.put("/users/{user_id}/consent", response_model=ConsentOut,
+            responses=answers(401, 409, 413, 422, 429))
 async def put_consent(state: StateDep, user_id: UserId,
                       change: Annotated[ConsentIn, Body()]) -> Response:
     """Change what the shopper consents to, per purpose (those left out keep their

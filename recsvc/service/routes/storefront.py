@@ -8,10 +8,18 @@ from typing import Annotated
 import orjson
 from fastapi import APIRouter, Body, Path, Query, Request
 from fastapi.responses import Response
+from pydantic import Field
 
 from recsvc.service.deps import CallerDep, StateDep
 from recsvc.service.query import openapi_parameters, parse_recommend
-from recsvc.service.schemas import EventIn, PopularResponse, RecommendResponse, SimilarResponse
+from recsvc.service.routes import answers
+from recsvc.service.schemas import (
+    EventIn,
+    EventsAccepted,
+    PopularResponse,
+    RecommendResponse,
+    SimilarResponse,
+)
 from recsvc.service.usecases.browse import popular_body, similar_body
 from recsvc.service.usecases.events import record_events
 from recsvc.service.usecases.recommend import recommend_body
@@ -21,6 +29,7 @@ JSON = "application/json"
 
 
 @router.get("/recommend", response_model=RecommendResponse,
+            responses=answers(401, 403, 404, 422, 429, 503),
             openapi_extra={"parameters": openapi_parameters()})
 async def recommend(request: Request, state: StateDep, caller: CallerDep) -> Response:
     """Top-n items for a shopper, each with reason codes. Without `user_id`, for an
@@ -30,7 +39,8 @@ async def recommend(request: Request, state: StateDep, caller: CallerDep) -> Res
     return Response(await recommend_body(state, query, caller), media_type=JSON)
 
 
-@router.get("/similar/{item_id}", response_model=SimilarResponse)
+@router.get("/similar/{item_id}", response_model=SimilarResponse,
+            responses=answers(401, 404, 422, 429, 503))
 async def similar(
     state: StateDep,
     caller: CallerDep,
@@ -41,7 +51,8 @@ async def similar(
     return Response(await similar_body(state, item_id, n), media_type=JSON)
 
 
-@router.get("/popular", response_model=PopularResponse)
+@router.get("/popular", response_model=PopularResponse,
+            responses=answers(401, 404, 422, 429, 503))
 async def popular(
     state: StateDep,
     caller: CallerDep,
@@ -55,11 +66,12 @@ async def popular(
     return Response(popular_body(state, n, category, attributes), media_type=JSON)
 
 
-@router.post("/events")
+@router.post("/events", response_model=EventsAccepted,
+             responses=answers(401, 403, 413, 422, 429, 503))
 async def events(
     state: StateDep,
     caller: CallerDep,
-    events: Annotated[EventIn | list[EventIn], Body()],
+    events: Annotated[EventIn | Annotated[list[EventIn], Field(min_length=1)], Body()],
 ) -> Response:
     """Record one event or a batch. Appended durably to the events log (the next
     training learns from it); the shopper's next list reflects it at once. An event

@@ -20,6 +20,6 @@ async def update_item(state: ServiceState, item_id: str, update: ItemUpdate,
         raise NotFound(f"unknown item {item_id!r}: it joins at the next training")
     changes = update.model_dump(exclude_none=True)
     if not changes and not replace:
-        raise Invalid("nothing to change (in_stock, delisted, price)")
+        raise Invalid("nothing to change (in_stock, delisted, price)", ("body",))
     entry = await run_in_threadpool(state.overrides.update, item_id, changes, replace)
     return {"item_id": item_id, **entry}

@@ -39,7 +39,7 @@ async def record_events(state: ServiceState, batch: list[EventIn], caller: Calle
     personalization is ignored: valid, acknowledged, and nothing of it kept anywhere."""
     settings = state.settings
     if not batch:
-        raise Invalid("no events")
+        raise Invalid("no events", ("body",))
     if len(batch) > settings.max_events_per_request:
         raise TooLarge(f"at most {settings.max_events_per_request} events per request")
     for i, event in enumerate(batch):
@@ -90,7 +90,8 @@ def _checked(engine: Engine, batch: list[EventIn], now: float) -> list[tuple[dic
         event_type = engine.events.canonical(event.event_type)
         if event_type is None:
             raise Invalid(f"event {i}: unknown event_type {event.event_type!r} "
-                          f"(known: {', '.join(sorted(engine.events.weights))})")
+                          f"(known: {', '.join(sorted(engine.events.weights))})",
+                          ("body", i, "event_type"))
         types.append(event_type)
     names = sorted(set(types))
     codes = np.array([names.index(t) for t in types], dtype=np.int64)
@@ -105,7 +106,8 @@ def _checked(engine: Engine, batch: list[EventIn], now: float) -> list[tuple[dic
         refusal = checks.describe(int(verdict[i]))
         event = batch[i]
         shown = event.timestamp if refusal.field == "timestamp" else event.value
-        raise Invalid(f"event {i}: {refusal.field} {shown!r}: {refusal.message}")
+        raise Invalid(f"event {i}: {refusal.field} {shown!r}: {refusal.message}",
+                      ("body", i, refusal.field))
     weights = engine.events.weigh(codes, names, values).tolist()
     out = []
     for event, event_type, ts, weight in zip(batch, types, seconds.tolist(), weights,

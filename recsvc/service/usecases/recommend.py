@@ -1,5 +1,6 @@
 """`GET /recommend`: a shopper's list, from the cache when it is there and enough of it
-may still be shown, else computed (and cached). The route and the fast path both answer
+may still be shown, else computed (and cached; a stranger's plain list under one shared
+key). The route and the fast path both answer
 with `recommend_body`."""
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ from recsvc.stores.cache import decode_fresh, fresh_key, list_key
 
 async def recommend_body(state: ServiceState, query: RecommendQuery, caller: Caller) -> bytes:
     """The response to `GET /recommend`, as JSON bytes."""
-    if caller.kind == "shopper" and not query.user_id:
-        query = dataclasses.replace(query, user_id=caller.user_id or "")
-    caller.check_user(query.user_id, "user_id")
+    if caller.kind == "shopper":
+        if not query.user_id:
+            query = dataclasses.replace(query, user_id=caller.user_id or "")
+        caller.check_user(query.user_id, "user_id")
     engine = state.engine
     settings = state.settings
     shown_id = query.user_id
@@ -34,9 +36,11 @@ async def recommend_body(state: ServiceState, query: RecommendQuery, caller: Cal
     variant = engine.rules.variant_for(query.user_id)
     live, price = state.live()
     stage = filter_stage(engine.model, engine.rules, live, price, query.filters)
+    # A stranger's plain list is the same for every stranger: cached once, under no id
+    # (the forgotten and those who refused consent are served it on every request).
     subject = state.subject(query.user_id) if query.user_id else ""
     key = (list_key(settings.cache_namespace, engine.version, variant.name, subject)
-           if query.cacheable and query.user_id else None)
+           if query.cacheable else None)
     packed, positions = None, None
     if key is not None:
         raw = await state.cache.get(key)
@@ -67,6 +71,6 @@ async def recommend_body(state: ServiceState, query: RecommendQuery, caller: Cal
     telemetry.count_recommendation(variant.name)
     head = orjson.dumps({"user_id": shown_id or None, "model_version": engine.version,
                          "variant": variant.name, "recommendation_id": os.urandom(16).hex()})
-    exposure = "full" if caller.identified else settings.open_reasons
+    exposure = settings.open_reasons if caller.kind == "open" else "full"
     return (head[:-1] + b',"items":' + engine.renderer.items_json(packed, positions, exposure)
             + b"}")
