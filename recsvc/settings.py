@@ -71,6 +71,10 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(1024 * 1024, ge=1024)
     max_events_per_request: int = Field(1000, ge=1)
     new_arrival_days: float = Field(30.0, ge=0)
+    impressions: bool = Field(True, description="log every list served (STATE_DIR/impressions)")
+    impressions_queue: int = Field(100_000, ge=1,
+                                   description="impressions waiting to be written; beyond: "
+                                               "dropped and counted, never a slower answer")
     # Privacy (docs/privacy.md): the key of the keyed hash that stands for shoppers' ids
     # in cache keys and logs (when set) and in the privacy ledger (always; without it,
     # a random key kept in STATE_DIR/id_hash.key).
@@ -98,7 +102,8 @@ class Settings(BaseSettings):
     def privacy_ledger(self) -> PrivacyLedger:
         paths = self.paths
         key = self.id_hash_key.get_secret_value() if self.id_hash_key else None
-        return PrivacyLedger.open(paths.privacy_ledger, load_key(key, paths.id_hash_key))
+        return PrivacyLedger.open(paths.privacy_ledger,
+                                  lambda: load_key(key, paths.id_hash_key))
 
     def key_subject(self) -> Callable[[str], str]:
         """What stands for a shopper in cache keys: their id, or its keyed hash when

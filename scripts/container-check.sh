@@ -53,7 +53,11 @@ fi
 log "building the Dockerfile's two targets with podman on $base_tag"
 podman build --isolation chroot --build-arg "BASE_IMAGE=$base_tag" --target trainer \
     -t "$trainer_tag" . >&2
-podman build --isolation chroot --build-arg "BASE_IMAGE=$base_tag" -t "$image_tag" . >&2
+# Not from the first build's cache: podman 4.3 cannot bind-mount the wheels from a
+# stage it took from its cache ("couldn't find .../merged/wheels"), so the service's
+# stage builds its own (about a minute more).
+podman build --isolation chroot --layers=false --build-arg "BASE_IMAGE=$base_tag" \
+    -t "$image_tag" . >&2
 
 # An image's filesystem, copied out writable (an image mount is read-only), as a
 # container's root would be, with /proc and the few device nodes a Python program needs

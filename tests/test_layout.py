@@ -1,10 +1,11 @@
 """The code's shape holds: folders are roles and dependencies point one way.
 
     recsvc.core                      imports nothing else of recsvc
+    recsvc.analytics                 core (statistics, attribution, KPIs from logs)
     recsvc.stores                    core
     recsvc.settings, recsvc.cli      stores, core
-    recsvc.service                   core, stores, settings, cli
-    recsvc.jobs                      core, stores, settings, cli
+    recsvc.service                   core, analytics, stores, settings, cli
+    recsvc.jobs                      core, analytics, stores, settings, cli
     training                         core, stores, jobs, settings, cli (never the service)
 
 Every import counts, at module level or inside a function. And no import cycles, between
@@ -21,13 +22,14 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("recsvc", "training")
 ALLOWED = {
     "recsvc.core": {"recsvc.core"},
+    "recsvc.analytics": {"recsvc.core", "recsvc.analytics"},
     "recsvc.stores": {"recsvc.core", "recsvc.stores"},
     "recsvc.settings": {"recsvc.core", "recsvc.stores"},
     "recsvc.cli": {"recsvc", "recsvc.core"},
-    "recsvc.service": {"recsvc", "recsvc.core", "recsvc.stores", "recsvc.settings",
-                       "recsvc.cli", "recsvc.service"},
-    "recsvc.jobs": {"recsvc.core", "recsvc.stores", "recsvc.settings", "recsvc.cli",
-                    "recsvc.jobs"},
+    "recsvc.service": {"recsvc", "recsvc.core", "recsvc.analytics", "recsvc.stores",
+                       "recsvc.settings", "recsvc.cli", "recsvc.service"},
+    "recsvc.jobs": {"recsvc.core", "recsvc.analytics", "recsvc.stores", "recsvc.settings",
+                    "recsvc.cli", "recsvc.jobs"},
     "recsvc.__main__": {"recsvc.cli"},
     "recsvc": set(),
     "training": {"recsvc", "recsvc.core", "recsvc.stores", "recsvc.jobs", "recsvc.settings",

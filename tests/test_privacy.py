@@ -322,3 +322,35 @@ def test_reports_name_shoppers_by_their_hash_when_hashing_is_on(tmp_path: Path) 
     examples = [e for rule in bots.values() for e in rule["examples"]]
     assert examples and set(examples) == {hasher.digest("crawler-1")}
     assert "crawler-1" not in str(data.report)
+
+
+def test_forget_reads_a_file_of_ids_and_records_no_id(tmp_path: Path, capsys) -> None:
+    train_planted(tmp_path)
+    ids = tmp_path / "ids.txt"
+    ids.write_text("au1\n\n  au2  \nau1\n")
+    state = tmp_path / "state"
+    assert main(["forget", "--file", str(ids), "--model-root", str(tmp_path / "m"),
+                 "--state-dir", str(state)]) == 0
+    receipt = json.loads(capsys.readouterr().out)
+    assert receipt["users"] == 2 and len(receipt["recorded"]["user_hashes"]) == 2
+    assert receipt["pending"]["model_versions"][0]["holds_rows_of"] == 2
+    ledger = (state / "privacy.jsonl").read_text()
+    assert "au1" not in ledger and "au2" not in ledger and ledger.count("\n") == 2
+    assert main(["forget", "--model-root", str(tmp_path / "m"), "--state-dir",
+                 str(state)]) == 2  # no ids: a clear error
+
+
+def test_a_state_directory_it_cannot_write_still_serves(tmp_path: Path) -> None:
+    """Nothing forgotten yet: no key is needed, so a service that cannot write its state
+    (here a path under a file: refused even to root) starts and serves; a forget it
+    cannot record is a 503 naming why, not a 500."""
+    store, _ = train_planted(tmp_path)
+    (tmp_path / "not-a-directory").write_text("")
+    svc = start_service(tmp_path, store, state_dir=tmp_path / "not-a-directory" / "state")
+    try:
+        assert svc.http.get("/recommend", params={"user_id": "au0"}).status_code == 200
+        refused = svc.http.delete("/users/au0", headers=KEY)
+        assert refused.status_code == 503 and "not recorded" in refused.json()["detail"]
+    finally:
+        svc.http.close()
+        svc.server.stop()

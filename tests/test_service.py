@@ -64,8 +64,8 @@ def train_planted(tmp_path: Path, **overrides) -> tuple[dict[str, Path], str]:  
 
 
 def start_service(tmp_path: Path, store: dict[str, Path], **settings) -> Service:  # noqa: ANN003
-    config = Settings(model_root=tmp_path / "m", state_dir=tmp_path / "state",
-                      api_key="s3cret", reload_interval_s=0.2, **settings)
+    config = Settings(**{"model_root": tmp_path / "m", "state_dir": tmp_path / "state",
+                         "api_key": "s3cret", "reload_interval_s": 0.2, **settings})
     server = LiveServer(create_app(config), free_port())
     return Service(server.url, httpx.Client(base_url=server.url, timeout=30), tmp_path / "m",
                    tmp_path / "state", store, server)

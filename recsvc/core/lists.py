@@ -42,6 +42,7 @@ class RecommendQuery:
     max_price: float | None = None
     recent_items: tuple[str, ...] = ()
     attributes: dict[str, str] = field(default_factory=dict)  # segment, region of a stranger
+    placement: str | None = None  # where the list is shown: logged with the impression
 
     @property
     def filters(self) -> ItemFilters:

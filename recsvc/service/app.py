@@ -41,6 +41,8 @@ def create_app(settings: Settings | None = None, state: ServiceState | None = No
         app.state.service = service
         if not service.has_engine:
             await service.start()
+        if service.impressions is not None:
+            service.impressions.start()
         watcher = asyncio.create_task(service.follow())
         try:
             yield

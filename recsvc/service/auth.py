@@ -37,6 +37,13 @@ class Caller:
         if self.kind == "shopper" and user_id != self.user_id:
             raise Forbidden(f"{where}: the shopper token is for another user_id")
 
+    def viewer(self, user_id: str | None) -> str | None:
+        """Who is looking: the `user_id` given, or a token's own shopper."""
+        if self.kind != "shopper":
+            return user_id
+        self.check_user(user_id or self.user_id, "user_id")
+        return self.user_id
+
 
 OPEN = Caller("open")
 RANK = {"operator": 0, "client": 1, "shopper": 2, "open": 3}

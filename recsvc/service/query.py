@@ -48,7 +48,7 @@ def parse_recommend(query_string: bytes) -> RecommendQuery:
     return RecommendQuery(
         user_id=p.user_id or "", n=p.n, exclude_seen=p.exclude_seen, category=p.category,
         exclude=_split(p.exclude), min_price=p.min_price, max_price=p.max_price,
-        recent_items=_split(p.recent_items), attributes=attributes)
+        recent_items=_split(p.recent_items), attributes=attributes, placement=p.placement)
 
 
 def openapi_parameters() -> list[dict[str, Any]]:

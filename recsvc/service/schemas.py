@@ -27,6 +27,10 @@ class RecommendParams(BaseModel):
                                     description="items of this session, most recent last")
     segment: str | None = Field(None, max_length=128, description="a stranger's segment")
     region: str | None = Field(None, max_length=128, description="a stranger's region")
+    placement: str | None = Field(None, min_length=1, max_length=64,
+                                  pattern=r"^[A-Za-z0-9_.:-]+$",
+                                  description="where the list is shown (home, cart, email): "
+                                              "reported as the surface; default recommend")
 
     @field_validator("exclude", "recent_items")
     @classmethod
@@ -63,11 +67,13 @@ class RecommendResponse(BaseModel):
 class SimilarResponse(BaseModel):
     item_id: str
     model_version: str
+    recommendation_id: str
     items: list[Item]
 
 
 class PopularResponse(BaseModel):
     model_version: str
+    recommendation_id: str
     popular: list[Item]
     trending: list[Item]
 
@@ -79,8 +85,12 @@ class EventIn(BaseModel):
     event_type: str = Field(min_length=1, max_length=64, examples=["purchase"])
     timestamp: datetime | float | None = Field(None, description="default: now")
     value: float | None = Field(None, description="a rating, or a quantity")
+    price: float | None = Field(None, ge=0, le=1e9,
+                                description="unit price of a purchase, in the shop's currency")
     channel: str | None = Field(None, max_length=64)
-    recommendation_id: str | None = Field(None, max_length=64)
+    recommendation_id: str | None = Field(
+        None, max_length=64, description="the list the shopper acted on (every list served "
+                                         "carries one): attributes the event to it")
     event_id: str | None = Field(None, min_length=1, max_length=128,
                                  description="the client's id for this event: a retry "
                                              "with the same id is recorded once")

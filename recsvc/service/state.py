@@ -23,6 +23,7 @@ from recsvc.settings import Settings
 from recsvc.stores.cache import Cache, open_cache
 from recsvc.stores.catalog import CatalogOverrides
 from recsvc.stores.events_log import EventLog
+from recsvc.stores.impressions import ImpressionLog
 
 log = logging.getLogger("recsvc.state")
 
@@ -40,6 +41,9 @@ class ServiceState:
             breaker_failures=settings.breaker_failures,
             breaker_reset_s=settings.breaker_reset_s,
             local_entries=settings.local_cache_entries)
+        self.impressions = (ImpressionLog(paths.impressions_dir, settings.events_rotate_bytes,
+                                          settings.impressions_queue)
+                            if settings.impressions else None)
         self.privacy = settings.privacy_ledger()
         self.gate = Gatekeeper(settings)
         self.subject = settings.key_subject()
@@ -176,5 +180,17 @@ class ServiceState:
         engine = self._engine
         return engine is None or not engine.model.is_opted_out(user_id)
 
+    def impression(self, rid: str, user: str | None, variant: str, surface: str,
+                   items: np.ndarray) -> None:
+        """Log a list served (`stores.impressions`), off the request path."""
+        log = self.impressions
+        if log is not None:
+            engine = self.engine
+            if not log.record(rid, user, variant, engine.version, surface, items,
+                              engine.model.item_ids):
+                telemetry.IMPRESSIONS_DROPPED.inc()
+
     async def close(self) -> None:
+        if self.impressions is not None:
+            await asyncio.to_thread(self.impressions.close)
         await self.cache.close()

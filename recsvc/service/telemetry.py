@@ -33,6 +33,8 @@ FALLBACKS = Counter("recsvc_fallbacks_total", "Lists served by a fallback", ["ki
 ERRORS = Counter("recsvc_errors_total", "Responses with status >= 500", ["endpoint"])
 RECOMMENDATIONS = Counter("recsvc_recommendations_total", "Lists served", ["variant"])
 EVENTS = Counter("recsvc_events_total", "Events accepted", ["event_type"])
+IMPRESSIONS_DROPPED = Counter("recsvc_impressions_dropped_total",
+                              "Impressions not logged: the queue was full, or the disk")
 EVENTS_IGNORED = Counter("recsvc_events_ignored_total",
                          "Events of forgotten or non-consenting shoppers: not recorded")
 MODEL_INFO = Gauge("recsvc_model_info", "The version a worker serves (1; 0 once replaced)",

@@ -32,7 +32,7 @@ class CatalogOverrides:
     def refresh(self) -> None:
         try:
             st = os.stat(self.path)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):  # nothing overridden (yet)
             if self._stamp is not None:
                 self._stamp, self._items = None, {}
                 self.generation += 1

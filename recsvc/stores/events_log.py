@@ -32,9 +32,11 @@ SUFFIX = ".jsonl"
 
 
 class EventLog:
-    def __init__(self, directory: Path, rotate_bytes: int, fsync: str = "always") -> None:
+    def __init__(self, directory: Path, rotate_bytes: int, fsync: str = "always",
+                 prefix: str = PREFIX) -> None:
         if fsync not in ("always", "os"):
             raise ValueError(f"events fsync policy {fsync!r}: 'always' or 'os'")
+        self.prefix = prefix  # another log in the same format: "impressions-"
         self.directory = directory
         self.rotate_bytes = rotate_bytes
         self.fsync = fsync
@@ -44,7 +46,7 @@ class EventLog:
         day = time.strftime("%Y%m%d", time.gmtime(now))
         part = 0
         while True:
-            name = f"{PREFIX}{day}{'' if part == 0 else f'-{part}'}{SUFFIX}"
+            name = f"{self.prefix}{day}{'' if part == 0 else f'-{part}'}{SUFFIX}"
             path = self.directory / name
             try:
                 if os.stat(path).st_size < self.rotate_bytes:
@@ -114,7 +116,7 @@ class EventLog:
         cutoff = time.strftime("%Y%m%d", time.gmtime(before))
         gone = []
         for path in self.files():
-            if path.name[len(PREFIX):len(PREFIX) + 8] < cutoff:
+            if path.name[len(self.prefix):len(self.prefix) + 8] < cutoff:
                 path.unlink(missing_ok=True)
                 gone.append(path.name)
         return gone
@@ -123,8 +125,9 @@ class EventLog:
         """Every events file, oldest first."""
         if not self.directory.is_dir():
             return []
-        return sorted(self.directory.glob(f"{PREFIX}*{SUFFIX}"),
-                      key=lambda p: (p.name.split("-")[1].split(".")[0], _part(p)))
+        n = len(self.prefix)
+        return sorted(self.directory.glob(f"{self.prefix}*{SUFFIX}"),
+                      key=lambda p: (p.name[n:n + 8], _part(p, n)))
 
 
 def _open_locked(path: Path) -> int:
@@ -158,6 +161,6 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def _part(path: Path) -> int:
-    stem = path.name[len(PREFIX):-len(SUFFIX)]
+def _part(path: Path, prefix_chars: int) -> int:
+    stem = path.name[prefix_chars:-len(SUFFIX)]
     return int(stem.split("-")[1]) if "-" in stem else 0

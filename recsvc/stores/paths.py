@@ -3,6 +3,7 @@ definition the service, the jobs and the nightly job share.
 
     STATE_DIR/                 (default: MODEL_ROOT/../state)
         events/                the events log (`stores.events_log`)
+        impressions/           every list served (`stores.impressions`)
         catalog_overrides.json operators' stock, delisting and price changes
         privacy.jsonl          forgotten shoppers and consent changes (`stores.privacy`)
         id_hash.key            the ledger's key when RECSVC_ID_HASH_KEY is not set"""
@@ -37,3 +38,7 @@ class StatePaths:
     @property
     def id_hash_key(self) -> Path:
         return self.root / "id_hash.key"
+
+    @property
+    def impressions_dir(self) -> Path:
+        return self.root / "impressions"

@@ -19,6 +19,7 @@ import fcntl
 import os
 import secrets
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,19 +51,28 @@ def load_key(given: str | None, key_file: Path) -> bytes:
 @dataclass
 class PrivacyLedger:
     path: Path
-    hasher: IdHasher
+    key: Callable[[], bytes]  # read (or made) only when a hash is first needed
     # What has been read so far: hash -> when forgotten; hash -> consent per purpose.
     forgotten: dict[str, float] = field(default_factory=dict)
     consent: dict[str, dict[str, bool]] = field(default_factory=dict)
     _offset: int = 0
     _inode: int | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _hasher: IdHasher | None = None
 
     @classmethod
-    def open(cls, path: Path, key: bytes) -> PrivacyLedger:
-        ledger = cls(path, IdHasher(key))
+    def open(cls, path: Path, key: bytes | Callable[[], bytes]) -> PrivacyLedger:
+        ledger = cls(path, key if callable(key) else (lambda: key))
         ledger.refresh()
         return ledger
+
+    @property
+    def hasher(self) -> IdHasher:
+        # Lazily: a service whose ledger is empty needs no key, so it starts on a
+        # read-only state directory as before.
+        if self._hasher is None:
+            self._hasher = IdHasher(self.key())
+        return self._hasher
 
     @property
     def empty(self) -> bool:
@@ -76,7 +86,7 @@ class PrivacyLedger:
         with self._lock:
             try:
                 st = os.stat(self.path)
-            except FileNotFoundError:
+            except (FileNotFoundError, NotADirectoryError):
                 return []
             if st.st_ino != self._inode:  # a new file: read it all again
                 self._inode, self._offset = st.st_ino, 0

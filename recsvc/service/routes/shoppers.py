@@ -18,7 +18,7 @@ UserId = Annotated[str, Path(min_length=1, max_length=256)]
 
 
 @router.delete("/users/{user_id}", response_model=ForgetReceipt,
-               responses=answers(401, 422, 429))
+               responses=answers(401, 422, 429, 503))
 async def forget(state: StateDep, user_id: UserId) -> Response:
     """Forget the shopper: their cached lists and fresh events are deleted now, they are
     served only non-personal lists and nothing more of theirs is recorded; the next
@@ -34,7 +34,7 @@ async def get_consent(state: StateDep, user_id: UserId) -> Response:
 
 
 @router.put("/users/{user_id}/consent", response_model=ConsentOut,
-            responses=answers(401, 409, 413, 422, 429))
+            responses=answers(401, 409, 413, 422, 429, 503))
 async def put_consent(state: StateDep, user_id: UserId,
                       change: Annotated[ConsentIn, Body()]) -> Response:
     """Change what the shopper consents to, per purpose (those left out keep their

@@ -25,6 +25,13 @@ from recsvc.service.usecases.events import record_events
 from recsvc.service.usecases.recommend import recommend_body
 
 router = APIRouter(tags=["storefront"])
+# The shopper looking, and where the list is shown: logged with the impression, so that
+# what they do next is attributed to it.
+Viewer = Annotated[str | None, Query(min_length=1, max_length=256,
+                                     description="the shopper viewing (for attribution)")]
+Placement = Annotated[str | None, Query(min_length=1, max_length=64,
+                                        pattern=r"^[A-Za-z0-9_.:-]+$",
+                                        description="where the list is shown")]
 JSON = "application/json"
 
 
@@ -46,9 +53,12 @@ async def similar(
     caller: CallerDep,
     item_id: Annotated[str, Path(min_length=1, max_length=256)],
     n: Annotated[int, Query(ge=1, le=100)] = 10,
+    user_id: Viewer = None,
+    placement: Placement = None,
 ) -> Response:
     """Related items for a product page."""
-    return Response(await similar_body(state, item_id, n), media_type=JSON)
+    return Response(await similar_body(state, item_id, n, caller.viewer(user_id), placement),
+                    media_type=JSON)
 
 
 @router.get("/popular", response_model=PopularResponse,
@@ -60,10 +70,14 @@ async def popular(
     category: Annotated[str | None, Query(max_length=512)] = None,
     segment: Annotated[str | None, Query(max_length=128)] = None,
     region: Annotated[str | None, Query(max_length=128)] = None,
+    user_id: Viewer = None,
+    placement: Placement = None,
 ) -> Response:
     """Popular (overall, or in a segment/region) and trending items."""
     attributes = {k: v for k, v in (("segment", segment), ("region", region)) if v}
-    return Response(popular_body(state, n, category, attributes), media_type=JSON)
+    return Response(popular_body(state, n, category, attributes, caller.viewer(user_id),
+                                 placement),
+                    media_type=JSON)
 
 
 @router.post("/events", response_model=EventsAccepted,

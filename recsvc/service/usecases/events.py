@@ -114,7 +114,7 @@ def _checked(engine: Engine, batch: list[EventIn], now: float) -> list[tuple[dic
                                              strict=True):
         record = {"user_id": event.user_id, "item_id": event.item_id,
                   "event_type": event_type, "timestamp": round(ts, 3)}
-        for name in ("value", "channel", "recommendation_id", "event_id"):
+        for name in ("value", "price", "channel", "recommendation_id", "event_id"):
             if getattr(event, name) is not None:
                 record[name] = getattr(event, name)
         out.append((record, weight))

@@ -69,8 +69,11 @@ async def recommend_body(state: ServiceState, query: RecommendQuery, caller: Cal
         assert packed is not None
         positions = stage.select(packed.items, query.n)
     telemetry.count_recommendation(variant.name)
+    rid = os.urandom(16).hex()
+    state.impression(rid, subject or None, variant.name, query.placement or "recommend",
+                     packed.items[positions])
     head = orjson.dumps({"user_id": shown_id or None, "model_version": engine.version,
-                         "variant": variant.name, "recommendation_id": os.urandom(16).hex()})
+                         "variant": variant.name, "recommendation_id": rid})
     exposure = settings.open_reasons if caller.kind == "open" else "full"
     return (head[:-1] + b',"items":' + engine.renderer.items_json(packed, positions, exposure)
             + b"}")

@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from recsvc.core.policy.privacy import PURPOSES
-from recsvc.service.errors import Conflict
+from recsvc.service.errors import Conflict, Unavailable
 from recsvc.service.schemas import ConsentIn
 from recsvc.service.state import ServiceState
 from recsvc.stores.cache import fresh_key, list_key
@@ -24,11 +24,16 @@ async def forget(state: ServiceState, user_id: str) -> dict[str, Any]:
     """Forget the shopper (`stores.forget.forget_users`); the receipt. This worker drops
     what it holds at once, the others within their reload interval."""
     settings = state.settings
-    receipt = await forget_users(
-        [user_id], ledger=state.privacy, cache=state.cache,
-        cache_backend=state.cache.status(), namespace=settings.cache_namespace,
-        subject=state.subject, model_root=settings.model_root, variants=_variants(state),
-        grace_days=settings.forget_grace_days, now=time.time())
+    try:
+        receipt = await forget_users(
+            [user_id], ledger=state.privacy, cache=state.cache,
+            cache_backend=state.cache.status(), namespace=settings.cache_namespace,
+            subject=state.subject, model_root=settings.model_root,
+            variants=_variants(state), grace_days=settings.forget_grace_days,
+            now=time.time())
+    except OSError as exc:
+        raise Unavailable(f"the forget was not recorded ({exc.strerror or exc}); "
+                          "nothing changed: retry") from None
     await state.follow_privacy()
     return receipt
 
@@ -62,7 +67,10 @@ async def set_consent(state: ServiceState, user_id: str, change: ConsentIn) -> d
         raise Conflict(f"user {user_id!r} was forgotten: nothing of theirs is kept")
     known = state.privacy.consent_of(user_id) or dict.fromkeys(PURPOSES, True)
     consent = {**known, **change.model_dump(exclude_none=True)}
-    state.privacy.set_consent(user_id, consent, time.time())
+    try:
+        state.privacy.set_consent(user_id, consent, time.time())
+    except OSError as exc:
+        raise Unavailable(f"consent not recorded ({exc.strerror or exc}); retry") from None
     if not consent["personalization"]:
         settings = state.settings
         who = state.subject(user_id)
