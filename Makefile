@@ -35,8 +35,10 @@ dev: $(VENV)/.installed-dev
 	scripts/ensure-tool.sh chromium
 
 # A store whose history ends today, a tuned model (tuning capped so that the first answer
-# comes within about two minutes), its evaluation report, then the service (`make serve`
-# restarts it without training again; PORT=8080 serves elsewhere).
+# comes within about two minutes), its evaluation report, then the service with a few
+# hundred simulated shoppers sent through it and the report of what its lists earned, on
+# its dashboard (`make serve` restarts it without training again; PORT=8080 serves
+# elsewhere).
 demo: install-train
 	$(BIN)/recsvc generate --out $(DEMO)/data --users 3000 --items 800 --events 150000 --seed 7
 	$(BIN)/recsvc train --interactions $(DEMO)/data/interactions.csv \
@@ -45,7 +47,7 @@ demo: install-train
 	$(BIN)/recsvc evaluate --interactions $(DEMO)/data/interactions.csv \
 		--items $(DEMO)/data/items.csv --users $(DEMO)/data/users.csv \
 		--split time --tune-budget 15 --quiet --report $(DEMO)/evaluation
-	@$(MAKE) --no-print-directory serve
+	scripts/demo-traffic.sh $(BIN) $(DEMO) $(PORT)
 
 serve: install
 	@test -L $(DEMO)/models/current || { echo "no demo model under $(DEMO)/models: run 'make demo'"; exit 2; }

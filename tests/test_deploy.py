@@ -49,3 +49,27 @@ def test_kubernetes_and_compose_commands_parse() -> None:
     assert {"redis", "recsvc", "retrain"} <= set(compose["services"])
     for name in ("recsvc", "retrain"):
         parses(compose["services"][name]["command"])
+
+
+def test_the_monitoring_names_only_metrics_the_service_exports() -> None:
+    """Every metric in the Grafana dashboard and the alert rules is one /metrics has."""
+    import json
+    import re
+
+    from prometheus_client import generate_latest
+
+    from recsvc.service import telemetry  # noqa: F401 - registers the service's metrics
+
+    exported = set(re.findall(r"^# HELP (\S+)", generate_latest().decode(), re.MULTILINE))
+    monitoring = ROOT / "deploy/monitoring"
+    rules = yaml.safe_load((monitoring / "prometheus-alerts.yml").read_text())
+    alerts = [r for group in rules["groups"] for r in group["rules"]]
+    assert {"RecsvcErrorRate", "RecsvcSlowP99", "RecsvcCacheHitRatioLow",
+            "RecsvcFallbackRateHigh", "RecsvcModelStale", "RecsvcNightlyJobFailed",
+            "RecsvcImpressionsDropped"} <= {a["alert"] for a in alerts}
+    dashboard = json.loads((monitoring / "grafana-dashboard.json").read_text())
+    expressions = [a["expr"] for a in alerts] + [
+        t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    used = {re.sub(r"_(bucket|count|sum)$", "", name)
+            for e in expressions for name in re.findall(r"recsvc_[a-z_]+", e)}
+    assert used and used <= exported, used - exported

@@ -168,9 +168,33 @@ def test_holm_adjusts_as_the_textbook_does() -> None:
     assert holm([0.5]) == [0.5]
 
 
+def send_traffic(svc) -> list[str]:  # noqa: ANN001
+    """Every planted shopper (but bu1, who refused consent) asks for a list and clicks its
+    first item; every other one buys two of it at 10.00. Returns the shoppers, once every
+    list is in the impression log."""
+    import time
+
+    users = [f"{g}u{u}" for g in "ab" for u in range(30) if f"{g}u{u}" != "bu1"]
+    for i, user in enumerate(users):
+        body = svc.get("/recommend", user_id=user, n=4).json()
+        first = body["items"][0]["item_id"]
+        events = [{"user_id": user, "item_id": first, "event_type": "click",
+                   "recommendation_id": body["recommendation_id"]}]
+        if i % 2 == 0:
+            events.append({"user_id": user, "item_id": first, "event_type": "purchase",
+                           "value": 2, "price": 10.0,
+                           "recommendation_id": body["recommendation_id"]})
+        assert svc.http.post("/events", json=events).json()["accepted"] == len(events)
+    deadline = time.monotonic() + 30  # the impression writer flushes 4 times a second
+    while sum(len(f.read_text().splitlines())
+              for f in (svc.state_dir / "impressions").glob("*.jsonl")) < len(users):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    return users
+
+
 def test_recsvc_report_reads_what_the_service_logged(tmp_path, capsys) -> None:  # noqa: ANN001
     import json
-    import time
 
     from recsvc.cli import main
     from tests.test_service import start_service, train_planted
@@ -179,23 +203,8 @@ def test_recsvc_report_reads_what_the_service_logged(tmp_path, capsys) -> None: 
     rules = tmp_path / "rules.toml"
     rules.write_text("[variants.control]\nshare = 0.5\n[variants.better]\nshare = 0.5\n")
     svc = start_service(tmp_path, store, rules_file=rules)
-    users = [f"{g}u{u}" for g in "ab" for u in range(30) if f"{g}u{u}" != "bu1"]
     try:
-        for i, user in enumerate(users):
-            body = svc.get("/recommend", user_id=user, n=4).json()
-            first = body["items"][0]["item_id"]
-            events = [{"user_id": user, "item_id": first, "event_type": "click",
-                       "recommendation_id": body["recommendation_id"]}]
-            if i % 2 == 0:
-                events.append({"user_id": user, "item_id": first, "event_type": "purchase",
-                               "value": 2, "price": 10.0,
-                               "recommendation_id": body["recommendation_id"]})
-            assert svc.http.post("/events", json=events).json()["accepted"] == len(events)
-        deadline = time.monotonic() + 30  # the impression writer flushes 4 times a second
-        while sum(len(f.read_text().splitlines())
-                  for f in (svc.state_dir / "impressions").glob("*.jsonl")) < len(users):
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        users = send_traffic(svc)
     finally:
         svc.http.close()
         svc.server.stop()
@@ -214,3 +223,12 @@ def test_recsvc_report_reads_what_the_service_logged(tmp_path, capsys) -> None: 
     assert sum(report["ab"]["shoppers"].values()) == len(users)
     assert "## A/B" in (out / "report.md").read_text()
     assert (out / "daily_ctr.png").stat().st_size > 1000
+
+
+def test_a_shopper_the_model_knows_is_not_new() -> None:
+    seen = {"old": T0 - 10 * DAY, "gone": T0 - 200 * DAY}
+    report = build([shown("r1", T0 + 1, "old", ["a"]), shown("r2", T0 + 2, "gone", ["a"]),
+                    shown("r3", T0 + 3, "fresh", ["a"])], [],
+                   ReportSettings(start=T0, end=T0 + DAY), seen_before=seen.get)
+    assert {k: v["impressions"] for k, v in report["by_lifecycle"].items()} == {
+        "active": 1, "churned": 1, "new": 1}

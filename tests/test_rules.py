@@ -176,3 +176,39 @@ def test_anchors_are_the_session_then_the_most_confident_past_items() -> None:
     many = sp.csr_matrix(np.arange(1, 31, dtype=np.float32)[None, :])
     assert _anchors(many, [], True)[0][0].tolist() == list(range(29, 29 - MAX_ANCHORS, -1))
     assert _anchors(history, [], False)[0].shape == (2, 0)  # not personal: no past
+
+
+def test_variants_start_and_stop_without_a_restart(tmp_path: Path) -> None:
+    import time
+
+    from tests.test_service import start_service, train_planted
+
+    store, _ = train_planted(tmp_path)
+    rules = tmp_path / "rules.toml"
+    rules.write_text("[variants.control]\nshare = 1\n")
+    svc = start_service(tmp_path, store, rules_file=rules)
+    users = [f"{g}u{u}" for g in "ab" for u in range(30)]
+
+    def variants() -> set[str]:
+        return {svc.get("/recommend", user_id=u, n=2).json()["variant"] for u in users}
+
+    def until(wanted: set[str]) -> None:
+        deadline = time.monotonic() + 30  # every worker looks each reload interval
+        while variants() != wanted:
+            assert time.monotonic() < deadline, variants()
+            time.sleep(0.1)
+
+    try:
+        assert variants() == {"control"}
+        rules.write_text("[variants.control]\nshare = 1\n[variants.trial]\nshare = 1\n"
+                         "weights = { popularity = 5.0 }\n")
+        until({"control", "trial"})
+        assert svc.get("/model").json()["variants"] == ["control", "trial"]
+        rules.write_text("[variants.control]\nshare = 1\n[variants.trial]\nshare = -1\n")
+        time.sleep(1.0)  # a file that does not load is refused; the rules served stay
+        assert variants() == {"control", "trial"}
+        rules.write_text("[variants.control]\nshare = 1\n")  # the trial stopped
+        until({"control"})
+    finally:
+        svc.http.close()
+        svc.server.stop()

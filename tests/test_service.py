@@ -432,3 +432,41 @@ def test_an_unwritable_events_log_answers_503_and_keeps_nothing(service: Service
     (service.state_dir / "events").unlink()
     retried = service.http.post("/events", json=event)  # its id was released: recorded now
     assert retried.json() == {"accepted": 1, "duplicates": 0, "ignored": 0}
+
+
+def test_metrics_say_how_old_the_model_is_and_how_the_nightly_job_went(
+        tmp_path: Path) -> None:
+    store, version = train_planted(tmp_path)
+    runs = tmp_path / "m" / "runs"
+    runs.mkdir()
+    (runs / "20261130T020000.000000Z.json").write_text(json.dumps(
+        {"finished_at": "2026-11-30T02:10:00+00:00", "exit_code": 0}))
+    (runs / "20261201T020000.000000Z.json").write_text(json.dumps(
+        {"finished_at": "2026-12-01T02:05:00+00:00", "exit_code": 1}))
+    svc = start_service(tmp_path, store)
+    try:
+        def value(name: str) -> float | None:
+            for line in svc.http.get("/metrics").text.splitlines():
+                if line.startswith(name + " "):
+                    return float(line.split()[-1])
+            return None
+
+        deadline = time.monotonic() + 30  # read at start, then every 10 s
+        while value("recsvc_nightly_last_run_failed") != 1.0:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        from datetime import datetime
+
+        def at(iso: str) -> float:
+            return datetime.fromisoformat(iso).timestamp()
+
+        assert value("recsvc_nightly_last_success_timestamp_seconds") == at(
+            "2026-11-30T02:10:00+00:00")  # the newest run that did its job
+        assert value("recsvc_nightly_last_run_timestamp_seconds") == at(
+            "2026-12-01T02:05:00+00:00")
+        trained = load_model(tmp_path / "m").manifest.created_at
+        assert value("recsvc_model_trained_timestamp_seconds") == pytest.approx(
+            datetime.fromisoformat(trained).timestamp())
+    finally:
+        svc.http.close()
+        svc.server.stop()

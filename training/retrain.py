@@ -42,6 +42,7 @@ from recsvc.jobs.warm import warm
 from recsvc.settings import Settings
 from recsvc.stores.events_log import EventLog
 from recsvc.stores.forget import retirable
+from recsvc.stores.runs import RUNS_DIR
 from training.clean import CleanData, clean, format_report
 from training.config import TrainConfig
 from training.evaluate import GateResult, build_test_set, evaluate, gate
@@ -53,7 +54,6 @@ from training.readers import read_items, read_users
 from training.splits import time_split
 
 LOCK_NAME = ".retrain.lock"
-RUNS_DIR = "runs"
 
 
 class RunLock:

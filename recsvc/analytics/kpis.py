@@ -78,16 +78,21 @@ def wilson(successes: int, trials: int, z: float = 1.96) -> tuple[float, float]:
 
 def build(impressions: list[dict], events: list[dict], settings: ReportSettings,
           segment_of: Callable[[str], str] = lambda user: "all",
-          subject: Callable[[str], str] = str) -> dict[str, Any]:
+          subject: Callable[[str], str] = str,
+          seen_before: Callable[[str], float | None] = lambda user: None) -> dict[str, Any]:
     """The report, as JSON-ready data. `events` may reach before the period (for the
-    lifecycle stages); `subject` maps an events-log user id to the impression log's."""
+    lifecycle stages); `subject` maps an events-log user id to the impression log's;
+    `seen_before` is when a shopper was last seen in data older than the events log (the
+    model's training data), None if never."""
     start, end = settings.start, settings.end
     shown_records = [r for r in impressions if start <= r["ts"] < end]
     shown = explode(shown_records)
     history = events_from(events)
     history = dataclasses.replace(history, user=np.array(
         [subject(u) for u in history.user.tolist()], dtype=str))
-    lifecycle = _stages(history.user, history.ts, start, settings.lifecycle)
+    shown_users = {r.get("user_id") for r in shown_records if r.get("user_id")}
+    lifecycle = _stages(history.user, history.ts, start, settings.lifecycle, seen_before,
+                        shown_users)
     in_period = (history.ts >= start) & (history.ts < end)
     period = Events(**{k: v[in_period] for k, v in vars(history).items()})
     rows = attribute(shown, period, settings.window_hours * 3600.0)
@@ -162,17 +167,24 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
 
 
-def _stages(users: np.ndarray, ts: np.ndarray, start: float,
-            rules: Lifecycle) -> dict[str, str]:
-    """Each shopper's lifecycle stage at `start`, from their events before it."""
+def _stages(users: np.ndarray, ts: np.ndarray, start: float, rules: Lifecycle,
+            seen_before: Callable[[str], float | None], shown: set[str]) -> dict[str, str]:
+    """Each shopper's lifecycle stage at `start`, from their events before it and when
+    older data last saw them (a shopper the model knows is not new)."""
     before = ts < start
     first: dict[str, float] = {}
     last: dict[str, float] = {}
     for u, t in zip(users[before].tolist(), ts[before].tolist(), strict=True):
         first[u] = min(first.get(u, t), t)
         last[u] = max(last.get(u, t), t)
-    everyone = set(users.tolist())
-    return {u: rules.stage(first.get(u), last.get(u), start) for u in everyone}
+    out = {}
+    for u in set(users.tolist()) | shown:
+        older = seen_before(u)
+        if older is not None and older < start:
+            first[u] = min(first.get(u, older), start - (rules.new_days + 1) * DAY)
+            last[u] = max(last.get(u, older), older)
+        out[u] = rules.stage(first.get(u), last.get(u), start)
+    return out
 
 
 def _orders(period: Any, rows: np.ndarray) -> dict[str, Any]:

@@ -160,3 +160,26 @@ def rollback(model_root: str | Path, version: str | None = None, force: bool = F
     open_version(root, version)  # refuse a corrupt version before pointing at it
     promote(root, version, rollback_from=current, forced=state not in SERVABLE)
     return version
+
+
+def describe_versions(model_root: str | Path) -> list[dict[str, Any]]:
+    """Every version, oldest first: whether it is current, its state (and when it was
+    last promoted, or why it was rejected or failed), its size and validation figures."""
+    current = current_version(model_root)
+    rows = []
+    for version in list_versions(model_root):
+        row: dict[str, Any] = {"version": version, "current": version == current,
+                               "created_at": None, "users": None, "items": None,
+                               "validation": {}}
+        try:
+            history = record(model_root, version)
+            row.update(state=history["state"], promoted_at=promoted_at(model_root, version),
+                       last_change=(history["history"] or [{}])[-1])
+            m = open_version(model_root, version, verify=False).manifest
+        except ModelError as exc:  # listed, not fatal: this is how an operator finds it
+            row.setdefault("state", "unreadable")
+            rows.append({**row, "error": str(exc)})
+            continue
+        rows.append({**row, "created_at": m.created_at, "users": m.counts.users,
+                     "items": m.counts.items, "validation": m.metrics.validation})
+    return rows

@@ -86,10 +86,14 @@ def make_report(settings: Settings, start: float, end: float, window_hours: floa
               and r["timestamp"] < end]
     rules = load_rules(settings.rules_file)
     shares = {name: spec.share for name, spec in rules.variants.items()}
-    catalog, segment_of = 0, _no_segment
+    catalog, segment_of, seen_before = 0, _no_segment, _never
     try:
         model = load_model(settings.model_root, verify=False)
         catalog = model.n_items
+        if model.user_last_seen.size == model.n_users:
+            def seen_before(user: str) -> float | None:
+                at = int(model.user_index([user])[0])
+                return float(model.user_last_seen[at]) if at >= 0 else None
         if "segment" in model.user_attributes:
             codes, values = model.user_attributes["segment"]
 
@@ -102,13 +106,18 @@ def make_report(settings: Settings, start: float, end: float, window_hours: floa
                    ReportSettings(start=start, end=end, window_hours=window_hours,
                                   shares=shares, lifecycle=lifecycle,
                                   catalog_size=catalog),
-                   segment_of=segment_of, subject=settings.key_subject())
+                   segment_of=segment_of, subject=settings.key_subject(),
+                   seen_before=seen_before)
     report["sources"] = {"impressions": len(impressions), "events": len(events)}
     return report
 
 
 def _no_segment(user: str) -> str:
     return "all"
+
+
+def _never(user: str) -> float | None:
+    return None
 
 
 def _run(args: argparse.Namespace) -> int:

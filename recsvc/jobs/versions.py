@@ -13,31 +13,9 @@ from pathlib import Path
 import orjson
 
 from recsvc.cli import Command
-from recsvc.core.artifacts import current_version, list_versions, open_version
-from recsvc.core.errors import EXIT_OK, ModelError
-from recsvc.core.lifecycle import promoted_at, record, rollback
-
-
-def describe(model_root: Path) -> list[dict]:
-    """Every version, oldest first: whether it is current, its state (and when it was
-    last promoted, or why it was rejected or failed), its size and validation figures."""
-    current = current_version(model_root)
-    rows = []
-    for version in list_versions(model_root):
-        row: dict = {"version": version, "current": version == current, "created_at": None,
-                     "users": None, "items": None, "validation": {}}
-        try:
-            history = record(model_root, version)
-            row.update(state=history["state"], promoted_at=promoted_at(model_root, version),
-                       last_change=(history["history"] or [{}])[-1])
-            m = open_version(model_root, version, verify=False).manifest
-        except ModelError as exc:  # listed, not fatal: this is how an operator finds it
-            row.setdefault("state", "unreadable")
-            rows.append({**row, "error": str(exc)})
-            continue
-        rows.append({**row, "created_at": m.created_at, "users": m.counts.users,
-                     "items": m.counts.items, "validation": m.metrics.validation})
-    return rows
+from recsvc.core.artifacts import current_version
+from recsvc.core.errors import EXIT_OK
+from recsvc.core.lifecycle import describe_versions, rollback
 
 
 def _why(row: dict) -> str:
@@ -59,7 +37,7 @@ def _configure_versions(p: argparse.ArgumentParser) -> None:
 
 
 def _run_versions(args: argparse.Namespace) -> int:
-    rows = describe(args.model_root)
+    rows = describe_versions(args.model_root)
     if args.json:
         sys.stdout.write(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode() + "\n")
         return EXIT_OK

@@ -18,7 +18,7 @@ from threadpoolctl import threadpool_limits
 from recsvc import __version__
 from recsvc.service import docs_pages, errors, logs, openapi, telemetry
 from recsvc.service.fastpath import RecommendFastPath
-from recsvc.service.routes import catalog, operations, shoppers, storefront
+from recsvc.service.routes import catalog, dashboard, operations, shoppers, storefront
 from recsvc.service.state import ServiceState
 from recsvc.settings import Settings
 
@@ -68,6 +68,7 @@ def create_app(settings: Settings | None = None, state: ServiceState | None = No
     errors.install(app)
     for router in (storefront.router, catalog.router, shoppers.router, operations.router):
         app.include_router(router)
+    dashboard.install(app)
     return app
 
 

@@ -5,8 +5,11 @@ cache, the catalog overrides and the events log, and the watcher that notices a 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import logging
+import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +18,7 @@ from recsvc.core.artifacts import current_version
 from recsvc.core.engine import Engine, load_engine
 from recsvc.core.errors import RecsvcError
 from recsvc.core.lifecycle import rollback, servable_versions
-from recsvc.core.policy.rules import RulesFile, load_rules
+from recsvc.core.policy.rules import RulesFile, load_rules, resolve
 from recsvc.service import telemetry
 from recsvc.service.auth import Gatekeeper
 from recsvc.service.errors import NoModel
@@ -24,14 +27,27 @@ from recsvc.stores.cache import Cache, open_cache
 from recsvc.stores.catalog import CatalogOverrides
 from recsvc.stores.events_log import EventLog
 from recsvc.stores.impressions import ImpressionLog
+from recsvc.stores.runs import epoch, latest_runs
 
 log = logging.getLogger("recsvc.state")
+RUNS_EVERY_S = 10.0  # how often the nightly job's summaries are read for the metrics
+
+
+def _stamp(path: Path | None) -> tuple[int, int] | None:
+    """When the file last changed, and its size (None: no file)."""
+    try:
+        st = os.stat(path) if path is not None else None
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size) if st else None
 
 
 class ServiceState:
     def __init__(self, settings: Settings, cache: Cache | None = None) -> None:
         self.settings = settings
         self.rules_file: RulesFile = load_rules(settings.rules_file)
+        self._rules_stamp = _stamp(settings.rules_file)
+        self._runs_checked = float("-inf")
         paths = settings.paths
         self.overrides = CatalogOverrides(paths.catalog_overrides)
         self.events = EventLog(paths.events_dir, settings.events_rotate_bytes,
@@ -87,7 +103,9 @@ class ServiceState:
             # collector's way, so its full passes stay short under load.
             gc.collect()
             gc.freeze()
-            telemetry.set_model(engine.version)
+            manifest = engine.model.manifest
+            telemetry.set_model(engine.version,
+                                epoch(manifest.created_at) if manifest is not None else None)
             if engine.version == current_version(root):
                 self._set_problem(None)
             log.info("serving model %s", engine.version)
@@ -142,6 +160,10 @@ class ServiceState:
             await asyncio.sleep(self.settings.reload_interval_s)
             telemetry.set_cache(self.cache.status())
             await self.follow_privacy()
+            await self.follow_rules()
+            if time.monotonic() >= self._runs_checked + RUNS_EVERY_S:
+                self._runs_checked = time.monotonic()
+                telemetry.set_nightly(await asyncio.to_thread(latest_runs, root))
             target = current_version(root)
             serving = self._engine.version if self._engine else None
             if target is not None and target == serving and self.problem is not None:
@@ -157,6 +179,30 @@ class ServiceState:
                           target, serving, exc)
                 self._set_problem(f"current model {target} could not be loaded ({exc}); "
                                   f"still serving {serving}")
+
+    async def follow_rules(self) -> bool:
+        """Apply the rules file again when it changed (variants started, stopped or
+        re-weighted; boosts, burials, exclusions): the engine is swapped with the new
+        rules resolved against its model. A file that does not load is logged and the
+        rules served are kept. True when new rules were applied."""
+        path = self.settings.rules_file
+        stamp = _stamp(path)
+        if path is None or stamp == self._rules_stamp:
+            return False
+        self._rules_stamp = stamp
+        try:
+            rules = await asyncio.to_thread(load_rules, path)
+        except RecsvcError as exc:
+            log.error("rules not reloaded, still applying the previous ones: %s", exc)
+            return False
+        async with self._swap:
+            self.rules_file = rules
+            engine = self._engine
+            if engine is not None:
+                self._engine = await asyncio.to_thread(
+                    dataclasses.replace, engine, rules=resolve(rules, engine.model))
+        log.info("rules reloaded from %s", path)
+        return True
 
     async def follow_privacy(self) -> int:
         """Read what the privacy ledger gained (from any worker or the forget command)

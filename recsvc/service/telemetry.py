@@ -22,6 +22,7 @@ from prometheus_client import (
 from starlette.exceptions import HTTPException
 
 from recsvc.service.errors import error_body
+from recsvc.stores.runs import HEALTHY_EXITS, epoch
 
 REQUEST_SECONDS = Histogram(
     "recsvc_request_seconds", "Request latency by endpoint", ["endpoint"],
@@ -42,6 +43,17 @@ MODEL_INFO = Gauge("recsvc_model_info", "The version a worker serves (1; 0 once 
 # Labelled, so that nothing is exported until a worker with Redis sets it.
 REDIS_UP = Gauge("recsvc_redis_up", "1 when Redis answers, 0 while the breaker is open",
                  ["cache"], multiprocess_mode="liveall")
+MODEL_TRAINED = Gauge("recsvc_model_trained_timestamp_seconds",
+                      "When the model served was trained (the oldest across workers)",
+                      multiprocess_mode="min")
+NIGHTLY_LAST_RUN = Gauge("recsvc_nightly_last_run_timestamp_seconds",
+                         "When the nightly job last finished a run", multiprocess_mode="max")
+NIGHTLY_LAST_OK = Gauge("recsvc_nightly_last_success_timestamp_seconds",
+                        "When the nightly job last finished a run that did its job "
+                        "(promoted, or kept the current model at the gate)",
+                        multiprocess_mode="max")
+NIGHTLY_FAILED = Gauge("recsvc_nightly_last_run_failed",
+                       "1 when the nightly job's last run failed", multiprocess_mode="max")
 MODEL_DEGRADED = Gauge("recsvc_model_degraded",
                        "1 while a worker serves another version than `current`",
                        multiprocess_mode="liveall")
@@ -86,7 +98,7 @@ def endpoint_label(path: str) -> str:
 _SERVING: list[str] = []
 
 
-def set_model(version: str) -> None:
+def set_model(version: str, trained_at: float | None = None) -> None:
     """This worker now serves `version`: 1 for it, 0 for the one it replaced (with
     several workers a cleared sample would stay in the shared files at its last value)."""
     for old in _SERVING:
@@ -94,6 +106,23 @@ def set_model(version: str) -> None:
             MODEL_INFO.labels(version=old).set(0)
     _SERVING[:] = [version]
     MODEL_INFO.labels(version=version).set(1)
+    if trained_at is not None:
+        MODEL_TRAINED.set(trained_at)
+
+
+def set_nightly(runs: list[dict[str, Any]]) -> None:
+    """The nightly job's health from its run summaries (newest first)."""
+    if not runs:
+        return
+    last = runs[0]
+    finished = epoch(last.get("finished_at"))
+    if finished is not None:
+        NIGHTLY_LAST_RUN.set(finished)
+    NIGHTLY_FAILED.set(0 if last.get("exit_code") in HEALTHY_EXITS else 1)
+    for run in runs:
+        if run.get("exit_code") in HEALTHY_EXITS and epoch(run.get("finished_at")):
+            NIGHTLY_LAST_OK.set(epoch(run.get("finished_at")) or 0.0)
+            break
 
 
 def set_cache(status: str) -> None:

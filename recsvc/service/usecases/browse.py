@@ -26,7 +26,7 @@ def _viewer(state: ServiceState, user_id: str | None) -> str | None:
 
 
 async def similar_body(state: ServiceState, item_id: str, n: int, user_id: str | None = None,
-                       placement: str | None = None) -> bytes:
+                       placement: str | None = None, log: bool = True) -> bytes:
     engine = state.engine
     item = int(engine.model.item_index([item_id])[0])
     if item < 0:
@@ -35,8 +35,9 @@ async def similar_body(state: ServiceState, item_id: str, n: int, user_id: str |
     stage = filter_stage(engine.model, engine.rules, live, price)
     entries = await run_in_threadpool(similar_entries, engine, item, n, stage.allowed, live)
     rid = os.urandom(16).hex()
-    state.impression(rid, _viewer(state, user_id), "default", placement or "similar",
-                     np.array([e[0] for e in entries], dtype=np.int64))
+    if log:
+        state.impression(rid, _viewer(state, user_id), "default", placement or "similar",
+                         np.array([e[0] for e in entries], dtype=np.int64))
     return orjson.dumps({"item_id": item_id, "model_version": engine.version,
                          "recommendation_id": rid, "items": items_payload(entries)})
 

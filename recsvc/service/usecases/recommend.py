@@ -21,8 +21,10 @@ from recsvc.service.state import ServiceState
 from recsvc.stores.cache import decode_fresh, fresh_key, list_key
 
 
-async def recommend_body(state: ServiceState, query: RecommendQuery, caller: Caller) -> bytes:
-    """The response to `GET /recommend`, as JSON bytes."""
+async def recommend_body(state: ServiceState, query: RecommendQuery, caller: Caller,
+                         log: bool = True) -> bytes:
+    """The response to `GET /recommend`, as JSON bytes (`log`: as an impression; not
+    for an operator's look at a shopper's list)."""
     if caller.kind == "shopper":
         if not query.user_id:
             query = dataclasses.replace(query, user_id=caller.user_id or "")
@@ -70,8 +72,9 @@ async def recommend_body(state: ServiceState, query: RecommendQuery, caller: Cal
         positions = stage.select(packed.items, query.n)
     telemetry.count_recommendation(variant.name)
     rid = os.urandom(16).hex()
-    state.impression(rid, subject or None, variant.name, query.placement or "recommend",
-                     packed.items[positions])
+    if log:
+        state.impression(rid, subject or None, variant.name,
+                         query.placement or "recommend", packed.items[positions])
     head = orjson.dumps({"user_id": shown_id or None, "model_version": engine.version,
                          "variant": variant.name, "recommendation_id": rid})
     exposure = settings.open_reasons if caller.kind == "open" else "full"
