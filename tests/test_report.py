@@ -232,3 +232,15 @@ def test_a_shopper_the_model_knows_is_not_new() -> None:
                    ReportSettings(start=T0, end=T0 + DAY), seen_before=seen.get)
     assert {k: v["impressions"] for k, v in report["by_lifecycle"].items()} == {
         "active": 1, "churned": 1, "new": 1}
+
+
+def test_lifecycle_stages_follow_recency_and_frequency() -> None:
+    rules = Lifecycle(new_days=30, active_days=30, dormant_days=90, active_min_events=3)
+    events = [event("loyal", "x", "view", T0 - d * DAY) for d in (40, 5, 4, 3)]
+    events += [event("rare", "x", "view", T0 - d * DAY) for d in (60, 2)]  # once lately
+    events += [event("lapsed", "x", "view", T0 - d * DAY) for d in (200, 150)]
+    impressions = [shown(f"r{u}", T0 + 1, u, ["a"]) for u in ("loyal", "rare", "lapsed")]
+    report = build(impressions, events, ReportSettings(start=T0, end=T0 + DAY,
+                                                       lifecycle=rules))
+    assert {k: v["impressions"] for k, v in report["by_lifecycle"].items()} == {
+        "active": 1, "dormant": 1, "churned": 1}

@@ -39,18 +39,24 @@ DAY = 86_400.0
 class Lifecycle:
     """A shopper's stage when the period starts, by recency and frequency of their
     events before it: new (first seen within `new_days`, or during the period), active
-    (an event within `active_days`), dormant (within `dormant_days`), churned (older)."""
+    (at least `active_min_events` events within `active_days`), dormant (an event within
+    `dormant_days`), churned (older)."""
 
     new_days: float = 30.0
     active_days: float = 30.0
     dormant_days: float = 90.0
+    active_min_events: int = 1
 
-    def stage(self, first: float | None, last: float | None, start: float) -> str:
+    def stage(self, first: float | None, last: float | None, start: float,
+              recent_events: int | None = None) -> str:
+        """`recent_events`: how many in the `active_days` before `start` (None: as
+        many as it takes, for a shopper known only by when they were last seen)."""
         if first is None or start - first < self.new_days * DAY:
             return "new"
         assert last is not None
         idle = (start - last) / DAY
-        if idle <= self.active_days:
+        frequent = recent_events is None or recent_events >= self.active_min_events
+        if idle <= self.active_days and frequent:
             return "active"
         return "dormant" if idle <= self.dormant_days else "churned"
 
@@ -174,16 +180,20 @@ def _stages(users: np.ndarray, ts: np.ndarray, start: float, rules: Lifecycle,
     before = ts < start
     first: dict[str, float] = {}
     last: dict[str, float] = {}
+    recent: dict[str, int] = {}
+    window = start - rules.active_days * DAY
     for u, t in zip(users[before].tolist(), ts[before].tolist(), strict=True):
         first[u] = min(first.get(u, t), t)
         last[u] = max(last.get(u, t), t)
+        recent[u] = recent.get(u, 0) + (t >= window)
     out = {}
     for u in set(users.tolist()) | shown:
         older = seen_before(u)
         if older is not None and older < start:
             first[u] = min(first.get(u, older), start - (rules.new_days + 1) * DAY)
             last[u] = max(last.get(u, older), older)
-        out[u] = rules.stage(first.get(u), last.get(u), start)
+        out[u] = rules.stage(first.get(u), last.get(u), start,
+                             recent.get(u, 0) if u in recent else None)
     return out
 
 

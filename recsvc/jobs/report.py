@@ -44,6 +44,8 @@ def _configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--active-days", type=float, default=30.0, help="lifecycle: active")
     p.add_argument("--dormant-days", type=float, default=90.0,
                    help="lifecycle: dormant (older: churned)")
+    p.add_argument("--active-min-events", type=int, default=1,
+                   help="lifecycle: events within --active-days to count as active")
     p.add_argument("--out", type=Path, help="directory (default STATE_DIR/reports/SINCE-UNTIL)")
     p.add_argument("--no-plots", action="store_true", help="JSON and Markdown only")
 
@@ -133,7 +135,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.window_hours <= 0:
         raise InputError("--window-hours must be positive")
     report = make_report(settings, start, end, args.window_hours,
-                         Lifecycle(args.new_days, args.active_days, args.dormant_days))
+                         Lifecycle(args.new_days, args.active_days, args.dormant_days,
+                                   args.active_min_events))
     stamp = lambda ts: time.strftime("%Y%m%d", time.gmtime(ts))  # noqa: E731
     out = args.out or settings.paths.root / "reports" / f"{stamp(start)}-{stamp(end)}"
     out.mkdir(parents=True, exist_ok=True)
