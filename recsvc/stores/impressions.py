@@ -33,6 +33,7 @@ import numpy as np
 from recsvc.stores.events_log import EventLog
 
 PREFIX = "impressions-"
+CHUNK = 32  # impressions serialised between two chances for the requests to run
 log = logging.getLogger("recsvc.impressions")
 
 # (recommendation id, time, user, variant, model version, surface, item numbers, the
@@ -84,6 +85,10 @@ class ImpressionLog:
             batch.append({"recommendation_id": rid, "ts": round(ts, 3), "user_id": user,
                           "variant": variant, "model_version": version, "surface": surface,
                           "items": ids[items].tolist()})
+            if len(batch) % CHUNK == 0:
+                # Let the request thread in: a batch serialised in one go would hold the
+                # interpreter for milliseconds, and every answer would wait for it.
+                time.sleep(0)
         if not batch:
             return 0
         try:
