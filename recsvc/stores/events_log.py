@@ -58,7 +58,10 @@ class EventLog:
     def append(self, records: list[dict[str, Any]]) -> Path:
         """Write the records as whole lines, durably (per the fsync policy); returns the
         file written. On any error nothing of them stays in the file."""
-        data = b"".join(orjson.dumps(r) + b"\n" for r in records)
+        return self.append_lines(b"".join(orjson.dumps(r) + b"\n" for r in records))
+
+    def append_lines(self, data: bytes) -> Path:
+        """`append` for lines already serialised (each ending in a newline)."""
         self.directory.mkdir(parents=True, exist_ok=True)
         with self._lock:
             path = self._target(time.time())
