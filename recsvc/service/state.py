@@ -46,7 +46,7 @@ class ServiceState:
     def __init__(self, settings: Settings, cache: Cache | None = None) -> None:
         self.settings = settings
         self.rules_file: RulesFile = load_rules(settings.rules_file)
-        self._rules_stamp = _stamp(settings.rules_file)
+        self._rules_stamp = self._rules_seen = _stamp(settings.rules_file)
         self._runs_checked = float("-inf")
         paths = settings.paths
         self.overrides = CatalogOverrides(paths.catalog_overrides)
@@ -188,6 +188,11 @@ class ServiceState:
         path = self.settings.rules_file
         stamp = _stamp(path)
         if path is None or stamp == self._rules_stamp:
+            return False
+        if stamp != self._rules_seen:
+            # Changed since the last look: wait until it stays the same for one interval,
+            # so that a file caught half-written by an editor is never applied.
+            self._rules_seen = stamp
             return False
         self._rules_stamp = stamp
         try:
