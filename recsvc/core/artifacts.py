@@ -58,7 +58,8 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Make a rename or a new file in `path` durable."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -137,9 +138,9 @@ class VersionWriter:
             fh.write("\n")
             fh.flush()
             os.fsync(fh.fileno())
-        _fsync_dir(self.tmp_dir)
+        fsync_dir(self.tmp_dir)
         os.rename(self.tmp_dir, self.model_root / self.version)
-        _fsync_dir(self.model_root)
+        fsync_dir(self.model_root)
         self._committed = True
         return manifest
 
@@ -177,7 +178,7 @@ def publish(model_root: str | Path, version: str) -> None:
     tmp_link = root / f"{TMP_PREFIX}current-{secrets.token_hex(4)}"
     os.symlink(version, tmp_link)
     os.replace(tmp_link, root / CURRENT)
-    _fsync_dir(root)
+    fsync_dir(root)
 
 
 def current_version(model_root: str | Path) -> str | None:

@@ -28,10 +28,6 @@ class Caller:
     kind: Literal["operator", "client", "shopper", "open"]
     user_id: str | None = None  # the shopper a token speaks for
 
-    @property
-    def identified(self) -> bool:
-        return self.kind != "open"
-
     def check_user(self, user_id: str | None, where: str) -> None:
         """A shopper token reads and writes its own shopper's data only."""
         if self.kind == "shopper" and user_id != self.user_id:

@@ -19,14 +19,6 @@ from recsvc.service.schemas import RecommendParams
 LIST_PARAMS = frozenset({"exclude", "recent_items"})
 
 
-def _split(values: list[str]) -> tuple[str, ...]:
-    """Repeated parameters, or one comma-separated value."""
-    out: list[str] = []
-    for value in values:
-        out.extend(v.strip() for v in value.split(",") if v.strip())
-    return tuple(out)
-
-
 def parse_recommend(query_string: bytes) -> RecommendQuery:
     """The query, or a RequestValidationError answered as FastAPI answers one (422)."""
     # Read as Starlette reads a query string: lenient, bad UTF-8 replaced, the last of
@@ -47,8 +39,8 @@ def parse_recommend(query_string: bytes) -> RecommendQuery:
     attributes = {k: v for k, v in (("segment", p.segment), ("region", p.region)) if v}
     return RecommendQuery(
         user_id=p.user_id or "", n=p.n, exclude_seen=p.exclude_seen, category=p.category,
-        exclude=_split(p.exclude), min_price=p.min_price, max_price=p.max_price,
-        recent_items=_split(p.recent_items), attributes=attributes, placement=p.placement)
+        exclude=tuple(p.exclude), min_price=p.min_price, max_price=p.max_price,
+        recent_items=tuple(p.recent_items), attributes=attributes, placement=p.placement)
 
 
 def openapi_parameters() -> list[dict[str, Any]]:

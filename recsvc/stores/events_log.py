@@ -27,6 +27,8 @@ from typing import Any
 import numpy as np
 import orjson
 
+from recsvc.core.artifacts import fsync_dir
+
 PREFIX = "events-"
 SUFFIX = ".jsonl"
 
@@ -107,7 +109,7 @@ class EventLog:
                     f.flush()
                     os.fsync(f.fileno())
                 os.replace(tmp, path)
-                _fsync_dir(path.parent)
+                fsync_dir(path.parent)
                 changed.append({"file": path.name, "rows_removed": int(gone.sum())})
             finally:
                 os.close(fd)
@@ -154,14 +156,6 @@ def _user_of(line: bytes) -> str:
     except orjson.JSONDecodeError:
         return ""  # a torn line: the trainer skips it anyway
     return str(record.get("user_id", "")) if isinstance(record, dict) else ""
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _part(path: Path, prefix_chars: int) -> int:

@@ -27,7 +27,6 @@ class IdHasher:
     def __init__(self, key: bytes) -> None:
         if len(key) < 16:
             raise ValueError("an id hash key needs at least 16 bytes")
-        self._key = key
         self._keyed = hmac.new(key, digestmod=hashlib.sha256)  # copied: keyed once
 
     def digest(self, user_id: str) -> str:
@@ -38,11 +37,6 @@ class IdHasher:
     def digests(self, user_ids: Iterable[str]) -> np.ndarray:
         """Digests of many ids (a sorted-lookup-friendly fixed-width string array)."""
         return np.array([self.digest(str(u)) for u in user_ids], dtype=f"<U{DIGEST_CHARS}")
-
-    @property
-    def fingerprint(self) -> str:
-        """Names the key without revealing it: two hashers agree iff this does."""
-        return hmac.new(self._key, b"recsvc key check", hashlib.sha256).hexdigest()[:16]
 
 
 def parse_purposes(value: object) -> dict[str, bool] | None:
