@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from recsvc.core.policy.frequency import FrequencyPolicy
 from recsvc.core.policy.privacy import IdHasher
 from recsvc.stores.cache import MEMORY, REDIS_SCHEMES, scheme
 from recsvc.stores.paths import StatePaths
@@ -65,12 +66,22 @@ class Settings(BaseSettings):
 
     reload_interval_s: float = Field(0.5, gt=0, le=60,
                                      description="how often each worker follows `current`")
+    rules_reload_s: float = Field(0.25, gt=0, le=60,
+                                  description="how often each worker looks at the rules file")
     events_rotate_bytes: int = Field(64 * 1024 * 1024, ge=1024)
     events_fsync: Literal["always", "os"] = Field(
         "always", description="always: fsync before answering; os: the OS flushes")
     max_body_bytes: int = Field(1024 * 1024, ge=1024)
     max_events_per_request: int = Field(1000, ge=1)
     new_arrival_days: float = Field(30.0, ge=0)
+    # What a shopper was shown lately (docs/service.md, "Frequency caps and pages").
+    frequency_cap: int | None = Field(
+        None, ge=1, description="impressions of an item without a click before it is hidden")
+    frequency_cooldown_s: float = Field(86_400.0, gt=0, description="how long it is hidden")
+    frequency_window_s: float = Field(
+        7 * 86_400.0, gt=0, description="a longer gap between impressions restarts the count")
+    page_memory_s: float = Field(
+        1800.0, ge=0, description="pages of one visit never repeat items (0: plain slices)")
     impressions: bool = Field(True, description="log every list served (STATE_DIR/impressions)")
     impressions_queue: int = Field(100_000, ge=1,
                                    description="impressions waiting to be written; beyond: "
@@ -98,6 +109,11 @@ class Settings(BaseSettings):
     @property
     def paths(self) -> StatePaths:
         return StatePaths.of(self.model_root, self.state_dir)
+
+    @property
+    def frequency(self) -> FrequencyPolicy:
+        return FrequencyPolicy(self.frequency_cap, self.frequency_cooldown_s,
+                               self.frequency_window_s, self.page_memory_s)
 
     def privacy_ledger(self) -> PrivacyLedger:
         paths = self.paths

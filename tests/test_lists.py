@@ -9,8 +9,8 @@ from fastapi.exceptions import RequestValidationError
 
 from recsvc.core.model import load_model
 from recsvc.core.policy.filters import FilterStage
-from recsvc.core.ranking.explain import BECAUSE, NONE, POPULAR_IN, PROMOTED, TRENDING
-from recsvc.core.ranking.packed import ListRenderer, pack_batch, unpack
+from recsvc.core.ranking.explain import BECAUSE, NONE, POPULAR_IN, TRENDING
+from recsvc.core.ranking.packed import PROMOTED, ListRenderer, pack_batch, unpack
 from recsvc.service.query import parse_recommend
 from tests.test_service import train_planted
 
@@ -33,7 +33,11 @@ def test_round_trip_select_and_render(tmp_path) -> None:
     allowed = np.array([True, False, True, True, True, True])
     category = np.array([0, 0, 0, 1, 1, 1])
     assert FilterStage(allowed, category).select(packed.items, 3) == [0, 2, 3]
-    assert FilterStage(allowed, category, 1).select(packed.items, 4) == [0, 3]
+    # One a category while others can fill the list; past that, n items still (the best
+    # of those held back, in rank order), never fewer than the catalog allows.
+    assert FilterStage(allowed, category, 1).select(packed.items, 2) == [0, 3]
+    assert FilterStage(allowed, category, 1).select(packed.items, 4) == [0, 2, 3, 4]
+    assert FilterStage(allowed, category, 1).select(packed.items, 9) == [0, 2, 3, 4, 5]
     another = FilterStage(np.ones(4, dtype=bool), category[:4])  # another catalog
     assert another.select(packed.items, 10) == [0, 1, 2, 3]
     train_planted(tmp_path)
@@ -47,6 +51,26 @@ def test_round_trip_select_and_render(tmp_path) -> None:
     assert items[1]["reasons"] == [{"code": "because_you_bought", "item_id": str(ids[5])},
                                    {"code": "trending"}]
     assert items[2]["score"] == pytest.approx(1.6)
+
+
+def test_pins_are_read_time_first_promoted_and_keep_their_reasons() -> None:
+    raw = pack_batch(np.arange(6)[None, :], np.linspace(2.0, 1.0, 6)[None, :],
+                     np.full((1, 6, 3), [TRENDING, NONE, NONE]), np.full((1, 6), -1),
+                     np.array([6]), tag=77)[0]
+    packed = unpack(raw)
+    assert packed.tag == 77
+    allowed = np.array([True] * 5 + [False] + [True] * 4)  # a 10-item catalog; 5 hidden
+    category = np.array([0, 0, 1, 1, 2, 2, 3, 3, 3, 3])
+    stage = FilterStage(allowed, category, 1, pins=np.array([8, 3, 9, 5]))
+    shown, positions = stage.show(packed, 4)
+    # 5 is not allowed (no pin shows a hidden item); 9 and 8 share a category, both
+    # shown (pins pass the cap), and 3, pinned, leaves its place.
+    assert shown.items[positions].tolist() == [8, 3, 9, 0]
+    assert shown.codes[1].tolist() == [PROMOTED, TRENDING, NONE]  # listed before
+    assert shown.codes[0].tolist() == [PROMOTED, NONE, NONE]
+    assert shown.scores[0] == shown.scores.max() and shown.tag == 77
+    # No pins: the list as it was, nothing copied.
+    assert FilterStage(allowed, category).show(packed, 3)[0] is packed
 
 
 def test_foreign_or_truncated_values_are_refused() -> None:

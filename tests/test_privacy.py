@@ -79,11 +79,15 @@ def test_forget_takes_effect_at_once_in_redis(redis_service: Service, redis_serv
     event = {"user_id": "au0", "item_id": "a9", "event_type": "view", "event_id": "e1"}
     assert svc.http.post("/events", json=event).json()["accepted"] == 1
     items(svc.get("/recommend", user_id="au0", n=5))  # cached again, with the fresh event
-    assert any(k.endswith(":au0") for k in keys_of(redis_server.url, ns))
+    deadline = time.monotonic() + 30  # what they were shown is written after the answer
+    while f"{ns}:shown:au0" not in keys_of(redis_server.url, ns):
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
     assert svc.http.delete("/users/au0").status_code == 401  # the operator's call only
 
     receipt = svc.http.delete("/users/au0", headers=KEY).json()
-    assert receipt["users"] == 1 and receipt["removed_now"]["keys_deleted"] == 2
+    # The list, the fresh events and what they were shown.
+    assert receipt["users"] == 1 and receipt["removed_now"]["keys_deleted"] == 3
     assert "error" not in receipt["removed_now"]
     version = current_version(svc.root)
     assert receipt["pending"]["model_versions"][0]["version"] == version
@@ -118,7 +122,8 @@ def test_forget_reaches_every_worker(tmp_path: Path) -> None:
         held = two.cache._lists  # type: ignore[attr-defined]
         assert [k for k in held if k.endswith(":bu3")]
         await shoppers.forget(one, "bu3")
-        assert await two.follow_privacy() == 1
+        await asyncio.gather(*two._background)  # what bu3 was shown, written after
+        assert await two.follow_privacy() == 2  # their list, and what they were shown
         assert not [k for k in held if k.endswith(":bu3")]
         after = json.loads(await recommend_body(two, query, OPEN))
         assert after["items"] == stranger["items"] and after["user_id"] == "bu3"
@@ -138,7 +143,8 @@ def test_consent_per_purpose_leaves_no_trace(redis_service: Service, redis_serve
     # au3 withdraws consent to personalization through the API.
     body = svc.http.put("/users/au3/consent", json={"personalization": False},
                         headers=KEY).json()
-    assert body["consent"] == {"personalization": False, "email": True, "sms": True}
+    # Purposes not spoken about stay unknown here (the shop's CRM has them), never "yes".
+    assert body["consent"] == {"personalization": False, "email": None, "sms": None}
     assert body["source"] == "api"
     assert items(svc.get("/recommend", user_id="au3", n=5)) == stranger
     events = [{"user_id": u, "item_id": "a1", "event_type": "purchase", "event_id": f"x{u}"}
@@ -150,7 +156,7 @@ def test_consent_per_purpose_leaves_no_trace(redis_service: Service, redis_serve
     assert logged_users(svc.state_dir) == []
     # Withdrawing email consent alone leaves the site's lists personal.
     body = svc.http.put("/users/au4/consent", json={"email": False}, headers=KEY).json()
-    assert body["consent"] == {"personalization": True, "email": False, "sms": True}
+    assert body["consent"] == {"personalization": True, "email": False, "sms": None}
     assert items(svc.get("/recommend", user_id="au4", n=5)) != stranger
     assert [k for k in keys_of(redis_server.url, ns) if k.endswith(":au4")]
     # Given again: recorded again.
@@ -173,8 +179,12 @@ def test_redis_keys_carry_no_ids_when_hashing_is_on(tmp_path: Path, redis_server
         first = items(svc.get("/recommend", user_id="au0", n=5))
         svc.http.post("/events", json={"user_id": "au1", "item_id": "a2",
                                        "event_type": "view", "event_id": "ev-9"})
-        keys = keys_of(redis_server.url, ns)
-        assert len(keys) == 3 and not [k for k in keys if "au0" in k or "au1" in k]
+        deadline = time.monotonic() + 30  # what au0 was shown is written after the answer
+        while not [k for k in keys_of(redis_server.url, ns) if k.startswith(f"{ns}:shown:")]:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        keys = keys_of(redis_server.url, ns)  # a list, fresh events, an event id, shown
+        assert len(keys) == 4 and not [k for k in keys if "au0" in k or "au1" in k]
         assert items(svc.get("/recommend", user_id="au0", n=5)) == first
         assert keys_of(redis_server.url, ns) == keys  # a hit under the same hashed key
         # The warm-up job writes under the same hashed keys.

@@ -53,11 +53,15 @@ def test_lists_are_cached_in_redis_under_versioned_keys(redis_service, redis_cli
     assert 0 < redis_client.ttl(key) <= 86_400
     # A hit is served from Redis: store another list and see it come back.
     other = unpack(raw)
-    shifted = pack_batch(other.items[None, 1:], other.scores[None, 1:],
-                         other.codes[None, 1:], other.anchors[None, 1:],
-                         np.array([len(other) - 1]))[0]
-    redis_client.set(key, shifted)
+    shifted = [pack_batch(other.items[None, 1:], other.scores[None, 1:],
+                          other.codes[None, 1:], other.anchors[None, 1:],
+                          np.array([len(other) - 1]), tag)[0] for tag in (other.tag, 12345)]
+    redis_client.set(key, shifted[0])
     assert svc.get("/recommend", user_id="bu0", n=3).json()["items"] == cached[1:4]
+    # One made under other ranking rules (boosts, weights: another tag) is made again.
+    redis_client.set(key, shifted[1])
+    assert svc.get("/recommend", user_id="bu0", n=4).json()["items"] == cached[:4]
+    assert unpack(redis_client.get(key)).tag == other.tag
     # A foreign value under the key is ignored, not served and not an error.
     redis_client.set(key, b"garbage")
     assert svc.get("/recommend", user_id="bu0", n=4).json()["items"] == cached[:4]

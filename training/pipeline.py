@@ -180,6 +180,7 @@ def fit_model(
                          for n, (codes, values) in attributes.items()},
         **hashed_opt_outs(data.opted_out),
         user_purchases=training.user_purchases,
+        user_negatives=training.user_negatives,
         user_recent=training.user_recent,
         card=card,
         **metadata,

@@ -13,7 +13,7 @@ from recsvc.core.algorithms import TrainingData
 from recsvc.core.algorithms.base import RECENT
 from recsvc.core.clock import SECONDS_PER_DAY
 from recsvc.core.model import lookup
-from recsvc.core.policy.events import net_purchases
+from recsvc.core.policy.events import NEGATIVE, net_purchases
 
 
 def decay(ages_seconds: np.ndarray, half_life_days: float) -> np.ndarray:
@@ -86,6 +86,9 @@ def build_training_data(
         user_attributes=dict(user_attributes or {}),
         user_purchases=purchase_matrix(users, items_idx, bought,
                                        (len(user_ids), len(item_ids))),
+        user_negatives=negative_matrix(users, items_idx, types.cat.codes.to_numpy()[keep],
+                                       list(types.cat.categories), weights, times,
+                                       (len(user_ids), len(item_ids))),
         user_recent=last_items(users[weights > 0], items_idx[weights > 0],
                                times[weights > 0], len(user_ids)),
         event_bought=bought.astype(np.int8),
@@ -105,6 +108,31 @@ def last_items(users: np.ndarray, items: np.ndarray, times: np.ndarray, n_users:
     out = np.full((n_users, count), -1, dtype=np.int32)
     out[users[keep], rank[keep]] = items[keep]
     return out
+
+
+def negative_matrix(users: np.ndarray, items: np.ndarray, codes: np.ndarray,
+                    names: list[str], weights: np.ndarray, times: np.ndarray,
+                    shape: tuple[int, int]) -> sp.csr_matrix:
+    """Users x items, the strength (`events.NEGATIVE`) of each standing "no": the latest
+    negative event on the pair, unless the shopper engaged with the item after it."""
+    strength = np.array([NEGATIVE.get(str(n), 0.0) for n in names] + [0.0],
+                        dtype=np.float32)[np.where(codes >= 0, codes, len(names))]
+    negative = strength > 0
+    if not negative.any():
+        return sp.csr_matrix(shape, dtype=np.float32)
+    frame = pd.DataFrame({"u": users, "i": items, "t": times, "s": strength,
+                          "neg": negative, "pos": ~negative & (weights > 0)})
+    last_no = (frame[frame["neg"]].sort_values("t", kind="stable")
+               .groupby(["u", "i"], sort=False).tail(1).set_index(["u", "i"]))
+    last_yes = frame[frame["pos"]].groupby(["u", "i"])["t"].max()
+    after = last_yes.reindex(last_no.index).to_numpy()
+    standing = last_no[~(after >= last_no["t"].to_numpy())]  # NaN (no yes): stands
+    u = standing.index.get_level_values(0).to_numpy()
+    i = standing.index.get_level_values(1).to_numpy()
+    matrix = sp.csr_matrix((standing["s"].to_numpy(np.float32), (u, i)), shape=shape,
+                           dtype=np.float32)
+    matrix.sort_indices()
+    return matrix
 
 
 def purchase_matrix(users: np.ndarray, items: np.ndarray, net: np.ndarray,

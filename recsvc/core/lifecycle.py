@@ -17,7 +17,6 @@ before the current one; a version never promoted only with `force`."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -30,6 +29,7 @@ from recsvc.core.artifacts import (
     open_version,
     publish,
     remove_stale_tmp,
+    write_atomically,
 )
 from recsvc.core.errors import ModelError
 
@@ -74,9 +74,8 @@ def mark(model_root: str | Path, version: str, state: State, **detail: Any) -> N
     entry = {"state": state.value, "at": datetime.now(UTC).isoformat(timespec="seconds"),
              **detail}
     data = {"state": state.value, "history": [*data["history"], entry]}
-    tmp = root / version / f".{STATE_FILE}.tmp-{os.getpid()}"
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, root / version / STATE_FILE)
+    write_atomically(root / version / STATE_FILE,
+                     (json.dumps(data, indent=2, default=str) + "\n").encode("utf-8"))
 
 
 def promote(model_root: str | Path, version: str, **detail: Any) -> None:

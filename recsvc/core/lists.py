@@ -1,14 +1,16 @@
-"""What a list holds, made from an Engine: a shopper's ranked, pinned and explained list
-(the part worth caching, packed by `ranking.packed`), related items and popular items.
+"""What a list holds, made from an Engine: a shopper's ranked and explained list (the
+part worth caching, packed by `ranking.packed`), related items and popular items.
 
 A shopper's list has two stages. `shopper_list` ranks up to `cache_list_size`
 candidates with scores and reasons; the filter stage (`policy.filters`) then applies
-what may change between two requests and cuts the list to n, on fresh and cached lists
-alike, so a cached list can never show a delisted item. `rank_lists` does the first
+what may change between two requests (stock, pins, exclusions, caps) and cuts the list
+to n, on fresh and cached lists alike, so a cached list can never show a delisted item
+and a rule changed a moment ago holds on it. `rank_lists` does the first
 stage for thousands of shoppers at once (`warm-cache`), with the same code."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,11 +22,12 @@ from recsvc.core.algorithms.base import RECENT, Relation
 from recsvc.core.engine import Engine
 from recsvc.core.model import RecommenderModel
 from recsvc.core.policy.events import net_purchases
-from recsvc.core.policy.filters import ItemFilters
+from recsvc.core.policy.feedback import feedback_bias, negatives_of
+from recsvc.core.policy.filters import FilterStage, ItemFilters
 from recsvc.core.policy.rules import Variant
 from recsvc.core.ranking.anchors import anchor_candidates
 from recsvc.core.ranking.explain import explain_batch
-from recsvc.core.ranking.packed import pack_batch
+from recsvc.core.ranking.packed import EMPTY, PackedList, pack_batch, unpack
 from recsvc.core.ranking.scoring import Ranking, recommend, similar
 from recsvc.core.ranking.topn import top_n
 
@@ -35,6 +38,7 @@ Entry = list[Any]  # [item number, item id, score, reasons]: /similar and /popul
 class RecommendQuery:
     user_id: str
     n: int = 10
+    page: int = 1  # of n items
     exclude_seen: bool | None = None
     category: str | None = None
     exclude: tuple[str, ...] = ()
@@ -73,7 +77,7 @@ def shopper_list(
     now: float,
     new_arrival_days: float,
 ) -> tuple[bytes, str | None]:
-    """Rank, pin and explain up to `size` items for one shopper, from their stored past,
+    """Rank and explain up to `size` items for one shopper, from their stored past,
     `fresh` events (item, weight, event type) and the query's session. `live` is the live
     catalog (in stock, not delisted); `allowed` narrows it further (the request's filter
     stage). Returns the packed list and the fallback used, if any (cold start, or
@@ -106,19 +110,35 @@ def shopper_list(
         fallback = "segment_popular" if known else "popular"
     exclude_seen = next(x for x in (query.exclude_seen, variant.exclude_seen,
                                     model.exclude_seen) if x is not None)
+    bias, allowed = said_no(engine, user, [(int(i), w, kind) for i, (_, w, kind)
+                                           in zip(fresh_items, fresh, strict=True) if i >= 0],
+                            allowed)
     ranking = recommend(model, batch, size, exclude_seen, allowed, weights,
-                        bias=engine.rules.bias, explain=True, in_stock=live)
+                        bias=bias, explain=True, in_stock=live)
     if ranking.lengths[0] == 0 and exclude_seen and history.nnz:
         # Everything allowed was already seen: better the seen items than an empty page.
         ranking = recommend(model, batch, size, False, allowed, weights,
-                            bias=engine.rules.bias, explain=True, in_stock=live)
+                            bias=bias, explain=True, in_stock=live)
         fallback = "seen_items"
     bought = _bought(model, user, [(int(i), kind) for i, (_, _, kind)
                                    in zip(fresh_items, fresh, strict=True) if i >= 0])
     packed = rank_lists(engine, ranking, history, bought, recent,
-                        [np.asarray(session, np.int64)], allowed, now, new_arrival_days,
-                        personal=user >= 0 or bool(fresh))
+                        [np.asarray(session, np.int64)], now, new_arrival_days,
+                        personal=user >= 0 or bool(fresh), tag=variant.tag)
     return packed[0], fallback
+
+
+def said_no(engine: Engine, user: int, fresh: list[tuple[int, float, str]],
+            allowed: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
+    """The rules' bias and `allowed`, with what this shopper said no to (stored and
+    fresh: `policy.feedback`) hidden and its neighbours and category lowered."""
+    negatives = negatives_of(engine.model, user, fresh)
+    if not negatives:
+        return engine.rules.bias, allowed
+    extra, hidden = feedback_bias(engine.model, negatives)
+    allowed = allowed.copy()
+    allowed[hidden] = False
+    return (extra if engine.rules.bias is None else engine.rules.bias + extra), allowed
 
 
 def _recent(newer: list[int], known: np.ndarray) -> np.ndarray:
@@ -146,14 +166,6 @@ def _bought(model: RecommenderModel, user: int, fresh: list[tuple[int, str]]
     return sp.csr_matrix(net[None, :] > 0)
 
 
-def _widened(array: np.ndarray, width: int, fill: float) -> np.ndarray:
-    """A copy with at least `width` columns, the new ones `fill`."""
-    extra = max(0, width - array.shape[1])
-    if extra == 0:  # the usual case (no pins): np.pad costs far more than a copy
-        return array.copy()
-    return np.pad(array, ((0, 0), (0, extra)), constant_values=fill)
-
-
 def rank_lists(
     engine: Engine,
     ranking: Ranking,
@@ -161,42 +173,94 @@ def rank_lists(
     bought: sp.csr_matrix,
     recent: np.ndarray | None,
     sessions: list[np.ndarray],
-    allowed: np.ndarray,
     now: float,
     new_arrival_days: float,
     personal: bool = True,
+    tag: int = 0,
 ) -> list[bytes]:
-    """Pinned items first, then the ranking; every item explained; each list packed
-    for the cache. One list per row of an explained ranking (`recommend(...,
-    explain=True)`): the service calls this for one shopper, `warm-cache` for thousands,
-    so both store exactly the same lists. `bought`: what each row's shopper bought (rows
-    x items), the only items its reasons may call bought; `recent`: each row's last
-    items, newest first (what a pick came next after)."""
-    pins = np.array([p for p in engine.rules.pins if allowed[p]], dtype=np.int64)
-    lengths = ranking.lengths.astype(np.int64)  # a copy: pins change it below
-    size = max(int(lengths.max(initial=0)), pins.size)
-    items = _widened(ranking.padded_items, size, -1)
-    scores = _widened(ranking.padded_scores, size, 0.0)
-    contributions = {name: _widened(values, size, 0.0)
-                     for name, values in (ranking.padded_contributions or {}).items()}
-    pinned = np.zeros(items.shape, dtype=bool)
-    for b in range(items.shape[0] if pins.size else 0):
-        keep = np.flatnonzero(~np.isin(items[b, :lengths[b]], pins))  # pins leave their place
-        n = min(pins.size + keep.size, size)
-        top = scores[b, 0] if lengths[b] else 0.0
-        for row, head, fill in ((scores, np.full(pins.size, top), 0.0), (items, pins, -1),
-                                *((values, np.zeros(pins.size), 0.0)
-                                  for values in contributions.values())):
-            row[b, :n] = np.concatenate([head, row[b, keep]])[:n]
-            row[b, n:] = fill
-        pinned[b, :pins.size] = True
-        lengths[b] = n
+    """The ranking with every item explained, each list packed for the cache (under
+    the ranking rules' `tag`). One list per row of an explained ranking (`recommend(...,
+    explain=True)`): the service calls this for one shopper, `warm-cache` and `export`
+    for thousands, so all store exactly the same lists. `bought`: what each row's
+    shopper bought (rows x items), the only items its reasons may call bought; `recent`:
+    each row's last items, newest first (what a pick came next after)."""
+    items = ranking.padded_items
     anchors, from_session = anchor_candidates(histories, sessions, personal)
     if recent is None:
         recent = np.full((items.shape[0], 0), -1, dtype=np.int64)
-    codes, anchor = explain_batch(engine.model, items, contributions, anchors, from_session,
-                                  bought, recent, pinned, now, new_arrival_days)
-    return pack_batch(items, scores, codes, anchor, lengths)
+    codes, anchor = explain_batch(engine.model, items, ranking.padded_contributions or {},
+                                  anchors, from_session, bought, recent, now,
+                                  new_arrival_days)
+    return pack_batch(items, ranking.padded_scores, codes, anchor, ranking.lengths, tag)
+
+
+@dataclass(frozen=True)
+class RankedBatch:
+    """Lists of some shoppers of one variant, packed as the cache holds them."""
+
+    users: np.ndarray  # model user numbers
+    variant: Variant
+    lists: list[bytes]
+    lengths: np.ndarray  # items in each list (0: nothing to list: the service's fallbacks)
+
+
+def rank_users(engine: Engine, users: np.ndarray, size: int, rankable: np.ndarray,
+               live: np.ndarray, now: float, new_arrival_days: float, rows: int
+               ) -> Iterator[RankedBatch]:
+    """The cached lists of known shoppers (model user numbers), `rows` at a time, each
+    in the variant the rules assign: exactly what `GET /recommend` caches for them
+    (without events newer than the model). `rankable`: the filter stage's."""
+    model = engine.model
+    ids = [str(u) for u in model.user_ids[users].tolist()]
+    variants = [engine.rules.variant_for(u) for u in ids] if engine.rules.variants else (
+        [engine.rules.variant_for("")] * len(ids))
+    names = np.array([v.name for v in variants], dtype=object)
+    for name in sorted(set(names.tolist())):
+        members = users[names == name]
+        variant = variants[int(np.flatnonzero(names == name)[0])]
+        weights = variant.weights or model.weights
+        exclude_seen = (variant.exclude_seen if variant.exclude_seen is not None
+                        else model.exclude_seen)
+        said = (np.diff(model.user_negatives.indptr)[members] > 0
+                if model.user_negatives is not None else np.zeros(members.size, bool))
+        # Most shoppers share the rules' bias and are ranked a batch at a time; those
+        # who said no to something have their own, and are ranked one by one.
+        parts = [members[~said][start:start + rows]
+                 for start in range(0, int((~said).sum()), rows)]
+        parts += [members[j:j + 1] for j in np.flatnonzero(said).tolist()]
+        for chunk in parts:
+            bias, allowed = engine.rules.bias, rankable
+            if chunk.size == 1 and said.any():
+                bias, allowed = said_no(engine, int(chunk[0]), [], rankable)
+            batch = model.batch(chunk)
+            ranking = recommend(model, batch, size, exclude_seen, allowed, weights,
+                                bias=bias, explain=True, in_stock=live)
+            lists = rank_lists(engine, ranking, batch.history, model.bought_rows(chunk),
+                               batch.recent, [], now, new_arrival_days, tag=variant.tag)
+            yield RankedBatch(chunk, variant, lists, ranking.lengths)
+
+
+def shown_lists(engine: Engine, users: np.ndarray, n: int, stage: FilterStage,
+                live: np.ndarray, size: int, now: float, new_arrival_days: float, rows: int
+                ) -> Iterator[tuple[int, Variant, PackedList, list[int]]]:
+    """What `GET /recommend?n=n` shows each of these known shoppers (model user numbers)
+    under `stage` (the request's filter stage: rules, stock), with no events newer than
+    the model: (user, variant, the list as read, positions shown). For offline uses of
+    the very lists the service serves: campaign export, previews of rules."""
+    for ranked in rank_users(engine, users, size, stage.rankable, live, now,
+                             new_arrival_days, rows):
+        for user, value, length in zip(ranked.users.tolist(), ranked.lists,
+                                       ranked.lengths.tolist(), strict=True):
+            packed, positions = stage.show(unpack(value) or EMPTY, n)
+            if length == 0 or len(positions) < min(n, len(packed)):
+                # As the service does: a fallback for an empty list, or ranked again
+                # within the exclusions when they took too much of it.
+                query = RecommendQuery(user_id=str(engine.model.user_ids[user]), n=n)
+                value, _ = shopper_list(engine, query, ranked.variant, [], live,
+                                        stage.allowed if length else stage.rankable, size,
+                                        now, new_arrival_days)
+                packed, positions = stage.show(unpack(value) or EMPTY, n)
+            yield user, ranked.variant, packed, positions
 
 
 def similar_entries(engine: Engine, item: int, n: int, allowed: np.ndarray,

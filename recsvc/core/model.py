@@ -62,6 +62,9 @@ class RecommenderModel:
     # users x items, True where the shopper bought the item (None in models written
     # before purchases were kept: then nothing is claimed as bought).
     user_purchases: sp.csr_matrix | None = None
+    # users x items, the strength of a shopper's standing "not interested" or dislike
+    # (`policy.feedback`; None in models written before they were kept).
+    user_negatives: sp.csr_matrix | None = None
     # users x RECENT: each user's last distinct items, newest first, -1 padded (None in
     # models written before they were kept).
     user_recent: np.ndarray | None = None
@@ -175,6 +178,8 @@ class RecommenderModel:
             expect_shape("user_last_seen", self.user_last_seen, (users,))
         if self.user_purchases is not None:
             expect_csr("user_purchases", self.user_purchases, (users, items))
+        if self.user_negatives is not None:
+            expect_csr("user_negatives", self.user_negatives, (users, items))
         if self.user_recent is not None:
             expect_shape("user_recent", self.user_recent, (users, RECENT))
             _codes_in("user_recent", self.user_recent, items)
@@ -212,6 +217,8 @@ class RecommenderModel:
         out.save_array("tag_names", self.tag_names)
         if self.user_purchases is not None:
             out.save_csr("user_purchases", self.user_purchases)
+        if self.user_negatives is not None:
+            out.save_csr("user_negatives", self.user_negatives)
         if self.user_recent is not None:
             out.save_array("user_recent", self.user_recent)
         for name, (codes, values) in self.user_attributes.items():
@@ -238,6 +245,8 @@ class RecommenderModel:
             out["user_last_seen"] = stored.array("user_last_seen")
         if stored.has_array("user_purchases.data"):
             out["user_purchases"] = stored.csr("user_purchases")
+        if stored.has_array("user_negatives.data"):
+            out["user_negatives"] = stored.csr("user_negatives")
         if stored.has_array("user_recent"):
             out["user_recent"] = stored.array("user_recent")
         if stored.has_array("opted_out_salt"):

@@ -3,8 +3,8 @@ first page view of the day is a cache hit. The nightly job warms a candidate wit
 same function (`warm`) before promoting it.
 
 Lists are ranked in batches (one matrix product per algorithm for thousands of users)
-through the same functions the service uses (`scoring.recommend`, then
-`lists.rank_lists` for pins, reasons and packing), and written a few hundred at a time
+through the same functions the service uses (`lists.rank_users`: `scoring.recommend`,
+then reasons and packing), and written a few hundred at a time
 through the cache's bulk writer, under the keys the service reads. Users with events
 newer than the model are left to the service, which folds those events in."""
 
@@ -25,10 +25,9 @@ from recsvc.core.artifacts import current_version
 from recsvc.core.clock import SECONDS_PER_DAY
 from recsvc.core.engine import Engine, load_engine
 from recsvc.core.errors import EXIT_OK, InputError
-from recsvc.core.lists import rank_lists
+from recsvc.core.lists import rank_users
 from recsvc.core.policy.filters import filter_stage
 from recsvc.core.policy.rules import load_rules
-from recsvc.core.ranking.scoring import recommend
 from recsvc.settings import Settings
 from recsvc.stores.cache import BulkWriter, list_key, open_bulk_writer
 from recsvc.stores.catalog import CatalogOverrides
@@ -77,51 +76,29 @@ def warm_cache(
     model = engine.model
     began = time.perf_counter()
     live, price = overrides.masks(model)
-    allowed = filter_stage(model, engine.rules, live, price).allowed
-    size = settings.cache_list_size
+    rankable = filter_stage(model, engine.rules, live, price).rankable  # as the service
     ns = settings.cache_namespace
     rows = batch_size or max(1, min(2000, MAX_BATCH_CELLS // max(1, model.n_items)))
-    ids = model.user_ids
     subject = settings.key_subject()
-    user_ids_all = [str(u) for u in ids[users].tolist()]
-    variant_of = ([engine.rules.variant_for(u) for u in user_ids_all] if engine.rules.variants
-                  else [engine.rules.variant_for("")] * len(user_ids_all))
-    names = np.array([v.name for v in variant_of])
-    written = skipped = 0
-    now = time.time()
     fresh_users = writer.users_with_fresh(ns)  # their lists are the service's to make
-    for name in np.unique(names):
-        members = users[names == name]
-        variant = next(v for v in variant_of if v.name == name)
-        weights = variant.weights or model.weights
-        exclude_seen = (variant.exclude_seen if variant.exclude_seen is not None
-                        else model.exclude_seen)
-        prefix = list_key(ns, engine.version, str(name), "").encode()
-        for start in range(0, members.size, rows):
-            chunk = members[start:start + rows]
-            user_ids = [str(u) for u in ids[chunk].tolist()]
-            if fresh_users:
-                has_fresh = np.array([subject(u) in fresh_users for u in user_ids],
-                                     dtype=bool)
-                chunk = chunk[~has_fresh]
-                user_ids = [u for u, f in zip(user_ids, has_fresh, strict=True) if not f]
-                skipped += int(has_fresh.sum())
-            if chunk.size == 0:
-                continue
-            batch = model.batch(chunk)
-            ranking = recommend(model, batch, size, exclude_seen, allowed, weights,
-                                bias=engine.rules.bias, explain=True, in_stock=live)
-            lists = rank_lists(engine, ranking, batch.history, model.bought_rows(chunk),
-                               batch.recent, [], allowed, now, settings.new_arrival_days)
-            keys, values = [], []
-            for user_id, value, listed in zip(user_ids, lists, ranking.lengths.tolist(),
-                                              strict=True):
-                if listed:  # an empty list is the service's to handle (fallbacks)
-                    keys.append(prefix + subject(user_id).encode())
-                    values.append(value)
-            writer.set_many(keys, values, settings.cache_ttl_s)
-            written += len(keys)
-    return WarmResult(engine.version, int(users.size), written, skipped,
+    total, skipped = int(users.size), 0
+    if fresh_users:
+        ids = model.user_ids[users].tolist()
+        has_fresh = np.array([subject(str(u)) in fresh_users for u in ids], dtype=bool)
+        users, skipped = users[~has_fresh], int(has_fresh.sum())
+    written = 0
+    for ranked in rank_users(engine, users, settings.cache_list_size, rankable, live,
+                             time.time(), settings.new_arrival_days, rows):
+        prefix = list_key(ns, engine.version, ranked.variant.name, "").encode()
+        keys, values = [], []
+        for user_id, value, listed in zip(model.user_ids[ranked.users].tolist(),
+                                          ranked.lists, ranked.lengths.tolist(), strict=True):
+            if listed:  # an empty list is the service's to handle (fallbacks)
+                keys.append(prefix + subject(str(user_id)).encode())
+                values.append(value)
+        writer.set_many(keys, values, settings.cache_ttl_s)
+        written += len(keys)
+    return WarmResult(engine.version, total, written, skipped,
                       time.perf_counter() - began)
 
 

@@ -18,7 +18,14 @@ from threadpoolctl import threadpool_limits
 from recsvc import __version__
 from recsvc.service import docs_pages, errors, logs, openapi, telemetry
 from recsvc.service.fastpath import RecommendFastPath
-from recsvc.service.routes import catalog, dashboard, operations, shoppers, storefront
+from recsvc.service.routes import (
+    catalog,
+    dashboard,
+    merchandising,
+    operations,
+    shoppers,
+    storefront,
+)
 from recsvc.service.state import ServiceState
 from recsvc.settings import Settings
 
@@ -66,7 +73,8 @@ def create_app(settings: Settings | None = None, state: ServiceState | None = No
                            allow_methods=["GET", "POST"], max_age=600,
                            allow_headers=["Content-Type", "X-Shopper-Token", "X-Client-Key"])
     errors.install(app)
-    for router in (storefront.router, catalog.router, shoppers.router, operations.router):
+    for router in (storefront.router, catalog.router, shoppers.router, merchandising.router,
+                   operations.router):
         app.include_router(router)
     dashboard.install(app)
     return app

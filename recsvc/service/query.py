@@ -38,7 +38,8 @@ def parse_recommend(query_string: bytes) -> RecommendQuery:
         ) from None
     attributes = {k: v for k, v in (("segment", p.segment), ("region", p.region)) if v}
     return RecommendQuery(
-        user_id=p.user_id or "", n=p.n, exclude_seen=p.exclude_seen, category=p.category,
+        user_id=p.user_id or "", n=p.n, page=p.page, exclude_seen=p.exclude_seen,
+        category=p.category,
         exclude=tuple(p.exclude), min_price=p.min_price, max_price=p.max_price,
         recent_items=tuple(p.recent_items), attributes=attributes, placement=p.placement)
 

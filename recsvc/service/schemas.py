@@ -17,6 +17,8 @@ class RecommendParams(BaseModel):
     user_id: str | None = Field(None, min_length=1, max_length=256,
                                 description="the shopper; absent: an anonymous session")
     n: int = Field(10, ge=1, le=100)
+    page: int = Field(1, ge=1, le=10, description="the page of n items; the pages of one "
+                                                 "visit never repeat an item")
     exclude_seen: bool | None = Field(None, description="default: as learned in training")
     category: str | None = Field(None, max_length=512, description="this category and below")
     exclude: list[str] = Field(default_factory=list,
@@ -117,7 +119,8 @@ class ConsentOut(BaseModel):
     consent: dict[str, bool | None] = Field(description="per purpose; null: not known here")
     source: str = Field(description="api: last set through this API; users_file: from the "
                                     "users file the model was trained on; default: no "
-                                    "statement, consent assumed")
+                                    "statement (personalization assumed; campaigns "
+                                    "unknown here)")
     forgotten: bool
 
 
@@ -183,3 +186,15 @@ class ModelVersion(BaseModel):
 
 class Health(BaseModel):
     status: str
+
+
+class RulesApplied(BaseModel):
+    """What `PUT /admin/rules` applied."""
+
+    applied: bool
+    pins: int
+    boosts: int
+    burials: int
+    exclusions: int
+    max_per_category: int | None
+    variants: list[str]

@@ -10,18 +10,20 @@ import gc
 import logging
 import os
 import time
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from recsvc.core.artifacts import current_version
+from recsvc.core.artifacts import current_version, write_atomically
 from recsvc.core.engine import Engine, load_engine
 from recsvc.core.errors import RecsvcError
 from recsvc.core.lifecycle import rollback, servable_versions
-from recsvc.core.policy.rules import RulesFile, load_rules, resolve
+from recsvc.core.policy.rules import RulesFile, load_rules, parse_rules, resolve
 from recsvc.service import telemetry
 from recsvc.service.auth import Gatekeeper
-from recsvc.service.errors import NoModel
+from recsvc.service.errors import Conflict, NoModel
 from recsvc.settings import Settings
 from recsvc.stores.cache import Cache, open_cache
 from recsvc.stores.catalog import CatalogOverrides
@@ -68,6 +70,7 @@ class ServiceState:
         # Why the service is not serving `current` (None: it is, or there is none).
         self.problem: str | None = None
         self._swap = asyncio.Lock()
+        self._background: set[asyncio.Task] = set()
 
     @property
     def engine(self) -> Engine:
@@ -150,6 +153,16 @@ class ServiceState:
         return await self.load(version)
 
     async def follow(self) -> None:
+        """Follow the model (`follow_current`) and the rules file (every
+        `rules_reload_s`) until cancelled."""
+        await asyncio.gather(self.follow_current(), self._follow_rules_file())
+
+    async def _follow_rules_file(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.rules_reload_s)
+            await self.follow_rules()
+
+    async def follow_current(self) -> None:
         """Follow `current` (every `reload_interval_s`), whoever moved it: the trainer,
         the nightly job, `recsvc rollback`, or another worker's admin request. A version
         that does not load is logged and reported; the service keeps serving the one it
@@ -160,7 +173,6 @@ class ServiceState:
             await asyncio.sleep(self.settings.reload_interval_s)
             telemetry.set_cache(self.cache.status())
             await self.follow_privacy()
-            await self.follow_rules()
             if time.monotonic() >= self._runs_checked + RUNS_EVERY_S:
                 self._runs_checked = time.monotonic()
                 telemetry.set_nightly(await asyncio.to_thread(latest_runs, root))
@@ -197,17 +209,38 @@ class ServiceState:
         self._rules_stamp = stamp
         try:
             rules = await asyncio.to_thread(load_rules, path)
+            await self.apply_rules(rules)
         except RecsvcError as exc:
             log.error("rules not reloaded, still applying the previous ones: %s", exc)
             return False
-        async with self._swap:
-            self.rules_file = rules
-            engine = self._engine
-            if engine is not None:
-                self._engine = await asyncio.to_thread(
-                    dataclasses.replace, engine, rules=resolve(rules, engine.model))
         log.info("rules reloaded from %s", path)
         return True
+
+    async def apply_rules(self, rules: RulesFile) -> None:
+        """Serve with these rules from the next request on: resolved against the model
+        served (InputError, and nothing changed, when they do not fit it)."""
+        async with self._swap:
+            engine = self._engine
+            if engine is not None:
+                resolved = await asyncio.to_thread(resolve, rules, engine.model)
+                self._engine = dataclasses.replace(engine, rules=resolved)
+            self.rules_file = rules
+
+    async def replace_rules(self, text: str) -> RulesFile:
+        """An operator's new rules (TOML): checked against the model served, written to
+        the rules file atomically (every worker applies it within `rules_reload_s`)
+        and applied here at once."""
+        path = self.settings.rules_file
+        if path is None:
+            raise Conflict("no rules file is configured (RECSVC_RULES_FILE)")
+        rules = parse_rules(text, "rules")
+        engine = self._engine
+        if engine is not None:
+            await asyncio.to_thread(resolve, rules, engine.model)  # fits the model?
+        await asyncio.to_thread(write_atomically, Path(path), text.encode("utf-8"))
+        await self.apply_rules(rules)
+        self._rules_stamp = self._rules_seen = _stamp(path)
+        return rules
 
     async def follow_privacy(self) -> int:
         """Read what the privacy ledger gained (from any worker or the forget command)
@@ -241,7 +274,15 @@ class ServiceState:
                               engine.model.item_ids):
                 telemetry.IMPRESSIONS_DROPPED.inc()
 
+    def background(self, work: Coroutine[Any, Any, Any]) -> None:
+        """Run `work` after the answer; finished (not dropped) before the service stops."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
     async def close(self) -> None:
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
         if self.impressions is not None:
             await asyncio.to_thread(self.impressions.close)
         await self.cache.close()

@@ -14,10 +14,17 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
-from recsvc.stores.keys import decode_fresh, encode_fresh, event_key, fresh_key, list_key
+from recsvc.stores.keys import (
+    decode_fresh,
+    encode_fresh,
+    event_key,
+    fresh_key,
+    list_key,
+    shown_key,
+)
 
 __all__ = ["BulkWriter", "Cache", "decode_fresh", "encode_fresh", "event_key", "fresh_key",
-           "list_key", "open_bulk_writer", "open_cache"]
+           "list_key", "open_bulk_writer", "open_cache", "shown_key"]
 
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 MEMORY = "memory://"
@@ -43,6 +50,16 @@ class Cache(Protocol):
     async def add_fresh(self, key: str, events: list[bytes], cap: int, ttl_s: int) -> None: ...
 
     async def fresh(self, key: str) -> list[bytes]: ...
+
+    async def shown(self, key: str) -> dict[bytes, bytes]:
+        """A shopper's shown-items hash ({} when none, or unreachable)."""
+        ...
+
+    async def update_shown(self, key: str, fields: dict[str, bytes], drop: list[str],
+                           ttl_s: int) -> None:
+        """Set `fields` and delete `drop` in a shown-items hash; it expires `ttl_s` after
+        the last update that set something."""
+        ...
 
     async def claim(self, key: str, ttl_s: int) -> bool:
         """Set `key` unless it exists; True if this call set it. When the backend is

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from recsvc.core.artifacts import write_atomically
 from recsvc.core.model import RecommenderModel
 
 FIELDS = ("in_stock", "delisted", "price")
@@ -63,12 +64,7 @@ class CatalogOverrides:
             entry = {} if replace else dict(current.get(item_id, {}))
             entry.update({k: v for k, v in changes.items() if k in FIELDS and v is not None})
             current[item_id] = entry
-            tmp = self.path.with_suffix(f".tmp-{os.getpid()}")
-            with open(tmp, "wb") as f:
-                f.write(orjson.dumps(current))
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
+            write_atomically(self.path, orjson.dumps(current))
         self.refresh()
         return entry
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from recsvc.core.artifacts import list_versions, open_version
 from recsvc.core.errors import RecsvcError
-from recsvc.stores.cache import Cache, fresh_key, list_key
+from recsvc.stores.cache import Cache, fresh_key, list_key, shown_key
 from recsvc.stores.privacy import PrivacyLedger
 
 
@@ -66,11 +66,12 @@ async def forget_users(
     for user in users:
         who = subject(user)
         keys = [list_key(namespace, v, variant, who) for v in versions for variant in variants]
-        deleted += await cache.delete([*keys, fresh_key(namespace, who)])
+        deleted += await cache.delete([*keys, fresh_key(namespace, who),
+                                       shown_key(namespace, who)])
     retire_at = _iso(now + grace_days * 86_400)
     removed: dict[str, Any] = {"cache": cache_backend, "keys_deleted": deleted,
                                "what": "cached lists of every version and variant, "
-                                       "fresh events"}
+                                       "fresh events, what they were shown"}
     if cache.status() == "degraded":
         removed["error"] = ("the cache did not answer: keys not deleted (the service "
                             "ignores them, and they expire with their TTL); run again")

@@ -18,6 +18,12 @@ def fresh_key(namespace: str, user_id: str) -> str:
     return f"{namespace}:fresh:{user_id}"
 
 
+def shown_key(namespace: str, user_id: str) -> str:
+    """What a shopper was shown lately (a hash: `policy.frequency`): frequency caps and
+    the pages of one visit."""
+    return f"{namespace}:shown:{user_id}"
+
+
 def event_key(namespace: str, event_id: str) -> str:
     """Claimed by the first request that records the event with this id."""
     return f"{namespace}:event:{event_id}"

@@ -7,7 +7,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 
-from recsvc.stores.keys import fresh_key
+from recsvc.stores.keys import fresh_key, shown_key
 
 
 class LocalCache:
@@ -17,6 +17,7 @@ class LocalCache:
         self.max_entries = max_entries
         self._lists: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
         self._fresh: dict[str, tuple[float, list[bytes]]] = {}
+        self._shown: dict[str, tuple[float, dict[bytes, bytes]]] = {}
 
     async def get(self, key: str) -> bytes | None:
         entry = self._lists.get(key)
@@ -38,7 +39,8 @@ class LocalCache:
         removed = 0
         for key in keys:
             removed += (self._lists.pop(key, None) is not None) + (
-                self._fresh.pop(key, None) is not None)
+                self._fresh.pop(key, None) is not None) + (
+                self._shown.pop(key, None) is not None)
         return removed
 
     async def purge(self, namespace: str, is_target: Callable[[str], bool]) -> int:
@@ -46,6 +48,8 @@ class LocalCache:
         doomed = [k for k in self._lists
                   if k.startswith(lists) and is_target(k[len(lists):].split(":", 2)[-1])]
         doomed += [k for k in self._fresh if k.startswith(fresh) and is_target(k[len(fresh):])]
+        shown = shown_key(namespace, "")
+        doomed += [k for k in self._shown if k.startswith(shown) and is_target(k[len(shown):])]
         return await self.delete(doomed)
 
     async def add_fresh(self, key: str, events: list[bytes], cap: int, ttl_s: int) -> None:
@@ -58,6 +62,27 @@ class LocalCache:
             self._fresh.pop(key, None)
             return []
         return events
+
+    async def shown(self, key: str) -> dict[bytes, bytes]:
+        expires, fields = self._shown.get(key, (0.0, {}))
+        if expires < time.monotonic():
+            self._shown.pop(key, None)
+            return {}
+        return dict(fields)
+
+    async def update_shown(self, key: str, fields: dict[str, bytes], drop: list[str],
+                           ttl_s: int) -> None:
+        expires, current = self._shown.get(key, (0.0, {}))
+        if expires < time.monotonic():
+            current = {}
+        for name in drop:
+            current.pop(name.encode(), None)
+        current.update({k.encode(): v for k, v in fields.items()})
+        if fields:
+            expires = time.monotonic() + ttl_s
+        while len(self._shown) >= self.max_entries and key not in self._shown:
+            self._shown.pop(next(iter(self._shown)))  # the oldest shopper's
+        self._shown[key] = (expires, current)
 
     async def claim(self, key: str, ttl_s: int) -> bool:
         if await self.get(key) is not None:

@@ -110,8 +110,9 @@ class PrivacyLedger:
                         newly.append(user)
                     self.forgotten[user] = float(record.get("at", 0.0))
                 elif isinstance(record.get("consent"), dict):
-                    self.consent[user] = {p: bool(record["consent"].get(p, True))
-                                          for p in PURPOSES}
+                    # Only the purposes the shopper spoke about (older lines name all).
+                    self.consent[user] = {p: bool(v) for p, v in record["consent"].items()
+                                          if p in PURPOSES}
             return newly
 
     def digest(self, user_id: str) -> str:
@@ -132,7 +133,8 @@ class PrivacyLedger:
         return self.consent.get(h, {}).get(purpose, True)
 
     def consent_of(self, user_id: str) -> dict[str, bool] | None:
-        """Consent per purpose as last set through the API (None: never set)."""
+        """Consent per purpose as last set through the API, for the purposes ever
+        stated (None: never set)."""
         return self.consent.get(self.digest(user_id))
 
     def forgotten_since(self) -> float | None:
@@ -149,8 +151,8 @@ class PrivacyLedger:
 
     def set_consent(self, user_id: str, consent: dict[str, bool], at: float) -> str:
         h = self.digest(user_id)
-        self._append([{"user": h, "at": at, "consent": {p: bool(consent[p])
-                                                        for p in PURPOSES}}])
+        self._append([{"user": h, "at": at, "consent": {p: bool(v) for p, v in
+                                                        consent.items() if p in PURPOSES}}])
         return h
 
     def _append(self, records: list[dict[str, Any]]) -> None:

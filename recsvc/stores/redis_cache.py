@@ -105,6 +105,22 @@ class RedisCache:
     async def fresh(self, key: str) -> list[bytes]:
         return await self._call("LRANGE", lambda: self.client.lrange(key, 0, -1), [])
 
+    async def shown(self, key: str) -> dict[bytes, bytes]:
+        return await self._call("HGETALL", lambda: self.client.hgetall(key), {})
+
+    async def update_shown(self, key: str, fields: dict[str, bytes], drop: list[str],
+                           ttl_s: int) -> None:
+        async def update() -> None:
+            async with self.client.pipeline(transaction=True) as pipe:
+                if drop:
+                    pipe.hdel(key, *drop)
+                if fields:
+                    pipe.hset(key, mapping=fields).expire(key, ttl_s)
+                await pipe.execute()
+
+        if fields or drop:
+            await self._call("HSET", update, None)
+
     async def claim(self, key: str, ttl_s: int) -> bool:
         claimed = await self._call("SET NX", lambda: self.client.set(key, b"1", ex=ttl_s,
                                                                       nx=True), True)

@@ -66,6 +66,7 @@ class TrainingData:
     # users x items, True where the shopper bought the item (and did not refund it): what
     # a reason may call "bought"; the confidences mix every kind of event.
     user_purchases: sp.csr_matrix | None = None
+    user_negatives: sp.csr_matrix | None = None  # standing "no"s (`policy.feedback`)
     # users x RECENT: each shopper's last distinct items, newest first, -1 padded.
     user_recent: np.ndarray | None = None
     # Per event: +1 a purchase, -1 a refund, 0 anything else (None: not known).

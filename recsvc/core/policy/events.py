@@ -19,10 +19,18 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from recsvc.core.clock import SECONDS_PER_DAY
 
 DEFAULT_WEIGHTS = {"view": 1.0, "click": 2.0, "add_to_cart": 4.0, "purchase": 10.0,
-                   "rating": 2.0, "review": 3.0, "refund": -10.0}
+                   "rating": 2.0, "review": 3.0, "refund": -10.0, "search": 0.5,
+                   "not_interested": -2.0, "dislike": -4.0}
 DEFAULT_ALIASES = {"cart": "add_to_cart", "addtocart": "add_to_cart",
                    "add-to-cart": "add_to_cart", "transaction": "purchase", "order": "purchase",
-                   "buy": "purchase", "return": "refund", "cancellation": "refund"}
+                   "buy": "purchase", "return": "refund", "cancellation": "refund",
+                   "not-interested": "not_interested", "notinterested": "not_interested",
+                   "hide": "not_interested", "thumbs_down": "dislike", "query": "search"}
+# Negative feedback: besides its (negative) weight, the shopper said no to the item.
+# It is hidden from them, and its close neighbours and category lowered
+# (`policy.feedback`), by this strength; until they engage with it again.
+NEGATIVE = {"not_interested": 1.0, "dislike": 1.5}
+SEARCH = "search"  # names a query, not an item: matched to items by the content model
 PURCHASE, REFUND = "purchase", "refund"
 QUANTITY_TYPES = (PURCHASE, REFUND)
 RATING = "rating"

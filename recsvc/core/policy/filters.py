@@ -3,17 +3,18 @@
 A ranked list (fresh or from the cache) is cut to the request's n items here and only
 here, so everything that may change between two requests — stock and delistings, the
 rules' exclusions, the request's own filters (category, price range, excluded items),
-the per-category cap — holds on cached lists too. A new read-time rule (a frequency
-cap, say) is one more condition in `FilterStage`."""
+the per-category cap, the pins — holds on cached lists too, and a rule changed a moment
+ago acts on the next request. A new read-time rule is one more step in `FilterStage`."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from recsvc.core.model import RecommenderModel
 from recsvc.core.policy.rules import ResolvedRules, category_mask
+from recsvc.core.ranking.packed import PackedList, with_pins
 
 
 class QueryError(ValueError):
@@ -67,14 +68,40 @@ def query_mask(model: RecommenderModel, price: np.ndarray,
 @dataclass(frozen=True)
 class FilterStage:
     """What one request may list: `allowed` per item (live catalog, rules, the
-    request's filters) and at most `max_per_category` items of one category."""
+    request's filters), the rules' `pins` first, and at most `max_per_category` items
+    of one category while others are left to fill the list."""
 
     allowed: np.ndarray
     item_category: np.ndarray
     max_per_category: int | None = None
+    pins: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    # What a list may be ranked from and cached with: `allowed` without the rules'
+    # exclusions, so that lifting one shows on cached lists too (None: `allowed`).
+    rankable: np.ndarray | None = None
 
-    def select(self, items: np.ndarray, n: int) -> list[int]:
-        """Positions in a ranked list of `items` of the first n it may show."""
+    def show(self, packed: PackedList, n: int, skip: int = 0
+             ) -> tuple[PackedList, list[int]]:
+        """The list as this request shows it (pinned items first) and the positions in
+        it of the n items to show after the first `skip` (earlier pages)."""
+        pins = self.pins[self.allowed[self.pins]] if self.pins.size else self.pins
+        if pins.size:
+            packed = with_pins(packed, pins)
+        return packed, self.select(packed.items, n + skip, fixed=int(pins.size))[skip:]
+
+    def without(self, items: np.ndarray) -> FilterStage:
+        """This stage with `items` (item numbers) hidden as well: a shopper's capped
+        items, what earlier pages showed."""
+        items = items[items >= 0]
+        if items.size == 0:
+            return self
+        allowed = self.allowed.copy()
+        allowed[items] = False
+        return FilterStage(allowed, self.item_category, self.max_per_category, self.pins,
+                           self.rankable)
+
+    def select(self, items: np.ndarray, n: int, fixed: int = 0) -> list[int]:
+        """Positions in a ranked list of `items` of the first n it may show; the first
+        `fixed` (pins) are always shown, and count towards the category cap."""
         allowed = self.allowed
         try:
             positions = np.flatnonzero(allowed[items])
@@ -86,25 +113,28 @@ class FilterStage:
         if cap is None:
             return positions[:n].tolist()
         out: list[int] = []
+        over: list[int] = []  # past the cap: shown only if the list cannot fill otherwise
         counts: dict[int, int] = {}
         for j in positions.tolist():
             c = int(self.item_category[items[j]])
             if c >= 0:
-                if counts.get(c, 0) >= cap:
+                if counts.get(c, 0) >= cap and j >= fixed:
+                    over.append(j)
                     continue
                 counts[c] = counts.get(c, 0) + 1
             out.append(j)
             if len(out) == n:
-                break
-        return out
+                return out
+        # Too few categories for the cap (a one-category request, a small catalog):
+        # n items still, the best of those held back, in rank order.
+        return sorted(out + over[:n - len(out)])
 
 
 def filter_stage(model: RecommenderModel, rules: ResolvedRules, live: np.ndarray,
                  price: np.ndarray, filters: ItemFilters = ItemFilters()) -> FilterStage:
     """The stage for one request: the live catalog (in stock, not delisted), minus the
     rules' exclusions, within the request's own filters."""
-    allowed = live & rules.allowed
     mask = query_mask(model, price, filters) if filters else None
-    if mask is not None:
-        allowed = allowed & mask
-    return FilterStage(allowed, model.item_category, rules.max_per_category)
+    rankable = live if mask is None else live & mask
+    return FilterStage(rankable & rules.allowed, model.item_category,
+                       rules.max_per_category, rules.pins, rankable)

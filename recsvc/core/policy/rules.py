@@ -24,7 +24,15 @@ weights = { popularity = 2.0 }   # blend weights over the trained ones
 ```
 
 A category rule matches the category and everything under it (`Home` matches
-`Home > Kitchen`). Rules are resolved against a model's catalog once per model."""
+`Home > Kitchen`). Rules are resolved against a model's catalog once per model and
+again whenever the file changes (`docs/rules.md`).
+
+Two kinds of rule, by where they act:
+- ranking rules (boosts, burials, a variant's weights and `exclude_seen`) shape which
+  candidates a list holds: a cached list carries the tag of those it was made under
+  (`Variant.tag`), and one made under others is made again;
+- read-time rules (pins, exclusions, the category cap) act on every list as it is read
+  (`policy.filters`), cached lists included, so they take effect on the next request."""
 
 from __future__ import annotations
 
@@ -91,14 +99,22 @@ def load_rules(path: Path | None) -> RulesFile:
     if path is None:
         return RulesFile()
     try:
-        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-        return RulesFile.model_validate(raw)
+        text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise InputError(f"rules file {path}: not found") from None
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+    except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"rules file {path}: unreadable ({exc})") from None
+    return parse_rules(text, f"rules file {path}")
+
+
+def parse_rules(text: str, source: str = "rules") -> RulesFile:
+    """Rules from TOML text; InputError naming `source` and the first problem."""
+    try:
+        return RulesFile.model_validate(tomllib.loads(text))
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"{source}: unreadable ({exc})") from None
     except ValidationError as exc:
-        raise InputError(f"rules file {path}: {first_problem(exc)}") from None
+        raise InputError(f"{source}: {first_problem(exc)}") from None
 
 
 def category_mask(model: RecommenderModel, category: str) -> np.ndarray:
@@ -122,6 +138,17 @@ class Variant:
     name: str
     weights: dict[str, float] | None  # None: the model's own
     exclude_seen: bool | None = None
+    tag: int = 0  # of the ranking rules its lists are made under (`ranking_tag`)
+
+
+def ranking_tag(rules: RulesFile, variant: VariantSpec | None) -> int:
+    """32 bits naming what shapes a list's candidates: boosts, burials, the variant's
+    weights and `exclude_seen`. Equal rules give equal tags in every process."""
+    parts = [[t.model_dump() for t in rules.boost], [t.model_dump() for t in rules.bury],
+             None if variant is None else [sorted(variant.weights.items()),
+                                           variant.exclude_seen]]
+    digest = hashlib.blake2b(repr(parts).encode("utf-8"), digest_size=4).digest()
+    return int.from_bytes(digest, "little")
 
 
 @dataclass
@@ -133,11 +160,16 @@ class ResolvedRules:
     pins: np.ndarray  # item numbers, in order
     max_per_category: int | None
     variants: list[tuple[float, Variant]] = field(default_factory=list)  # cumulative share
+    default: Variant | None = None  # without variants: the model's own weights
+
+    @property
+    def variant_names(self) -> list[str]:
+        return [v.name for _, v in self.variants] or [DEFAULT_VARIANT.name]
 
     def variant_for(self, user_id: str) -> Variant:
         """A stable assignment: the same user always lands in the same variant."""
         if not self.variants:
-            return DEFAULT_VARIANT
+            return self.default or DEFAULT_VARIANT
         digest = hashlib.blake2b(user_id.encode("utf-8"), digest_size=8).digest()
         point = int.from_bytes(digest, "big") / 2**64 * self.variants[-1][0]
         for upper, variant in self.variants:
@@ -146,7 +178,7 @@ class ResolvedRules:
         return self.variants[-1][1]
 
 
-DEFAULT_VARIANT = Variant("default", None)
+DEFAULT_VARIANT = Variant("default", None, None, ranking_tag(RulesFile(), None))
 
 
 def _target_mask(model: RecommenderModel, target: Target) -> np.ndarray:
@@ -172,20 +204,23 @@ def resolve(rules: RulesFile, model: RecommenderModel) -> ResolvedRules:
     for tag in rules.exclude.tags:
         allowed &= ~tag_mask(model, tag)
     pins = model.item_index(rules.pin.items)
-    unknown = [w for w, name in rules.variants.items()
-               for k in name.weights if k not in model.components]
+    unknown = [(name, k) for name, spec in rules.variants.items()
+               for k in spec.weights if k not in model.components]
     if unknown:
-        raise InputError(f"rules file: variant {unknown[0]} weighs an algorithm the model "
-                         f"does not have ({', '.join(sorted(model.components))} exist)")
+        raise InputError(f"rules: variant {unknown[0][0]} weighs {unknown[0][1]!r}, an "
+                         f"algorithm the model does not have "
+                         f"({', '.join(sorted(model.components))} exist)")
     variants, total = [], 0.0
     for name, spec in sorted(rules.variants.items()):
         total += spec.share
         weights = {**model.weights, **spec.weights} if spec.weights else None
-        variants.append((total, Variant(name, weights, spec.exclude_seen)))
+        variants.append((total, Variant(name, weights, spec.exclude_seen,
+                                        ranking_tag(rules, spec))))
     return ResolvedRules(
         bias=bias if bias.any() else None,
         allowed=allowed,
         pins=pins[pins >= 0],
         max_per_category=rules.diversity.max_per_category,
         variants=variants,
+        default=Variant(DEFAULT_VARIANT.name, None, None, ranking_tag(rules, None)),
     )

@@ -42,7 +42,6 @@ from recsvc.core.ranking.packed import (
     NONE,
     POPULAR,
     POPULAR_IN,
-    PROMOTED,
     SEEN_BEFORE,
     SIMILAR,
     TRENDING,
@@ -229,7 +228,7 @@ def in_rows(rows: sp.csr_matrix, items: np.ndarray) -> np.ndarray:
 @numba.njit(cache=True, nogil=True)
 def _explain(picks: np.ndarray, values: np.ndarray, source_code: np.ndarray,
              anchors: np.ndarray, from_session: np.ndarray, anchor_bought: np.ndarray,
-             pick_bought: np.ndarray, next_of: np.ndarray, pinned: np.ndarray, mode: int,
+             pick_bought: np.ndarray, next_of: np.ndarray, mode: int,
              dense: np.ndarray, keys: np.ndarray, similarity: np.ndarray,
              strengths: np.ndarray, n_items: int, no_category: np.ndarray,
              new: np.ndarray, codes: np.ndarray, anchor_of: np.ndarray) -> None:
@@ -253,13 +252,11 @@ def _explain(picks: np.ndarray, values: np.ndarray, source_code: np.ndarray,
             # One anchor an item (the cached format keeps one): the first code that
             # names an item takes it, a later one naming another item is left out.
             named = -1
-            # Codes in order, each once, until there are MAX_REASONS: promoted, then the
-            # sources that carried the pick (strongest first; ties: the one listed
-            # first; at most MAX_REASONS + 1 of them), then new arrival.
+            # Codes in order, each once, until there are MAX_REASONS: the sources that
+            # carried the pick (strongest first; ties: the one listed first; at most
+            # MAX_REASONS + 1 of them), then new arrival. (`promoted` is given when a
+            # list is read: pins are a read-time rule.)
             given = 0
-            if pinned[b, k]:
-                codes[b, k, 0] = PROMOTED
-                given = 1
             carried = 0
             for i in range(sources):
                 if values[i, b, k] >= MIN_CONTRIBUTION:
@@ -310,7 +307,6 @@ def explain_batch(
     from_session: np.ndarray,
     bought: sp.csr_matrix,
     recent: np.ndarray,
-    pinned: np.ndarray,
     now: float,
     new_arrival_days: float,
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -319,8 +315,7 @@ def explain_batch(
     `picks` B x K (-1 padded), `contributions` name -> B x K, `anchors` B x M candidate
     items (-1 padded), `from_session` B x M, `bought` B x items (what each row's shopper
     bought: only those may be called bought), `recent` B x R (each row's last items,
-    newest first, -1 padded: what a sequence algorithm's pick came next after),
-    `pinned` B x K."""
+    newest first, -1 padded: what a sequence algorithm's pick came next after)."""
     picks = np.ascontiguousarray(picks, dtype=np.int64)
     anchors = np.ascontiguousarray(anchors, dtype=np.int64)
     b, k = picks.shape
@@ -337,7 +332,6 @@ def explain_batch(
                  np.ascontiguousarray(from_session, dtype=np.bool_),
                  in_rows(bought, anchors), in_rows(bought, picks),
                  _next_anchor(model, picks, recent, _carried(model, names, values)),
-                 np.ascontiguousarray(pinned, dtype=np.bool_),
                  *_relation(model, picks, anchors), model.n_items,
                  model.item_category < 0, new, codes, anchor)
     return codes, anchor
@@ -388,7 +382,6 @@ def warm_up(model: RecommenderModel | None = None) -> None:
     _explain(picks, np.zeros((1, 1, 1), dtype=np.float32), np.zeros(1, dtype=np.uint8),
              anchors, np.zeros((1, 1), dtype=np.bool_), np.zeros((1, 1), dtype=np.bool_),
              np.zeros((1, 1), dtype=np.bool_), np.full((1, 1), -1, dtype=np.int64),
-             np.zeros((1, 1), dtype=np.bool_),
              *relation, 1, np.zeros(1, np.bool_), np.zeros(1, np.bool_),
              np.zeros((1, 1, MAX_REASONS), dtype=np.uint8), np.zeros((1, 1), dtype=np.int32))
     if model is not None and model.n_items:

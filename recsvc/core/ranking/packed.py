@@ -1,9 +1,11 @@
 """A ranked list as the cache stores it, and its rendering to JSON.
 
-The value holds, per item, its number, score, up to three reason codes and the anchor
-item of a "because you bought X" reason, as flat arrays (little-endian):
+The value holds the tag of the ranking rules it was made under (`Variant.tag`: the
+boosts, burials and blend weights; a list made under others is not served), and per
+item its number, score, up to three reason codes and the anchor item of a "because
+you bought X" reason, as flat arrays (little-endian):
 
-    RL2\\n | count u32 | items i32[c] | scores f32[c] | codes u8[c x 3] | anchors i32[c]
+    RL3\\n | tag u32 | count u32 | items i32[c] | scores f32[c] | codes u8[c x 3] | anchors i32[c]
 
 Written for thousands of users at once with a few numpy operations (`pack_batch`), read
 with `numpy.frombuffer` views. Only the n items a request shows are rendered to JSON,
@@ -21,9 +23,9 @@ import orjson
 
 from recsvc.core.model import RecommenderModel
 
-MAGIC = b"RL2\n"
+MAGIC = b"RL3\n"
 REASONS = 3
-_HEADER = len(MAGIC) + 4
+_HEADER = len(MAGIC) + 8
 # Reason codes as stored (`explain` chooses them; their meanings are listed there).
 NONE, PROMOTED, BOUGHT_BEFORE, BECAUSE, SIMILAR, POPULAR_IN, POPULAR, TRENDING, NEW = range(9)
 SEEN_BEFORE, BECAUSE_VIEWED = 9, 10  # the shopper's past, without a purchase
@@ -36,13 +38,18 @@ class PackedList:
     scores: np.ndarray
     codes: np.ndarray  # count x 3
     anchors: np.ndarray
+    tag: int = 0
 
     def __len__(self) -> int:
         return int(self.items.size)
 
 
+EMPTY = PackedList(np.zeros(0, np.int32), np.zeros(0, np.float32),
+                   np.zeros((0, REASONS), np.uint8), np.zeros(0, np.int32))
+
+
 def pack_batch(items: np.ndarray, scores: np.ndarray, codes: np.ndarray,
-               anchors: np.ndarray, lengths: np.ndarray) -> list[bytes]:
+               anchors: np.ndarray, lengths: np.ndarray, tag: int = 0) -> list[bytes]:
     """One value per row of B x K arrays; row b keeps its first lengths[b] entries."""
     rows, width = items.shape
     lengths = np.asarray(lengths, dtype=np.int64)
@@ -52,6 +59,7 @@ def pack_batch(items: np.ndarray, scores: np.ndarray, codes: np.ndarray,
     for n in np.unique(lengths).tolist():
         which = np.flatnonzero(lengths == n)
         fields = [np.frombuffer(MAGIC, np.uint8)[None, :].repeat(which.size, axis=0),
+                  np.full((which.size, 1), tag, "<u4").view(np.uint8),
                   np.full((which.size, 1), n, "<u4").view(np.uint8),
                   np.ascontiguousarray(items[which, :n], "<i4").view(np.uint8),
                   np.ascontiguousarray(scores[which, :n], "<f4").view(np.uint8),
@@ -68,7 +76,7 @@ def unpack(raw: bytes) -> PackedList | None:
     """None for a value that is not a packed list (a foreign or truncated value)."""
     if len(raw) < _HEADER or not raw.startswith(MAGIC):
         return None
-    count = int(np.frombuffer(raw, dtype="<u4", count=1, offset=len(MAGIC))[0])
+    tag, count = np.frombuffer(raw, dtype="<u4", count=2, offset=len(MAGIC)).tolist()
     if len(raw) != _HEADER + count * (4 + 4 + REASONS + 4):
         return None
     offset = _HEADER
@@ -80,7 +88,7 @@ def unpack(raw: bytes) -> PackedList | None:
                           offset=offset).reshape(count, REASONS)
     offset += REASONS * count
     anchors = np.frombuffer(raw, dtype="<i4", count=count, offset=offset)
-    return PackedList(items, scores, codes, anchors)
+    return PackedList(items, scores, codes, anchors, tag)
 
 
 FOR_YOU = b'{"code":"for_you"}'
@@ -162,3 +170,28 @@ class ListRenderer:
         if positions is None:
             positions = list(range(len(packed)))
         return orjson.loads(self.items_json(packed, positions))
+
+
+def with_pins(packed: PackedList, pins: np.ndarray) -> PackedList:
+    """The list with `pins` first, in their order, each `promoted` (before the reasons it
+    had, if it was listed) and scored as the top item; they leave their old places."""
+    if pins.size == 0:
+        return packed
+    pins = np.asarray(pins, dtype=np.int32)
+    where = {int(item): j for j, item in enumerate(packed.items.tolist())}
+    keep = np.flatnonzero(~np.isin(packed.items, pins))
+    top = float(packed.scores.max(initial=0.0)) if len(packed) else 0.0
+    codes = np.zeros((pins.size, REASONS), dtype=np.uint8)
+    codes[:, 0] = PROMOTED
+    anchors = np.full(pins.size, -1, dtype=np.int32)
+    for k, pin in enumerate(pins.tolist()):
+        j = where.get(pin)
+        if j is not None:
+            own = [c for c in packed.codes[j].tolist() if c and c != PROMOTED]
+            codes[k, 1:1 + len(own[:REASONS - 1])] = own[:REASONS - 1]
+            anchors[k] = packed.anchors[j]
+    return PackedList(np.concatenate([pins, packed.items[keep]]),
+                      np.concatenate([np.full(pins.size, top, np.float32),
+                                      packed.scores[keep]]),
+                      np.concatenate([codes, packed.codes[keep]]),
+                      np.concatenate([anchors, packed.anchors[keep]]), packed.tag)

@@ -11,13 +11,14 @@ import numpy as np
 from starlette.concurrency import run_in_threadpool
 
 from recsvc.core.engine import Engine
+from recsvc.core.policy import frequency
 from recsvc.core.policy.events import epoch_seconds
 from recsvc.service import telemetry
 from recsvc.service.auth import Caller
 from recsvc.service.errors import Invalid, TooLarge, Unavailable
 from recsvc.service.schemas import EventIn
 from recsvc.service.state import ServiceState
-from recsvc.stores.cache import encode_fresh, event_key, fresh_key, list_key
+from recsvc.stores.cache import encode_fresh, event_key, fresh_key, list_key, shown_key
 
 
 def _epoch(value: datetime | float | None, now: float) -> float:
@@ -68,7 +69,15 @@ async def record_events(state: ServiceState, batch: list[EventIn], caller: Calle
             fresh_by_user.setdefault(state.subject(event.user_id), []).append(encode_fresh(
                 event.item_id, weight, max(record["timestamp"], engine.reference_time + 1e-3),
                 record["event_type"]))
-    variants = [v.name for _, v in engine.rules.variants] or ["default"]
+    variants = engine.rules.variant_names
+    engaged: dict[str, list[str]] = {}
+    if settings.frequency_cap is not None:  # engagement restarts an item's cap
+        for event, _, weight in kept:
+            if weight > 0:
+                engaged.setdefault(state.subject(event.user_id), []).append(event.item_id)
+    for user_id, items in engaged.items():
+        await state.cache.update_shown(shown_key(settings.cache_namespace, user_id), {},
+                                       frequency.engaged(items), settings.frequency.ttl_s)
     for user_id, fresh in fresh_by_user.items():
         await state.cache.add_fresh(fresh_key(settings.cache_namespace, user_id), fresh,
                                     settings.fresh_events_per_user,

@@ -18,7 +18,7 @@ def model_info(state: ServiceState) -> dict[str, Any]:
     return {"version": engine.version, "trained_at": manifest.created_at,
             "metrics": manifest.metrics.model_dump(), "counts": manifest.counts.model_dump(),
             "blend": manifest.blend.model_dump(), "algorithms": sorted(manifest.algorithms),
-            "variants": [v.name for _, v in engine.rules.variants] or ["default"]}
+            "variants": engine.rules.variant_names}
 
 
 def readiness(state: ServiceState) -> tuple[int, dict[str, Any]]:

@@ -5,6 +5,7 @@ with `recommend_body`."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
 import time
@@ -13,12 +14,25 @@ import orjson
 from starlette.concurrency import run_in_threadpool
 
 from recsvc.core.lists import RecommendQuery, shopper_list
+from recsvc.core.policy import frequency
 from recsvc.core.policy.filters import filter_stage
-from recsvc.core.ranking.packed import unpack
+from recsvc.core.ranking.packed import EMPTY, unpack
 from recsvc.service import telemetry
 from recsvc.service.auth import Caller
 from recsvc.service.state import ServiceState
-from recsvc.stores.cache import decode_fresh, fresh_key, list_key
+from recsvc.stores.cache import decode_fresh, fresh_key, list_key, shown_key
+
+
+async def _none() -> None:
+    return None
+
+
+async def _remember(state: ServiceState, user_id: str, key: str, fields: dict[str, bytes],
+                    drop: list[str], ttl_s: int) -> None:
+    """Record what a shopper was shown, unless they were forgotten (or withdrew consent)
+    while it waited: nothing of theirs is written after that."""
+    if state.personal(user_id):
+        await state.cache.update_shown(key, fields, drop, ttl_s)
 
 
 async def recommend_body(state: ServiceState, query: RecommendQuery, caller: Caller,
@@ -43,13 +57,30 @@ async def recommend_body(state: ServiceState, query: RecommendQuery, caller: Cal
     subject = state.subject(query.user_id) if query.user_id else ""
     key = (list_key(settings.cache_namespace, engine.version, variant.name, subject)
            if query.cacheable else None)
+    n, skip = query.n, (query.page - 1) * query.n
+    policy = settings.frequency
+    memory = shown_key(settings.cache_namespace, subject) if (
+        subject and log and policy.active) else None
+    shown = None
+    if memory is not None:  # what they were shown lately: caps, earlier pages
+        raw, raw_shown = await asyncio.gather(
+            state.cache.get(key) if key is not None else _none(), state.cache.shown(memory))
+        shown = frequency.parse(raw_shown)
+        now = time.time()
+        hidden = frequency.capped(shown, policy, now)
+        if skip and policy.page_memory_s > 0:
+            hidden += frequency.earlier_pages(shown, policy, query.page, now)
+            skip = 0  # the earlier pages' items are hidden instead: nothing repeats
+        if hidden:
+            stage = stage.without(engine.model.item_index(hidden))
+    elif key is not None:
+        raw = await state.cache.get(key)
     packed, positions = None, None
     if key is not None:
-        raw = await state.cache.get(key)
         packed = unpack(raw) if raw is not None else None
-        if packed is not None:
-            positions = stage.select(packed.items, query.n)
-            if len(positions) < min(query.n, len(packed)):
+        if packed is not None and packed.tag == variant.tag:
+            packed, positions = stage.show(packed, n, skip)
+            if len(positions) < min(n, len(packed) - skip):
                 positions = None  # too many went out of stock since: compute afresh
         (telemetry.CACHE_HIT if positions is not None else telemetry.CACHE_MISS).inc()
     else:
@@ -60,16 +91,31 @@ async def recommend_body(state: ServiceState, query: RecommendQuery, caller: Cal
             raw_fresh = await state.cache.fresh(fresh_key(settings.cache_namespace, subject))
             fresh = [(item, w, kind) for item, w, ts, kind in decode_fresh(raw_fresh)
                      if ts > engine.reference_time]
+        size = max(settings.cache_list_size, n + skip)
+        # A cached list is ranked without the rules' exclusions (read-time rules, which
+        # may be lifted before it expires); a list of the request's own is ranked within
+        # everything that may show.
+        rankable = stage.rankable if key is not None else stage.allowed
         value, fallback = await run_in_threadpool(
-            shopper_list, engine, query, variant, fresh, live, stage.allowed,
-            max(settings.cache_list_size, query.n), time.time(), settings.new_arrival_days)
+            shopper_list, engine, query, variant, fresh, live, rankable, size, time.time(),
+            settings.new_arrival_days)
+        packed, positions = stage.show(unpack(value) or EMPTY, n, skip)
+        if key is not None and len(positions) < min(n, len(packed) - skip):
+            # The exclusions took too much of it: ranked again within them, not cached.
+            value, fallback = await run_in_threadpool(
+                shopper_list, engine, query, variant, fresh, live, stage.allowed, size,
+                time.time(), settings.new_arrival_days)
+            packed, positions = stage.show(unpack(value) or EMPTY, n, skip)
+        elif key is not None:
+            await state.cache.set(key, value, settings.cache_ttl_s)
         if fallback:
             telemetry.FALLBACKS.labels(kind=fallback).inc()
-        if key is not None:
-            await state.cache.set(key, value, settings.cache_ttl_s)
-        packed = unpack(value)
-        assert packed is not None
-        positions = stage.select(packed.items, query.n)
+    if memory is not None and shown is not None:
+        ids = engine.model.item_ids[packed.items[positions]].tolist()
+        fields, drop = frequency.record(shown, policy, [str(i) for i in ids], query.page,
+                                        time.time())
+        # Off the answer's path: the next list of this shopper is what needs it.
+        state.background(_remember(state, query.user_id, memory, fields, drop, policy.ttl_s))
     telemetry.count_recommendation(variant.name)
     rid = os.urandom(16).hex()
     if log:

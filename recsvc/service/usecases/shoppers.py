@@ -11,7 +11,7 @@ from recsvc.core.policy.privacy import PURPOSES
 from recsvc.service.errors import Conflict, Unavailable
 from recsvc.service.schemas import ConsentIn
 from recsvc.service.state import ServiceState
-from recsvc.stores.cache import fresh_key, list_key
+from recsvc.stores.cache import fresh_key, list_key, shown_key
 from recsvc.stores.forget import forget_users
 
 
@@ -44,14 +44,11 @@ def consent_of(state: ServiceState, user_id: str) -> dict[str, Any]:
     changes (the shop's system of record), whatever the API was told since."""
     given = state.privacy.consent_of(user_id)
     refused = state.has_engine and state.engine.model.is_opted_out(user_id)
-    if given is not None:
-        consent: dict[str, bool | None] = dict(given)
-        source = "api"
-    elif refused:
-        # the users file's campaign consent stays with the shop's CRM: not known here
-        consent, source = dict.fromkeys(PURPOSES), "users_file"
-    else:
-        consent, source = dict.fromkeys(PURPOSES, True), "default"
+    # Personalization is assumed without a statement (as in training); a campaign
+    # purpose is only what the shopper said here, else the shop's CRM knows (null).
+    consent: dict[str, bool | None] = {**dict.fromkeys(PURPOSES), "personalization": True,
+                                       **(given or {})}
+    source = "api" if given is not None else "users_file" if refused else "default"
     if refused:
         consent["personalization"] = False
     return {"user_id": user_id, "consent": consent, "source": source,
@@ -65,16 +62,17 @@ async def set_consent(state: ServiceState, user_id: str, change: ConsentIn) -> d
     they do from now on."""
     if state.privacy.is_forgotten(user_id):
         raise Conflict(f"user {user_id!r} was forgotten: nothing of theirs is kept")
-    known = state.privacy.consent_of(user_id) or dict.fromkeys(PURPOSES, True)
-    consent = {**known, **change.model_dump(exclude_none=True)}
+    # What they said before, with what they say now: a purpose never stated stays so.
+    consent = {**(state.privacy.consent_of(user_id) or {}),
+               **change.model_dump(exclude_none=True)}
     try:
         state.privacy.set_consent(user_id, consent, time.time())
     except OSError as exc:
         raise Unavailable(f"consent not recorded ({exc.strerror or exc}); retry") from None
-    if not consent["personalization"]:
+    if not consent.get("personalization", True):
         settings = state.settings
         who = state.subject(user_id)
-        keys = [fresh_key(settings.cache_namespace, who)]
+        keys = [fresh_key(settings.cache_namespace, who), shown_key(settings.cache_namespace, who)]
         if state.has_engine:
             keys += [list_key(settings.cache_namespace, state.engine.version, v, who)
                      for v in _variants(state)]

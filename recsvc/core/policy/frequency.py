@@ -1,0 +1,99 @@
+"""What a shopper was shown lately, and what it means for their next list: frequency
+caps (an item shown `cap` times without a click is hidden for `cooldown_s`) and the
+pages of one visit (page 2 never repeats what page 1 showed).
+
+Kept per shopper as one small hash in the cache (`stores.keys.shown_key`):
+
+    i:ITEM_ID -> "COUNT,LAST"        impressions since the last click on it, last shown
+    p:PAGE    -> "WHEN|ID\\x1fID..."  the items a page showed, and when
+
+A click (or any engagement) on an item deletes its counter; `recsvc forget` and a
+withdrawn consent delete the whole hash."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+SEP = "\x1f"
+
+
+@dataclass(frozen=True)
+class FrequencyPolicy:
+    cap: int | None  # impressions without a click before an item is hidden (None: never)
+    cooldown_s: float  # how long a capped item stays hidden
+    window_s: float  # a gap longer than this between two impressions restarts the count
+    page_memory_s: float  # how long the pages of a visit are remembered (0: not at all)
+
+    @property
+    def active(self) -> bool:
+        return self.cap is not None or self.page_memory_s > 0
+
+    @property
+    def ttl_s(self) -> int:
+        """How long a shopper's hash outlives their last list."""
+        return int(max(self.cooldown_s if self.cap else 0, self.window_s if self.cap else 0,
+                       self.page_memory_s, 1))
+
+
+@dataclass
+class Shown:
+    counts: dict[str, tuple[int, float]] = field(default_factory=dict)  # id -> (n, last)
+    pages: dict[int, tuple[float, list[str]]] = field(default_factory=dict)
+
+
+def parse(raw: dict[bytes, bytes]) -> Shown:
+    """The hash as read from the cache; a field that does not parse is ignored."""
+    shown = Shown()
+    for key, value in raw.items():
+        try:
+            name, text = key.decode(), value.decode()
+            if name.startswith("i:"):
+                count, last = text.split(",", 1)
+                shown.counts[name[2:]] = (int(count), float(last))
+            elif name.startswith("p:"):
+                when, ids = text.split("|", 1)
+                shown.pages[int(name[2:])] = (float(when), ids.split(SEP) if ids else [])
+        except (UnicodeDecodeError, ValueError):
+            continue
+    return shown
+
+
+def capped(shown: Shown, policy: FrequencyPolicy, now: float) -> list[str]:
+    """Items hidden now: shown `cap` times without a click, the last time within
+    `cooldown_s`."""
+    if policy.cap is None:
+        return []
+    return [item for item, (count, last) in shown.counts.items()
+            if count >= policy.cap and now - last < policy.cooldown_s]
+
+
+def earlier_pages(shown: Shown, policy: FrequencyPolicy, page: int, now: float) -> list[str]:
+    """What pages before `page` showed in this visit (remembered `page_memory_s`)."""
+    return [item for p, (when, items) in shown.pages.items()
+            if p < page and now - when < policy.page_memory_s for item in items]
+
+
+def record(shown: Shown, policy: FrequencyPolicy, items: list[str], page: int,
+           now: float) -> tuple[dict[str, bytes], list[str]]:
+    """The hash fields to set and to delete after showing `items` as page `page`."""
+    fields: dict[str, bytes] = {}
+    drop: list[str] = []
+    if policy.cap is not None:
+        for item in items:
+            count, last = shown.counts.get(item, (0, 0.0))
+            restart = now - last > policy.window_s or (count >= policy.cap
+                                                      and now - last >= policy.cooldown_s)
+            fields[f"i:{item}"] = f"{1 if restart else count + 1},{now:.3f}".encode()
+        # Counters of items not shown for a whole window go, so the hash stays small.
+        drop += [f"i:{item}" for item, (_, last) in shown.counts.items()
+                 if now - last > max(policy.window_s, policy.cooldown_s)]
+    if policy.page_memory_s > 0:
+        fields[f"p:{page}"] = f"{now:.3f}|{SEP.join(items)}".encode()
+        if page == 1:  # a new visit: later pages of the last one are forgotten
+            drop += [f"p:{p}" for p in shown.pages if p > 1]
+    return fields, drop
+
+
+def engaged(items: list[str]) -> list[str]:
+    """The fields to delete when the shopper engaged with these items: their counters."""
+    return [f"i:{item}" for item in items]
