@@ -74,6 +74,11 @@ class Favourite(Recommender):
     def score_compact(self, batch: UserBatch) -> SharedRows:
         return SharedRows(self.row[None, :], np.zeros(len(batch), dtype=np.int64))
 
+    def add_items(self, rows: list[dict[str, Any]]) -> Self:
+        out = self._copy()
+        out.row = np.concatenate([self.row, np.full(len(rows), -1.0, np.float32)])
+        return out
+
     def save(self, out: ArraySink, prefix: str) -> None:
         out.save_array(f"{prefix}.row", self.row)
 

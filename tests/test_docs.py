@@ -34,3 +34,14 @@ def test_every_algorithm_setting_is_documented_at_its_default() -> None:
             continue
         assert name in documented, f"[model.{name}] is missing from docs/configuration.md"
         assert documented[name] == defaults, f"[model.{name}] differs from its defaults"
+
+
+def test_the_documented_rules_file_is_valid_and_shows_the_defaults() -> None:
+    from recsvc.core.policy.rules import NewArrivals, parse_rules
+
+    text = (DOCS / "rules.md").read_text(encoding="utf-8")
+    block = re.search(r"```toml\n(.*?)```", text, re.S)
+    assert block is not None
+    rules = parse_rules(block.group(1), "docs/rules.md")
+    assert rules.pin.items and rules.boost and rules.bury and rules.variants
+    assert rules.new_arrivals == NewArrivals()  # documented at its defaults

@@ -19,7 +19,12 @@ from recsvc.core.algorithms import (
     UserBatch,
 )
 from recsvc.core.algorithms.base import confidence
-from recsvc.core.algorithms.content import category_tokens, normalize, price_bands
+from recsvc.core.algorithms.content import (
+    Vocabulary,
+    category_tokens,
+    normalize,
+    price_edges,
+)
 from recsvc.core.algorithms.ease import interaction_gram
 from recsvc.core.algorithms.forms import RowSums, SharedRows
 from recsvc.core.algorithms.history import prior_strength
@@ -65,9 +70,14 @@ def test_category_paths_share_their_parents() -> None:
 
 
 def test_price_bands_are_quantiles_and_unknown_prices_have_none() -> None:
-    bands = price_bands(pd.Series([1, 2, 3, 4, 100, None, "n/a", -1]), bands=2)
-    assert list(bands[:5]) == [0, 0, 1, 1, 1] or list(bands[:5]) == [0, 0, 0, 1, 1]
-    assert list(bands[5:]) == [-1, -1, -1]
+    prices = [1, 2, 3, 4, 100, None, "n/a", -1]
+    edges = price_edges(pd.Series(prices), bands=2)
+    assert edges.tolist() == pytest.approx([np.log(3)])  # the median
+    vocabulary = Vocabulary(*(np.zeros(0, "<U1"),) * 2, np.zeros(0, "<U1"),
+                            np.zeros(0, "<U1"), edges)
+    bands = vocabulary.price([1, 2, 3, 4, 100, np.nan, -1])
+    assert bands.indices.tolist() == [0, 0, 0, 1, 1]  # unknown prices: no band at all
+    assert np.diff(bands.indptr).tolist() == [1, 1, 1, 1, 1, 0, 0]
 
 
 def test_content_vectors_weigh_text_category_brand_and_price() -> None:
@@ -87,6 +97,41 @@ def test_content_vectors_weigh_text_category_brand_and_price() -> None:
     assert np.argsort(-sim[0])[1] == 1  # same title, category and price; other brand
     assert sim[1, 3] > sim[1, 0]  # tent: the other outdoor item beats the kettle
     assert sim[2, 0] > sim[2, 2]  # an untitled pan shares 'Kitchen' with the kettles only
+
+
+def test_the_saved_vocabulary_encodes_as_training_did() -> None:
+    """New items and search queries are encoded by the saved vocabulary, without
+    scikit-learn: its TF-IDF equals scikit-learn's transform (the oracle), and a new row
+    equal to a training row gets that row's vector."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    items = pd.DataFrame({
+        "title": ["Red kettle, red!", "steel kettle", "blue tent", "camping stove", "tent"],
+        "description": ["boils water fast", "", "sleeps two", "the stove for camping", ""],
+        "tags": ["kitchen|sale", "kitchen", "outdoor;sale", "outdoor", None],
+        "category": ["Kitchen > Kettles", "Kitchen > Kettles", "Outdoor > Tents",
+                     "Outdoor > Stoves", "Outdoor"],
+        "brand": ["Acme", "other", "acme", "camp", None],
+        "price": [20, 25, 200, 50, None],
+    })
+    model = ContentModel()
+    vectors = model.vectorize(items)
+    texts = ["a Red KETTLE for camping, unseen words", "sale sale sale tent", ""]
+    oracle = TfidfVectorizer(sublinear_tf=True, stop_words="english", dtype=np.float32)
+    oracle.fit(items["title"] + " " + items["description"].fillna("") + " "
+               + items["tags"].fillna("").str.replace(r"[|;,]", " ", regex=True))
+    np.testing.assert_allclose(model.vocabulary.text(texts).toarray(),
+                               oracle.transform(texts).toarray(), rtol=1e-5, atol=1e-7)
+    again = model.encode(items.iloc[[3, 0]].to_dict("records"))
+    np.testing.assert_allclose(again.toarray(), vectors[[3, 0]].toarray(), rtol=1e-5,
+                               atol=1e-7)
+    model.item_vectors = vectors
+    # "tent" alone (item 4) beats "camping" twice (3) and "blue tent" (2); the kettles
+    # match nothing of it.
+    found, scores = model.match("camping tent", 5)
+    assert found.tolist() == [4, 3, 2] and (np.diff(scores) < 0).all()
+    assert model.match("kettle", 5)[0].tolist() == [1, 0]  # the shorter text first
+    assert model.match("zebra", 3)[0].size == 0 and model.match("", 3)[0].size == 0
 
 
 def test_content_scores_through_item_similarity_equal_the_profiles_route(monkeypatch) -> None:

@@ -46,14 +46,16 @@ def check_case(case, headers: dict[str, str]) -> None:  # noqa: ANN001
         return
     # Events the schema admits may still break the rules the trainer applies, which no
     # schema can say (a timestamp ahead of the clock, a rating without a value or off
-    # the scale, an absurd quantity): those, and only those, are refused with a 422
-    # naming the event's timestamp or value.
+    # the scale, an absurd quantity; an item for every event but a search, a query for a
+    # search only): those, and only those, are refused with a 422 naming the event's
+    # timestamp, value, item_id or query.
     response = case.call_and_validate(headers=headers,
                                       excluded_checks=[positive_data_acceptance])
     positive = case.meta is not None and case.meta.generation.mode.is_positive
     if positive and response.status_code == 422:
         problems = response.json()["detail"]
-        assert all(p["loc"][-1] in ("timestamp", "value") for p in problems), problems
+        assert all(p["loc"][-1] in ("timestamp", "value", "item_id", "query")
+                   for p in problems), problems
 
 
 def fuzzer(operation, headers: dict[str, str]):  # noqa: ANN001, ANN201

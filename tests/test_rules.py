@@ -125,16 +125,22 @@ def test_reason_codes_for_new_arrivals_and_repeat_purchases(tmp_path: Path) -> N
                      "popularity": np.array([[0.0, 0.0]], np.float32)}
     bought = sp.csr_matrix(([True], ([0], [picks[0, 1]])), shape=(1, model.n_items))
     codes, anchors = explain_batch(engine.model, picks, contributions, np.zeros((1, 0), int),
-                                   np.zeros((1, 0), bool), bought, np.zeros((1, 0), int),
-                                   now, 30)
+                                   np.zeros((1, 0), bool), bought, bought,
+                                   np.zeros((1, 0), int), now, 30)
     assert codes[0, 0, 0] == NEW
     assert codes[0, 1, 0] == BOUGHT_BEFORE and NEW not in codes[0, 1]
     assert (anchors == -1).all()
     # The same pick, not bought (only viewed): its own past carries it, "seen" not "bought".
+    nothing = sp.csr_matrix((1, model.n_items), dtype=bool)
     codes, _ = explain_batch(engine.model, picks, contributions, np.zeros((1, 0), int),
-                             np.zeros((1, 0), bool), sp.csr_matrix((1, model.n_items)),
-                             np.zeros((1, 0), int), now, 30)
+                             np.zeros((1, 0), bool), nothing, bought, np.zeros((1, 0), int),
+                             now, 30)
     assert codes[0, 1, 0] == SEEN_BEFORE
+    # Not touched at all (a search only matched it): not "seen" either.
+    codes, _ = explain_batch(engine.model, picks, contributions, np.zeros((1, 0), int),
+                             np.zeros((1, 0), bool), nothing, nothing, np.zeros((1, 0), int),
+                             now, 30)
+    assert SEEN_BEFORE not in codes[0, 1] and BOUGHT_BEFORE not in codes[0, 1]
 
 
 def test_strongest_anchor_is_the_past_item_with_the_largest_ease_weight(tmp_path: Path) -> None:

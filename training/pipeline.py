@@ -13,6 +13,7 @@ import numpy as np
 from recsvc import __version__
 from recsvc.core.algorithms import algorithm
 from recsvc.core.algorithms.base import ShopFacts
+from recsvc.core.algorithms.content import ContentModel
 from recsvc.core.artifacts import VersionWriter, sha256_file
 from recsvc.core.clock import SECONDS_PER_DAY
 from recsvc.core.errors import InputError, RecsvcError
@@ -27,6 +28,7 @@ from training.fit import build, build_components, fit_components
 from training.forgotten import Privacy
 from training.progress import Progress
 from training.readers import read_interactions, read_items, read_users
+from training.search import expand_searches
 from training.signals import build_training_data, repeat_purchase_rate
 from training.tune import TuningResult, tune
 
@@ -66,12 +68,22 @@ def load_inputs(config: TrainConfig, progress: Progress,
                 step.note(rows=len(tables[role]))
             inputs[role] = {"path": str(Path(path).resolve()), "sha256": digests[role].result(),
                             "rows": int(len(tables[role]))}
+    searched: dict[str, Any] = {}
+    if "query" in tables["interactions"].columns:  # searches: matched to catalog items
+        with progress.step("search") as step:
+            content = (build(config.model, "content") if "content" in config.model.enabled()
+                       else ContentModel())
+            assert isinstance(content, ContentModel)
+            tables["interactions"], searched = expand_searches(
+                tables["interactions"], tables["items"], config.events, content)
+            step.note(**searched)
     with progress.step("clean") as step:
         data = clean(tables["interactions"], tables["items"], tables["users"],
                      config.events, config.cleaning, [str(paths["interactions"])],
                      forgotten=privacy.forgotten if privacy else None,
                      shown_id=privacy.shown_id if privacy else str)
         step.note(kept=data.report["rows_kept"])
+    data.report.update(searched)
     if data.report["rows_kept"] == 0:
         raise InputError(f"interactions file {paths['interactions']}: no usable events "
                          f"after cleaning ({data.report['rows_dropped']})")
@@ -181,6 +193,7 @@ def fit_model(
         **hashed_opt_outs(data.opted_out),
         user_purchases=training.user_purchases,
         user_negatives=training.user_negatives,
+        user_search_only=training.user_search_only,
         user_recent=training.user_recent,
         card=card,
         **metadata,

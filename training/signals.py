@@ -13,7 +13,7 @@ from recsvc.core.algorithms import TrainingData
 from recsvc.core.algorithms.base import RECENT
 from recsvc.core.clock import SECONDS_PER_DAY
 from recsvc.core.model import lookup
-from recsvc.core.policy.events import NEGATIVE, net_purchases
+from recsvc.core.policy.events import NEGATIVE, SEARCH, net_purchases
 
 
 def decay(ages_seconds: np.ndarray, half_life_days: float) -> np.ndarray:
@@ -71,6 +71,9 @@ def build_training_data(
     types = events["event_type"].astype("category")  # a few names, millions of rows
     per_type = np.append(net_purchases(np.asarray(types.cat.categories, dtype=object)), 0)
     bought = per_type[types.cat.codes.to_numpy()][keep]  # code -1 (none): the last, 0
+    searched = (np.asarray(types.cat.categories == SEARCH).tolist() + [False])
+    searched = np.asarray(searched)[types.cat.codes.to_numpy()][keep]
+    touched = (weights > 0) & ~searched  # what "next after X" may name as X
     if reference_time is None:
         reference_time = int(times.max()) if times.size else 0
     decayed = weights * decay(reference_time - times, half_life_days)
@@ -89,8 +92,10 @@ def build_training_data(
         user_negatives=negative_matrix(users, items_idx, types.cat.codes.to_numpy()[keep],
                                        list(types.cat.categories), weights, times,
                                        (len(user_ids), len(item_ids))),
-        user_recent=last_items(users[weights > 0], items_idx[weights > 0],
-                               times[weights > 0], len(user_ids)),
+        user_search_only=search_only_matrix(users, items_idx, searched,
+                                            (len(user_ids), len(item_ids))),
+        user_recent=last_items(users[touched], items_idx[touched], times[touched],
+                               len(user_ids)),
         event_bought=bought.astype(np.int8),
     )
 
@@ -108,6 +113,24 @@ def last_items(users: np.ndarray, items: np.ndarray, times: np.ndarray, n_users:
     out = np.full((n_users, count), -1, dtype=np.int32)
     out[users[keep], rank[keep]] = items[keep]
     return out
+
+
+def search_only_matrix(users: np.ndarray, items: np.ndarray, searched: np.ndarray,
+                       shape: tuple[int, int]) -> sp.csr_matrix | None:
+    """Users x items, True where every event of the pair was a search's match (None:
+    no searches at all)."""
+    if not searched.any():
+        return None
+    other = sp.csr_matrix((np.ones(int((~searched).sum()), np.int8),
+                           (users[~searched], items[~searched])), shape=shape)
+    search = sp.csr_matrix((np.ones(int(searched.sum()), np.int8),
+                            (users[searched], items[searched])), shape=shape)
+    search.data[:] = 1
+    other.data[:] = 1
+    only = search - search.multiply(other)
+    only.eliminate_zeros()
+    only.sort_indices()
+    return sp.csr_matrix(only, dtype=bool)
 
 
 def negative_matrix(users: np.ndarray, items: np.ndarray, codes: np.ndarray,

@@ -27,6 +27,7 @@ from recsvc.analytics.attribution import (
     CLICKS,
     PURCHASES,
     Events,
+    Impressions,
     attribute,
     events_from,
     explode,
@@ -154,9 +155,35 @@ def build(impressions: list[dict], events: list[dict], settings: ReportSettings,
     }
     for name, labels in groups.items():
         report[f"by_{name}"] = {str(v): kpis(labels == v) for v in sorted(set(labels.tolist()))}
+    report["exploration"] = _exploration(shown_records, shown, rows, is_click)
     report["daily"] = _daily(shown_records, clicked, bought, start, end)
     report["ab"] = _ab(imp_variant, imp_user, clicked, bought, revenue, settings.shares)
     return report
+
+
+def _exploration(records: list[dict], shown: Impressions, rows: np.ndarray,
+                 is_click: np.ndarray) -> dict[str, Any]:
+    """What exploring new arrivals earned: the lists that gave their last place to one,
+    the clicks on it, against the clicks on the last place of the other lists."""
+    explored = np.array([r.get("explored") or "" for r in records], dtype=str)
+    exploring = explored != ""
+    lengths = np.array([len(r["items"]) for r in records], dtype=np.int64)
+    hit = rows[is_click]
+    impression = shown.impression[hit]
+    last = shown.position[hit] == lengths[impression]
+    on_explored = last & exploring[impression] & (shown.item[hit] == explored[impression])
+    on_last = last & ~exploring[impression]
+    n_exploring = int(exploring.sum())
+    n_other = int((~exploring & (lengths > 0)).sum())
+    return {
+        "lists": n_exploring,
+        "clicks": int(np.unique(impression[on_explored]).size),
+        "ctr": round(np.unique(impression[on_explored]).size / n_exploring, 4)
+        if n_exploring else None,
+        "last_place_ctr_otherwise": round(np.unique(impression[on_last]).size / n_other, 4)
+        if n_other else None,
+        "items": int(np.unique(explored[exploring]).size),
+    }
 
 
 def _flags(indices: np.ndarray, size: int) -> np.ndarray:

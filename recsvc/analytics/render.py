@@ -42,6 +42,14 @@ def markdown(report: dict[str, Any]) -> str:
              f"{overall['revenue']:,.2f}.", ""]
     for group in ("variant", "surface", "segment", "lifecycle"):
         lines += [f"## By {group}", "", *_table(report[f"by_{group}"], group), ""]
+    explored = report.get("exploration")
+    if explored and explored["lists"]:
+        lines += ["## Exploring new arrivals", "",
+                  f"{explored['lists']:,} lists gave their last place to a new arrival "
+                  f"({explored['items']:,} items): CTR of that place "
+                  f"{_cell(explored['ctr'], '{:.1%}')}, against "
+                  f"{_cell(explored['last_place_ctr_otherwise'], '{:.1%}')} for the last "
+                  "place of the other lists.", ""]
     ab = report["ab"]
     lines += ["## A/B", ""]
     if not ab["comparisons"]:

@@ -19,9 +19,10 @@ import scipy.sparse as sp
 
 from recsvc.core.algorithms import Popularity, Trending, UserBatch
 from recsvc.core.algorithms.base import RECENT, Relation
+from recsvc.core.clock import SECONDS_PER_DAY
 from recsvc.core.engine import Engine
 from recsvc.core.model import RecommenderModel
-from recsvc.core.policy.events import net_purchases
+from recsvc.core.policy.events import SEARCH, net_purchases
 from recsvc.core.policy.feedback import feedback_bias, negatives_of
 from recsvc.core.policy.filters import FilterStage, ItemFilters
 from recsvc.core.policy.rules import Variant
@@ -95,9 +96,17 @@ def shopper_list(
         (int(i), w) for i, (_, w, _) in zip(fresh_items, fresh, strict=True) if i >= 0]
     history = engine.history_row(user, extra)
     attributes = engine.attribute_codes(user, query.attributes)
+    # A search's matches shape the scores, but the shopper never touched them: no reason
+    # names them ("because you viewed", "next after").
+    searched = {int(i) for i, (_, _, kind) in zip(fresh_items, fresh, strict=True)
+                if i >= 0 and kind == SEARCH}
+    touched = {int(i) for i, (_, _, kind) in zip(fresh_items, fresh, strict=True)
+               if i >= 0 and kind != SEARCH} | set(session)
     # Newest first: the session (its last item is the newest), fresh events (newest
     # last), then what the model knew.
-    newer = [*reversed(session), *reversed([int(i) for i in fresh_items if i >= 0])]
+    newer = [*reversed(session), *reversed([int(i) for i, (_, _, kind)
+                                            in zip(fresh_items, fresh, strict=True)
+                                            if i >= 0 and kind != SEARCH])]
     recent = _recent(newer, model.recent_rows(np.array([user]))[0])
     batch = UserBatch(users=np.array([user if not extra else -1]), history=history,
                       attributes=attributes, recent=recent)
@@ -112,9 +121,10 @@ def shopper_list(
                                     model.exclude_seen) if x is not None)
     bias, allowed = said_no(engine, user, [(int(i), w, kind) for i, (_, w, kind)
                                            in zip(fresh_items, fresh, strict=True) if i >= 0],
-                            allowed)
+                            allowed, ranking_bias(engine, now, new_arrival_days))
+    anchorable = _without(history, (searched | set(model.search_only(user))) - touched)
     ranking = recommend(model, batch, size, exclude_seen, allowed, weights,
-                        bias=bias, explain=True, in_stock=live)
+                        bias=bias, explain=True, in_stock=live, seen=anchorable)
     if ranking.lengths[0] == 0 and exclude_seen and history.nnz:
         # Everything allowed was already seen: better the seen items than an empty page.
         ranking = recommend(model, batch, size, False, allowed, weights,
@@ -122,23 +132,56 @@ def shopper_list(
         fallback = "seen_items"
     bought = _bought(model, user, [(int(i), kind) for i, (_, _, kind)
                                    in zip(fresh_items, fresh, strict=True) if i >= 0])
-    packed = rank_lists(engine, ranking, history, bought, recent,
+    packed = rank_lists(engine, ranking, anchorable, bought, recent,
                         [np.asarray(session, np.int64)], now, new_arrival_days,
                         personal=user >= 0 or bool(fresh), tag=variant.tag)
     return packed[0], fallback
 
 
+def new_arrivals(model: RecommenderModel, now: float, days: float
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Which items arrived within `days` of `now`, and every item's age in days."""
+    age = (now - model.item_created_at.astype(np.float64)) / SECONDS_PER_DAY
+    return (model.item_created_at > 0) & (age < days), age
+
+
+def ranking_bias(engine: Engine, now: float, new_arrival_days: float) -> np.ndarray | None:
+    """What ranking adds to every shopper's blended scores: the rules' boosts and
+    burials, and the new-arrival boost (`[new_arrivals]`), which falls linearly from
+    its full value for an item created now to nothing at `new_arrival_days`."""
+    boost = engine.rules.new_arrival_boost
+    if boost <= 0 or new_arrival_days <= 0:
+        return engine.rules.bias
+    fresh, age = new_arrivals(engine.model, now, new_arrival_days)
+    if not fresh.any():
+        return engine.rules.bias
+    arrival = np.where(fresh, boost * (1.0 - np.clip(age, 0, None) / new_arrival_days),
+                       0.0).astype(np.float32)
+    return arrival if engine.rules.bias is None else engine.rules.bias + arrival
+
+
 def said_no(engine: Engine, user: int, fresh: list[tuple[int, float, str]],
-            allowed: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
-    """The rules' bias and `allowed`, with what this shopper said no to (stored and
-    fresh: `policy.feedback`) hidden and its neighbours and category lowered."""
+            allowed: np.ndarray, bias: np.ndarray | None
+            ) -> tuple[np.ndarray | None, np.ndarray]:
+    """`bias` (`ranking_bias`) and `allowed`, with what this shopper said no to (stored
+    and fresh: `policy.feedback`) hidden and its neighbours and category lowered."""
     negatives = negatives_of(engine.model, user, fresh)
     if not negatives:
-        return engine.rules.bias, allowed
+        return bias, allowed
     extra, hidden = feedback_bias(engine.model, negatives)
     allowed = allowed.copy()
     allowed[hidden] = False
-    return (extra if engine.rules.bias is None else engine.rules.bias + extra), allowed
+    return (extra if bias is None else bias + extra), allowed
+
+
+def _without(history: sp.csr_matrix, items: set[int]) -> sp.csr_matrix:
+    """A one-row history without these items."""
+    if not items:
+        return history
+    row = sp.csr_matrix(history, copy=True)
+    row.data[np.isin(row.indices, list(items))] = 0
+    row.eliminate_zeros()
+    return row
 
 
 def _recent(newer: list[int], known: np.ndarray) -> np.ndarray:
@@ -181,15 +224,17 @@ def rank_lists(
     """The ranking with every item explained, each list packed for the cache (under
     the ranking rules' `tag`). One list per row of an explained ranking (`recommend(...,
     explain=True)`): the service calls this for one shopper, `warm-cache` and `export`
-    for thousands, so all store exactly the same lists. `bought`: what each row's
-    shopper bought (rows x items), the only items its reasons may call bought; `recent`:
+    for thousands, so all store exactly the same lists. `histories`: what each row's
+    shopper touched (rows x items; not what a search only matched), the items its
+    reasons may name as seen or as anchors; `bought`: what each row's shopper bought,
+    the only items its reasons may call bought; `recent`:
     each row's last items, newest first (what a pick came next after)."""
     items = ranking.padded_items
     anchors, from_session = anchor_candidates(histories, sessions, personal)
     if recent is None:
         recent = np.full((items.shape[0], 0), -1, dtype=np.int64)
     codes, anchor = explain_batch(engine.model, items, ranking.padded_contributions or {},
-                                  anchors, from_session, bought, recent, now,
+                                  anchors, from_session, bought, histories, recent, now,
                                   new_arrival_days)
     return pack_batch(items, ranking.padded_scores, codes, anchor, ranking.lengths, tag)
 
@@ -228,14 +273,17 @@ def rank_users(engine: Engine, users: np.ndarray, size: int, rankable: np.ndarra
         parts = [members[~said][start:start + rows]
                  for start in range(0, int((~said).sum()), rows)]
         parts += [members[j:j + 1] for j in np.flatnonzero(said).tolist()]
+        shared = ranking_bias(engine, now, new_arrival_days)
         for chunk in parts:
-            bias, allowed = engine.rules.bias, rankable
+            bias, allowed = shared, rankable
             if chunk.size == 1 and said.any():
-                bias, allowed = said_no(engine, int(chunk[0]), [], rankable)
+                bias, allowed = said_no(engine, int(chunk[0]), [], rankable, shared)
             batch = model.batch(chunk)
+            touched = model.anchorable_rows(chunk)
             ranking = recommend(model, batch, size, exclude_seen, allowed, weights,
-                                bias=bias, explain=True, in_stock=live)
-            lists = rank_lists(engine, ranking, batch.history, model.bought_rows(chunk),
+                                bias=bias, explain=True, in_stock=live, seen=touched)
+            lists = rank_lists(engine, ranking, touched,
+                               model.bought_rows(chunk),
                                batch.recent, [], now, new_arrival_days, tag=variant.tag)
             yield RankedBatch(chunk, variant, lists, ranking.lengths)
 
@@ -247,7 +295,7 @@ def shown_lists(engine: Engine, users: np.ndarray, n: int, stage: FilterStage,
     under `stage` (the request's filter stage: rules, stock), with no events newer than
     the model: (user, variant, the list as read, positions shown). For offline uses of
     the very lists the service serves: campaign export, previews of rules."""
-    for ranked in rank_users(engine, users, size, stage.rankable, live, now,
+    for ranked in rank_users(engine, users, size, stage.rankable, stage.rankable, now,
                              new_arrival_days, rows):
         for user, value, length in zip(ranked.users.tolist(), ranked.lists,
                                        ranked.lengths.tolist(), strict=True):
@@ -256,9 +304,10 @@ def shown_lists(engine: Engine, users: np.ndarray, n: int, stage: FilterStage,
                 # As the service does: a fallback for an empty list, or ranked again
                 # within the exclusions when they took too much of it.
                 query = RecommendQuery(user_id=str(engine.model.user_ids[user]), n=n)
-                value, _ = shopper_list(engine, query, ranked.variant, [], live,
-                                        stage.allowed if length else stage.rankable, size,
-                                        now, new_arrival_days)
+                stock, allowed = ((live, stage.allowed) if length
+                                  else (stage.rankable, stage.rankable))
+                value, _ = shopper_list(engine, query, ranked.variant, [], stock, allowed,
+                                        size, now, new_arrival_days)
                 packed, positions = stage.show(unpack(value) or EMPTY, n)
             yield user, ranked.variant, packed, positions
 

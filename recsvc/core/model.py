@@ -65,9 +65,15 @@ class RecommenderModel:
     # users x items, the strength of a shopper's standing "not interested" or dislike
     # (`policy.feedback`; None in models written before they were kept).
     user_negatives: sp.csr_matrix | None = None
+    # users x items, True where the shopper's only events on the item were searches that
+    # matched it: it shapes their scores, but no reason may name it (None: no searches).
+    user_search_only: sp.csr_matrix | None = None
     # users x RECENT: each user's last distinct items, newest first, -1 padded (None in
     # models written before they were kept).
     user_recent: np.ndarray | None = None
+    # Items created after training (`added_items`) follow the trained ones in `item_ids`;
+    # the trained ids (sorted) are the first `trained_items` (None: all of them).
+    trained_items: int | None = None
     card: ModelCard | None = None  # how it was made; None only for hand-built models
     manifest: Manifest | None = None  # once written (or when loaded)
 
@@ -92,7 +98,25 @@ class RecommenderModel:
         return lookup(self.user_ids, ids)
 
     def item_index(self, ids: Any) -> np.ndarray:
-        return lookup(self.item_ids, ids)
+        if self.trained_items is None:
+            return lookup(self.item_ids, ids)
+        query = np.asarray(ids, dtype=str).reshape(-1)
+        found = lookup(self.item_ids[:self.trained_items], query)
+        added = self._added_index
+        for j in np.flatnonzero(found < 0).tolist():
+            found[j] = added.get(str(query[j]), -1)
+        return found
+
+    @functools.cached_property
+    def _added_index(self) -> dict[str, int]:
+        start = self.trained_items or self.n_items
+        return {str(i): start + j for j, i in enumerate(self.item_ids[start:].tolist())}
+
+    @property
+    def added_ids(self) -> list[str]:
+        """Items created after training (`added_items.with_items`), in the order they
+        were added."""
+        return [] if self.trained_items is None else list(self._added_index)
 
     def is_opted_out(self, user_id: str) -> bool:
         """Asked on every request: a set lookup of one keyed hash (~2 µs)."""
@@ -125,6 +149,23 @@ class RecommenderModel:
             rows = sp.csr_matrix(keep @ rows, dtype=bool)
             rows.eliminate_zeros()
         return rows
+
+    def search_only(self, user: int) -> list[int]:
+        """Items only searched for by this shopper (model number; -1: none)."""
+        if user < 0 or self.user_search_only is None:
+            return []
+        return self.user_search_only[user].indices.tolist()
+
+    def anchorable_rows(self, users: np.ndarray) -> sp.csr_matrix:
+        """The users' stored histories without the items they only searched for: what
+        a reason may name."""
+        history = self.user_items[np.asarray(users, dtype=np.int64)]
+        if self.user_search_only is None:
+            return history
+        searched = self.user_search_only[np.asarray(users, dtype=np.int64)]
+        out = sp.csr_matrix(history - history.multiply(searched), dtype=np.float32)
+        out.eliminate_zeros()
+        return out
 
     def batch(self, users: np.ndarray) -> UserBatch:
         """A batch of trained users, scored from their stored histories and vectors."""
@@ -180,6 +221,8 @@ class RecommenderModel:
             expect_csr("user_purchases", self.user_purchases, (users, items))
         if self.user_negatives is not None:
             expect_csr("user_negatives", self.user_negatives, (users, items))
+        if self.user_search_only is not None:
+            expect_csr("user_search_only", self.user_search_only, (users, items))
         if self.user_recent is not None:
             expect_shape("user_recent", self.user_recent, (users, RECENT))
             _codes_in("user_recent", self.user_recent, items)
@@ -219,6 +262,8 @@ class RecommenderModel:
             out.save_csr("user_purchases", self.user_purchases)
         if self.user_negatives is not None:
             out.save_csr("user_negatives", self.user_negatives)
+        if self.user_search_only is not None:
+            out.save_csr("user_search_only", self.user_search_only)
         if self.user_recent is not None:
             out.save_array("user_recent", self.user_recent)
         for name, (codes, values) in self.user_attributes.items():
@@ -247,6 +292,8 @@ class RecommenderModel:
             out["user_purchases"] = stored.csr("user_purchases")
         if stored.has_array("user_negatives.data"):
             out["user_negatives"] = stored.csr("user_negatives")
+        if stored.has_array("user_search_only.data"):
+            out["user_search_only"] = stored.csr("user_search_only")
         if stored.has_array("user_recent"):
             out["user_recent"] = stored.array("user_recent")
         if stored.has_array("opted_out_salt"):

@@ -205,11 +205,14 @@ def export(settings: Settings, out: Path, n: int = 10, purpose: str = "email",
         raise InputError(f"no current model under {settings.model_root}")
     began = time.perf_counter()
     consent = read_consent(consent_file) if consent_file is not None else {}
-    engine = load_engine(settings.model_root, version, load_rules(settings.rules_file))
+    rules = load_rules(settings.rules_file)
+    overrides = CatalogOverrides(settings.paths.catalog_overrides)
+    engine = overrides.with_added(load_engine(settings.model_root, version, rules), rules,
+                                  time.time())
     model = engine.model
     users, left_out = eligible(engine, settings.privacy_ledger(), purpose, consent, ids,
                                segment)
-    live, price = CatalogOverrides(settings.paths.catalog_overrides).masks(model)
+    live, price = overrides.masks(model)
     stage = filter_stage(model, engine.rules, live, price)
     renderer = ListRenderer(model)
     ids_of = model.user_ids

@@ -96,10 +96,13 @@ def check(settings: Settings, path: Path, current: Path | None, sample: int, n: 
     new_rules = load_rules(path)
     if version is None and current_version(settings.model_root) is None:
         raise InputError(f"no current model under {settings.model_root}")
-    engine = load_engine(settings.model_root, version, load_rules(current))
+    rules = load_rules(current)
+    overrides = CatalogOverrides(settings.paths.catalog_overrides)
+    engine = overrides.with_added(load_engine(settings.model_root, version, rules), rules,
+                                  time.time())
     model = engine.model
     proposed = dataclasses.replace(engine, rules=resolve(new_rules, model))
-    live, price = CatalogOverrides(settings.paths.catalog_overrides).masks(model)
+    live, price = overrides.masks(model)
     users = np.flatnonzero(np.diff(model.user_items.indptr) > 0)
     if model.opted_out.size:
         users = users[~model.opted_out_mask(model.user_ids[users])]

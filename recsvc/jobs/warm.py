@@ -87,7 +87,7 @@ def warm_cache(
         has_fresh = np.array([subject(str(u)) in fresh_users for u in ids], dtype=bool)
         users, skipped = users[~has_fresh], int(has_fresh.sum())
     written = 0
-    for ranked in rank_users(engine, users, settings.cache_list_size, rankable, live,
+    for ranked in rank_users(engine, users, settings.cache_list_size, rankable, rankable,
                              time.time(), settings.new_arrival_days, rows):
         prefix = list_key(ns, engine.version, ranked.variant.name, "").encode()
         keys, values = [], []
@@ -162,7 +162,10 @@ def warm(settings: Settings, version: str | None = None, which: str = "active",
         writer = open_bulk_writer(settings.redis_url)
     except (ConnectionError, ValueError) as exc:
         raise InputError(str(exc)) from None
-    engine = load_engine(settings.model_root, version, load_rules(settings.rules_file))
+    rules = load_rules(settings.rules_file)
+    overrides = CatalogOverrides(settings.paths.catalog_overrides)
+    engine = overrides.with_added(load_engine(settings.model_root, version, rules), rules,
+                                  time.time())
     users = select_users(engine, which, active_days)
     if settings.paths.privacy_ledger.exists():  # forgotten, or consent withdrawn since
         ledger = settings.privacy_ledger()
@@ -170,7 +173,6 @@ def warm(settings: Settings, version: str | None = None, which: str = "active",
             ids = engine.model.user_ids[users].tolist()
             users = users[np.array([ledger.allows(str(u), "personalization") for u in ids],
                                    dtype=bool)]
-    overrides = CatalogOverrides(settings.paths.catalog_overrides)
     # One BLAS thread per process: the workers already use every core, and idle BLAS
     # threads only spin beside them (measured: +20% users/s with two workers).
     with threadpool_limits(limits=1, user_api="blas"):

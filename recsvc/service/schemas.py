@@ -81,10 +81,16 @@ class PopularResponse(BaseModel):
 
 
 class EventIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # An item, or (for a search) a query: said in the description too.
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "anyOf": [{"required": ["item_id"]}, {"required": ["query"]}]})
     user_id: str = Field(min_length=1, max_length=256)
-    item_id: str = Field(min_length=1, max_length=256)
+    item_id: str | None = Field(None, min_length=1, max_length=256,
+                                description="required, except for a search")
     event_type: str = Field(min_length=1, max_length=64, examples=["purchase"])
+    query: str | None = Field(None, min_length=1, max_length=256,
+                              description="a search's query: matched to items by the "
+                                          "content model (the query itself is not kept)")
     timestamp: datetime | float | None = Field(None, description="default: now")
     value: float | None = Field(None, description="a rating, or a quantity")
     price: float | None = Field(None, ge=0, le=1e9,
@@ -99,10 +105,19 @@ class EventIn(BaseModel):
 
 
 class ItemUpdate(BaseModel):
+    """An item's live state; for an item created since the training, its catalog
+    attributes too (it is recommendable at once)."""
+
     model_config = ConfigDict(extra="forbid")
     in_stock: bool | None = None
     delisted: bool | None = None
-    price: float | None = Field(None, ge=0)
+    price: float | None = Field(None, ge=0, le=1e9)
+    stock: int | None = Field(None, ge=0, description="units in stock (0: out of stock)")
+    title: str | None = Field(None, max_length=1000)
+    description: str | None = Field(None, max_length=20_000)
+    category: str | None = Field(None, max_length=512, examples=["Home > Kitchen"])
+    brand: str | None = Field(None, max_length=256)
+    tags: list[str] | None = Field(None, max_length=100)
 
 
 class ConsentIn(BaseModel):

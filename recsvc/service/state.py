@@ -65,7 +65,9 @@ class ServiceState:
         self.privacy = settings.privacy_ledger()
         self.gate = Gatekeeper(settings)
         self.subject = settings.key_subject()
-        self._engine: Engine | None = None
+        self._engine: Engine | None = None  # what is served: `_trained` + items created
+        self._trained: Engine | None = None  # the loaded version as trained
+        self._added: list[dict] = []  # the created items `_engine` holds
         self.load_error: str | None = None
         # Why the service is not serving `current` (None: it is, or there is none).
         self.problem: str | None = None
@@ -97,10 +99,13 @@ class ServiceState:
         async with self._swap:
             try:
                 engine = await asyncio.to_thread(load_engine, root, version, self.rules_file)
+                served = await asyncio.to_thread(self.overrides.with_added, engine,
+                                                 self.rules_file, time.time())
             except RecsvcError:
                 telemetry.LOAD_FAILURES.inc()
                 raise
-            self._engine = engine
+            self._trained, self._engine = engine, served
+            self._added = self.overrides.added_rows(engine.model)
             self.load_error = None
             # The model's Python objects live as long as it serves: keep them out of the
             # collector's way, so its full passes stay short under load.
@@ -161,6 +166,27 @@ class ServiceState:
         while True:
             await asyncio.sleep(self.settings.rules_reload_s)
             await self.follow_rules()
+            await self.follow_catalog()
+
+    async def follow_catalog(self) -> bool:
+        """Serve the items created since the training (`PUT /items/{id}`, by any worker)
+        once they change: the trained model with them added, swapped in whole. True
+        when the served catalog changed."""
+        trained = self._trained
+        if trained is None:
+            return False
+        await asyncio.to_thread(self.overrides.refresh)
+        rows = self.overrides.added_rows(trained.model)
+        if rows == self._added:
+            return False
+        async with self._swap:
+            if self._trained is not trained:
+                return False  # a new model came meanwhile: it has them
+            served = await asyncio.to_thread(self.overrides.with_added, trained,
+                                             self.rules_file, time.time())
+            self._engine, self._added = served, rows
+        log.info("serving %d items created since the training", len(rows))
+        return True
 
     async def follow_current(self) -> None:
         """Follow `current` (every `reload_interval_s`), whoever moved it: the trainer,
@@ -220,10 +246,12 @@ class ServiceState:
         """Serve with these rules from the next request on: resolved against the model
         served (InputError, and nothing changed, when they do not fit it)."""
         async with self._swap:
-            engine = self._engine
-            if engine is not None:
+            engine, trained = self._engine, self._trained
+            if engine is not None and trained is not None:
                 resolved = await asyncio.to_thread(resolve, rules, engine.model)
                 self._engine = dataclasses.replace(engine, rules=resolved)
+                self._trained = (self._engine if trained is engine else dataclasses.replace(
+                    trained, rules=await asyncio.to_thread(resolve, rules, trained.model)))
             self.rules_file = rules
 
     async def replace_rules(self, text: str) -> RulesFile:
@@ -255,6 +283,11 @@ class ServiceState:
                                       newly.__contains__ if hashed
                                       else lambda user: digest(user) in newly)
 
+    def trained_item(self, item_id: str) -> bool:
+        """Whether the model served was trained on this item."""
+        trained = self._trained
+        return trained is not None and trained.model.item_index([item_id])[0] >= 0
+
     def personal(self, user_id: str) -> bool:
         """Whether this shopper's behaviour may shape what they see and be recorded:
         known by id, not forgotten, consenting to personalization (the users file's
@@ -265,13 +298,14 @@ class ServiceState:
         return engine is None or not engine.model.is_opted_out(user_id)
 
     def impression(self, rid: str, user: str | None, variant: str, surface: str,
-                   items: np.ndarray) -> None:
-        """Log a list served (`stores.impressions`), off the request path."""
+                   items: np.ndarray, explored: int = -1) -> None:
+        """Log a list served (`stores.impressions`), off the request path; `explored`:
+        the item number exploration showed (-1: none)."""
         log = self.impressions
         if log is not None:
             engine = self.engine
             if not log.record(rid, user, variant, engine.version, surface, items,
-                              engine.model.item_ids):
+                              engine.model.item_ids, explored):
                 telemetry.IMPRESSIONS_DROPPED.inc()
 
     def background(self, work: Coroutine[Any, Any, Any]) -> None:

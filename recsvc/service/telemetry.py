@@ -31,6 +31,8 @@ CACHE = Counter("recsvc_cache_total", "Top-N cache lookups", ["result"])
 # Bound once: a label lookup per request is measurable on the cache-hit path.
 CACHE_HIT, CACHE_MISS, CACHE_SKIP = (CACHE.labels(result=r) for r in ("hit", "miss", "skip"))
 FALLBACKS = Counter("recsvc_fallbacks_total", "Lists served by a fallback", ["kind"])
+EXPLORED = Counter("recsvc_explored_total",
+                   "Lists whose last place showed a new arrival to explore")
 ERRORS = Counter("recsvc_errors_total", "Responses with status >= 500", ["endpoint"])
 RECOMMENDATIONS = Counter("recsvc_recommendations_total", "Lists served", ["variant"])
 EVENTS = Counter("recsvc_events_total", "Events accepted", ["event_type"])

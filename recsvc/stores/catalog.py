@@ -1,4 +1,6 @@
-"""Operators' catalog changes between trainings: stock, delisting and price.
+"""Operators' catalog changes between trainings: stock, delisting and price, and items
+created since the training (with their title, description, category, brand, price and
+tags: `with_added` makes them recommendable at once, `core.added_items`).
 
 Kept in one JSON file in the state directory, replaced atomically under a file lock, and
 re-read by every worker as soon as its modification stamp changes (one `stat` per
@@ -15,10 +17,16 @@ from typing import Any
 import numpy as np
 import orjson
 
+from recsvc.core.added_items import with_items
 from recsvc.core.artifacts import write_atomically
-from recsvc.core.model import RecommenderModel
+from recsvc.core.engine import Engine
+from recsvc.core.model import RecommenderModel, lookup
+from recsvc.core.policy.rules import RulesFile
+from recsvc.core.ranking.warmup import warm_up
 
-FIELDS = ("in_stock", "delisted", "price")
+STATE_FIELDS = ("in_stock", "delisted", "price", "stock")
+ATTRIBUTES = ("title", "description", "category", "brand", "tags", "created_at")
+FIELDS = STATE_FIELDS + ATTRIBUTES
 
 
 class CatalogOverrides:
@@ -71,7 +79,7 @@ class CatalogOverrides:
     def masks(self, model: RecommenderModel) -> tuple[np.ndarray, np.ndarray]:
         """(allowed, price) over the model's items: in stock, not delisted, with prices
         as overridden. Cached until the overrides or the model change."""
-        key = (model.version, self.generation)
+        key = (model.version, model.n_items, self.generation)
         cached = self._masks.get(key)
         if cached is not None:
             return cached
@@ -86,9 +94,37 @@ class CatalogOverrides:
                 entry = self._items[item_id]
                 if "in_stock" in entry:
                     allowed[i] = bool(entry["in_stock"])
+                if entry.get("stock") is not None:
+                    allowed[i] = int(entry["stock"]) > 0
                 if entry.get("delisted"):
                     allowed[i] = False
                 if entry.get("price") is not None:
                     price[i] = float(entry["price"])
         self._masks = {key: (allowed, price)}
         return allowed, price
+
+    def added_rows(self, model: RecommenderModel) -> list[dict[str, Any]]:
+        """Catalog rows of the items created here that `model` was not trained on (in
+        the order they were created), for `added_items.with_items`."""
+        trained = model.item_ids[:model.trained_items or model.n_items]
+        out = []
+        for item_id, entry in self._items.items():
+            if "created_at" not in entry or lookup(trained, [item_id])[0] >= 0:
+                continue
+            # Stock is not a row's: it acts when lists are read (`masks`), so a change
+            # of stock never rebuilds the engine.
+            out.append({**{k: entry.get(k) for k in ATTRIBUTES}, "item_id": item_id,
+                        "price": entry.get("price")})
+        return sorted(out, key=lambda r: (float(r["created_at"]), r["item_id"]))
+
+    def with_added(self, trained: Engine, rules: RulesFile, now: float) -> Engine:
+        """The engine of a trained model (`trained`) with the items created here since
+        added (the same engine when there are none): what the service and the jobs
+        serve from."""
+        self.refresh()
+        rows = self.added_rows(trained.model)
+        if not rows:
+            return trained
+        engine = Engine.build(with_items(trained.model, rows, now), rules)
+        warm_up(engine.model)
+        return engine

@@ -48,17 +48,19 @@ class ImpressionLog:
         self._thread: threading.Thread | None = None
 
     def record(self, rid: str, user: str | None, variant: str, version: str, surface: str,
-               items: np.ndarray, item_ids: np.ndarray) -> bool:
+               items: np.ndarray, item_ids: np.ndarray, explored: int = -1) -> bool:
         """Queue one impression, as its line; False (and counted) when the queue is full.
         The line is made here (a few microseconds): a writer thread making it would hold
         the interpreter the requests share, which measured costlier than the work."""
         if len(self._queue) >= self.capacity:
             self.dropped += 1
             return False
-        self._queue.append(orjson.dumps(
-            {"recommendation_id": rid, "ts": round(time.time(), 3), "user_id": user,
-             "variant": variant, "model_version": version, "surface": surface,
-             "items": item_ids[items].tolist()}) + b"\n")
+        line = {"recommendation_id": rid, "ts": round(time.time(), 3), "user_id": user,
+                "variant": variant, "model_version": version, "surface": surface,
+                "items": item_ids[items].tolist()}
+        if explored >= 0:  # the item a new-arrival exploration put in the last place
+            line["explored"] = str(item_ids[explored])
+        self._queue.append(orjson.dumps(line) + b"\n")
         return True
 
     def start(self) -> None:

@@ -25,6 +25,8 @@ Scoring runs in the service too, so it uses numpy/scipy only.
 
 from __future__ import annotations
 
+import copy
+import functools
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -67,6 +69,7 @@ class TrainingData:
     # a reason may call "bought"; the confidences mix every kind of event.
     user_purchases: sp.csr_matrix | None = None
     user_negatives: sp.csr_matrix | None = None  # standing "no"s (`policy.feedback`)
+    user_search_only: sp.csr_matrix | None = None  # pairs only a search's match touched
     # users x RECENT: each shopper's last distinct items, newest first, -1 padded.
     user_recent: np.ndarray | None = None
     # Per event: +1 a purchase, -1 a refund, 0 anything else (None: not known).
@@ -172,6 +175,20 @@ def expect_csr(name: str, matrix: sp.spmatrix, shape: tuple[int, int]) -> None:
     expect_finite(name, m.data)
 
 
+def padded(array: Any, count: int, axes: tuple[int, ...] = (0,)) -> Any:  # noqa: ANN401
+    """`array` (dense or sparse) with `count` zero rows (axis 0) and/or columns (axis 1)
+    appended: what an algorithm knows of items nobody has touched yet."""
+    if sp.issparse(array):
+        shape = list(array.shape)
+        for axis in axes:
+            shape[axis] += count
+        out = sp.csr_matrix(array)
+        return sp.csr_matrix((out.data, out.indices, np.concatenate(
+            [out.indptr, np.full(shape[0] - out.shape[0], out.indptr[-1])])), shape=shape)
+    widths = [(0, count if axis in axes else 0) for axis in range(np.ndim(array))]
+    return np.pad(np.asarray(array), widths)
+
+
 def confidence(user_items: sp.csr_matrix) -> sp.csr_matrix:
     """Compress raw confidences so that a wholesaler's 500 units do not drown all else."""
     out = sp.csr_matrix(user_items, dtype=np.float32, copy=True)
@@ -273,6 +290,24 @@ class Recommender(ABC):
         """How strongly one item speaks for another, for naming anchors (relational
         algorithms only). Built once per loaded model."""
         return None
+
+    def _copy(self) -> Self:
+        """A shallow copy without its cached properties (derived from arrays that
+        `add_items` replaces; other caches are each algorithm's to drop)."""
+        out = copy.copy(self)
+        for name in [k for k in out.__dict__
+                     if isinstance(getattr(type(out), k, None), functools.cached_property)]:
+            del out.__dict__[name]
+        return out
+
+    @abstractmethod
+    def add_items(self, rows: list[dict[str, Any]]) -> Self:
+        """A copy that also knows `len(rows)` items appended to the catalog after the
+        trained ones (numbered from the model's n_items on): items created since the
+        training (`PUT /items/{id}`), described by their catalog rows, that nobody has
+        touched yet. One that learns from interactions scores them as any item without
+        events; one that reads attributes places them by their rows. Leaves `self` as it
+        is (it may be serving)."""
 
     @abstractmethod
     def save(self, out: ArraySink, prefix: str) -> None: ...

@@ -37,6 +37,7 @@ from recsvc.core.algorithms.base import (
     expect_csr,
     expect_finite,
     expect_shape,
+    padded,
 )
 from recsvc.core.algorithms.forms import Form, RowSums
 
@@ -241,6 +242,11 @@ class EASE(Recommender):
         if sp.issparse(self.weights):
             return self._sparse_relation
         return ItemRelation(dense=np.asarray(self.weights))
+
+    def add_items(self, rows: list[dict[str, Any]]) -> Self:
+        out = self._copy()
+        out.weights = padded(self.weights, len(rows), axes=(0, 1))
+        return out
 
     def check(self, n_users: int, n_items: int) -> None:
         if sp.issparse(self.weights):

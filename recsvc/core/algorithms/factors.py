@@ -24,6 +24,7 @@ from recsvc.core.algorithms.base import (
     confidence,
     expect_finite,
     expect_shape,
+    padded,
 )
 from recsvc.core.algorithms.forms import Form
 
@@ -143,6 +144,12 @@ class MatrixFactorization(Recommender):
         norms[norms == 0] = 1.0
         q = v[items] / norms[items, None]
         return (q @ v.T) / norms[None, :]
+
+    def add_items(self, rows: list[dict[str, Any]]) -> Self:
+        # No events, no factors: zero rows (VᵀV, and so fold-in, stay as they are).
+        out = self._copy()
+        out.item_factors = padded(self.item_factors, len(rows))
+        return out
 
     def check(self, n_users: int, n_items: int) -> None:
         # implicit's BPR learns an item bias as one more factor (the users' is 1).

@@ -127,6 +127,13 @@ class PurchaseHistory(Recommender):
             scores.data *= self.repeat_rate[scores.indices]
         return scores
 
+    def add_items(self, rows: list[dict[str, Any]]) -> Self:
+        out = self._copy()
+        if self.repeat_rate is not None:  # nobody bought them yet: the shop's rate
+            out.repeat_rate = np.concatenate([self.repeat_rate,
+                                              np.ones(len(rows), self.repeat_rate.dtype)])
+        return out
+
     def check(self, n_users: int, n_items: int) -> None:
         if self.repeat_rate is not None:
             expect_shape("history.repeat_rate", self.repeat_rate, (n_items,))

@@ -23,6 +23,7 @@ from recsvc.core.algorithms.base import (
     UserBatch,
     confidence,
     expect_csr,
+    padded,
 )
 from recsvc.core.algorithms.forms import Form, RowSums
 
@@ -88,6 +89,11 @@ class ItemKNN(Recommender):
 
     def item_relation(self) -> ItemRelation:
         return self._relation
+
+    def add_items(self, rows: list[dict[str, Any]]) -> Self:
+        out = self._copy()
+        out.similarity = padded(self.similarity, len(rows), axes=(0, 1))
+        return out
 
     def check(self, n_users: int, n_items: int) -> None:
         expect_csr("item_knn.similarity", self.similarity, (n_items, n_items))

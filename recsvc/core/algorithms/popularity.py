@@ -24,6 +24,7 @@ from recsvc.core.algorithms.base import (
     expect_finite,
     expect_shape,
     logged,
+    padded,
 )
 from recsvc.core.algorithms.forms import Form, SharedRows
 
@@ -134,6 +135,15 @@ class Popularity(Recommender):
                     known[key] = row
             rows[r] = row
         return SharedRows(rows, np.asarray(which, dtype=np.int64).reshape(-1))
+
+    def add_items(self, rows: list[dict[str, Any]]) -> Self:
+        out = self._copy()
+        for cache in ("_log_group_cache", "_combination_rows"):
+            out.__dict__.pop(cache, None)
+        out.overall = padded(self.overall, len(rows))
+        out.by_attribute = {a: padded(v, len(rows), axes=(v.ndim - 1,))
+                            for a, v in self.by_attribute.items()}
+        return out
 
     def check(self, n_users: int, n_items: int) -> None:
         expect_shape("popularity.overall", self.overall, (n_items,))

@@ -28,6 +28,7 @@ from recsvc.core.algorithms.base import (
     TrainingData,
     UserBatch,
     expect_csr,
+    padded,
 )
 from recsvc.core.algorithms.forms import Form, RowSums
 from recsvc.core.clock import SECONDS_PER_DAY
@@ -123,6 +124,11 @@ class Transitions(Recommender):
 
     def item_relation(self) -> ItemRelation:
         return self._relation
+
+    def add_items(self, rows: list[dict[str, Any]]) -> Self:
+        out = self._copy()
+        out.successors = padded(self.successors, len(rows), axes=(0, 1))
+        return out
 
     def check(self, n_users: int, n_items: int) -> None:
         expect_csr("next.successors", self.successors, (n_items, n_items))

@@ -17,6 +17,7 @@ from recsvc.core.algorithms.base import (
     expect_finite,
     expect_shape,
     logged,
+    padded,
 )
 from recsvc.core.algorithms.forms import Form, SharedRows
 from recsvc.core.clock import SECONDS_PER_DAY
@@ -62,6 +63,11 @@ class Trending(Recommender):
 
     def score_compact(self, batch: UserBatch) -> SharedRows:
         return SharedRows(self.scores()[None, :], np.zeros(len(batch), dtype=np.int64))
+
+    def add_items(self, rows: list[dict[str, Any]]) -> Self:
+        out = self._copy()
+        out.trend = padded(self.trend, len(rows))
+        return out
 
     def check(self, n_users: int, n_items: int) -> None:
         expect_shape("trending.trend", self.trend, (n_items,))

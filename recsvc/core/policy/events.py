@@ -5,8 +5,9 @@ and an event the API would refuse is dropped by the trainer for the same reason.
 
 weight = weights[type], except: a rating weighs `weights["rating"] * (value -
 rating_neutral)` (no value: neutral, weight 0); with `quantity_scaling = "log"`, a
-purchase or refund of `value` >= 1 units weighs `1 + ln(value)` times its weight. A
-refund is negative: it cancels the purchase it refunds."""
+purchase or refund of `value` >= 1 units weighs `1 + ln(value)` times its weight; a
+search's match weighs `value` (how well the item matched the query, 0..1) times its
+weight. A refund is negative: it cancels the purchase it refunds."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ DEFAULT_ALIASES = {"cart": "add_to_cart", "addtocart": "add_to_cart",
 # (`policy.feedback`), by this strength; until they engage with it again.
 NEGATIVE = {"not_interested": 1.0, "dislike": 1.5}
 SEARCH = "search"  # names a query, not an item: matched to items by the content model
+SEARCH_MATCHES = 5  # items a search's query feeds, the best first
 PURCHASE, REFUND = "purchase", "refund"
 QUANTITY_TYPES = (PURCHASE, REFUND)
 RATING = "rating"
@@ -170,6 +172,9 @@ class EventWeights(BaseModel):
         value = values[rating]
         base[rating] *= np.where(np.isfinite(value), value, self.rating_neutral) \
             - self.rating_neutral
+        search = np.flatnonzero(np.array([n == SEARCH for n in names] + [False])[codes])
+        share = values[search]
+        base[search] *= np.where(np.isfinite(share), np.clip(share, 0.0, 1.0), 1.0)
         if self.quantity_scaling == "log":
             counted = np.array([n in QUANTITY_TYPES for n in names] + [False])[codes]
             counted &= np.isfinite(values) & (values >= 1)

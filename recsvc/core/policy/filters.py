@@ -75,8 +75,9 @@ class FilterStage:
     item_category: np.ndarray
     max_per_category: int | None = None
     pins: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    # What a list may be ranked from and cached with: `allowed` without the rules'
-    # exclusions, so that lifting one shows on cached lists too (None: `allowed`).
+    # What a list may be ranked from and cached with: the request's own filters only,
+    # not stock nor the rules' exclusions, so that an item back in stock or an
+    # exclusion lifted shows on cached lists too (None: `allowed`).
     rankable: np.ndarray | None = None
 
     def show(self, packed: PackedList, n: int, skip: int = 0
@@ -87,6 +88,24 @@ class FilterStage:
         if pins.size:
             packed = with_pins(packed, pins)
         return packed, self.select(packed.items, n + skip, fixed=int(pins.size))[skip:]
+
+    def explore(self, packed: PackedList, positions: list[int], candidates: np.ndarray
+                ) -> tuple[list[int], int]:
+        """`positions` with the last place given to the best-ranked of `candidates` (per
+        item: new arrivals) that the list holds but does not show, if any; and the
+        position given (-1: none). One place at most: exploring stays bounded."""
+        if not positions:
+            return positions, -1
+        shown = set(positions)
+        items = packed.items
+        ok = (items >= 0) & (items < candidates.size)
+        ok[ok] = candidates[items[ok]] & self.allowed[items[ok]]
+        if any(ok[j] for j in positions):
+            return positions, -1  # one is shown already
+        for j in np.flatnonzero(ok).tolist():
+            if j not in shown:
+                return [*positions[:-1], j], j
+        return positions, -1
 
     def without(self, items: np.ndarray) -> FilterStage:
         """This stage with `items` (item numbers) hidden as well: a shopper's capped
@@ -135,6 +154,6 @@ def filter_stage(model: RecommenderModel, rules: ResolvedRules, live: np.ndarray
     """The stage for one request: the live catalog (in stock, not delisted), minus the
     rules' exclusions, within the request's own filters."""
     mask = query_mask(model, price, filters) if filters else None
-    rankable = live if mask is None else live & mask
-    return FilterStage(rankable & rules.allowed, model.item_category,
+    rankable = np.ones(model.n_items, dtype=bool) if mask is None else mask
+    return FilterStage(live & rankable & rules.allowed, model.item_category,
                        rules.max_per_category, rules.pins, rankable)

@@ -15,6 +15,9 @@ categories = ["Adult"]
 tags = ["hidden"]
 [diversity]
 max_per_category = 3         # at most K items of one category per list
+[new_arrivals]               # items created within RECSVC_NEW_ARRIVAL_DAYS
+boost = 0.5                  # added to their score, falling to 0 as they age
+explore = 0.05               # share of lists whose last place shows the best new arrival
 
 [variants.control]           # A/B strategies; users are assigned by a stable hash
 share = 50
@@ -80,6 +83,11 @@ class Diversity(_Strict):
     max_per_category: int | None = Field(None, ge=1)
 
 
+class NewArrivals(_Strict):
+    boost: float = Field(0.5, ge=0, description="z-score units, falling to 0 with age")
+    explore: float = Field(0.05, ge=0, le=1, description="share of lists exploring")
+
+
 class VariantSpec(_Strict):
     share: float = Field(gt=0)
     weights: dict[str, float] = Field(default_factory=dict)
@@ -92,6 +100,7 @@ class RulesFile(_Strict):
     pin: Pin = Field(default_factory=Pin)
     exclude: Exclude = Field(default_factory=Exclude)
     diversity: Diversity = Field(default_factory=Diversity)
+    new_arrivals: NewArrivals = Field(default_factory=NewArrivals)
     variants: dict[str, VariantSpec] = Field(default_factory=dict)
 
 
@@ -141,10 +150,13 @@ class Variant:
     tag: int = 0  # of the ranking rules its lists are made under (`ranking_tag`)
 
 
-def ranking_tag(rules: RulesFile, variant: VariantSpec | None) -> int:
-    """32 bits naming what shapes a list's candidates: boosts, burials, the variant's
-    weights and `exclude_seen`. Equal rules give equal tags in every process."""
+def ranking_tag(rules: RulesFile, variant: VariantSpec | None,
+                catalog: tuple[str, ...] = ()) -> int:
+    """32 bits naming what shapes a list's candidates: boosts, burials, the new-arrival
+    boost, the variant's weights and `exclude_seen`, and the items added to the
+    catalog since training (`catalog`). Equal rules give equal tags in every process."""
     parts = [[t.model_dump() for t in rules.boost], [t.model_dump() for t in rules.bury],
+             rules.new_arrivals.boost, list(catalog),
              None if variant is None else [sorted(variant.weights.items()),
                                            variant.exclude_seen]]
     digest = hashlib.blake2b(repr(parts).encode("utf-8"), digest_size=4).digest()
@@ -161,6 +173,8 @@ class ResolvedRules:
     max_per_category: int | None
     variants: list[tuple[float, Variant]] = field(default_factory=list)  # cumulative share
     default: Variant | None = None  # without variants: the model's own weights
+    new_arrival_boost: float = 0.0  # `[new_arrivals]`
+    explore: float = 0.0
 
     @property
     def variant_names(self) -> list[str]:
@@ -211,16 +225,19 @@ def resolve(rules: RulesFile, model: RecommenderModel) -> ResolvedRules:
                          f"algorithm the model does not have "
                          f"({', '.join(sorted(model.components))} exist)")
     variants, total = [], 0.0
+    catalog = tuple(model.added_ids)
     for name, spec in sorted(rules.variants.items()):
         total += spec.share
         weights = {**model.weights, **spec.weights} if spec.weights else None
         variants.append((total, Variant(name, weights, spec.exclude_seen,
-                                        ranking_tag(rules, spec))))
+                                        ranking_tag(rules, spec, catalog))))
     return ResolvedRules(
         bias=bias if bias.any() else None,
         allowed=allowed,
         pins=pins[pins >= 0],
         max_per_category=rules.diversity.max_per_category,
         variants=variants,
-        default=Variant(DEFAULT_VARIANT.name, None, None, ranking_tag(rules, None)),
+        default=Variant(DEFAULT_VARIANT.name, None, None, ranking_tag(rules, None, catalog)),
+        new_arrival_boost=rules.new_arrivals.boost,
+        explore=rules.new_arrivals.explore,
     )

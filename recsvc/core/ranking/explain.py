@@ -228,7 +228,8 @@ def in_rows(rows: sp.csr_matrix, items: np.ndarray) -> np.ndarray:
 @numba.njit(cache=True, nogil=True)
 def _explain(picks: np.ndarray, values: np.ndarray, source_code: np.ndarray,
              anchors: np.ndarray, from_session: np.ndarray, anchor_bought: np.ndarray,
-             pick_bought: np.ndarray, next_of: np.ndarray, mode: int,
+             pick_bought: np.ndarray, pick_seen: np.ndarray, next_of: np.ndarray,
+             mode: int,
              dense: np.ndarray, keys: np.ndarray, similarity: np.ndarray,
              strengths: np.ndarray, n_items: int, no_category: np.ndarray,
              new: np.ndarray, codes: np.ndarray, anchor_of: np.ndarray) -> None:
@@ -278,7 +279,8 @@ def _explain(picks: np.ndarray, values: np.ndarray, source_code: np.ndarray,
                     code, names = (NEXT_AFTER, next_of[b, k]) if next_of[b, k] >= 0 else (
                         NONE, -1)
                 elif code == BOUGHT_BEFORE and not pick_bought[b, k]:
-                    code = SEEN_BEFORE
+                    # Only what they touched is "seen" (not what a search matched).
+                    code = SEEN_BEFORE if pick_seen[b, k] else NONE
                 elif code == POPULAR_IN and no_category[item]:
                     code = POPULAR
                 if names >= 0:
@@ -306,6 +308,7 @@ def explain_batch(
     anchors: np.ndarray,
     from_session: np.ndarray,
     bought: sp.csr_matrix,
+    seen: sp.csr_matrix,
     recent: np.ndarray,
     now: float,
     new_arrival_days: float,
@@ -314,7 +317,8 @@ def explain_batch(
 
     `picks` B x K (-1 padded), `contributions` name -> B x K, `anchors` B x M candidate
     items (-1 padded), `from_session` B x M, `bought` B x items (what each row's shopper
-    bought: only those may be called bought), `recent` B x R (each row's last items,
+    bought: only those may be called bought), `seen` B x items (what they touched: only
+    those may be called seen), `recent` B x R (each row's last items,
     newest first, -1 padded: what a sequence algorithm's pick came next after)."""
     picks = np.ascontiguousarray(picks, dtype=np.int64)
     anchors = np.ascontiguousarray(anchors, dtype=np.int64)
@@ -330,7 +334,7 @@ def explain_batch(
     if model.n_items and b and k:
         _explain(picks, values, source_code, anchors,
                  np.ascontiguousarray(from_session, dtype=np.bool_),
-                 in_rows(bought, anchors), in_rows(bought, picks),
+                 in_rows(bought, anchors), in_rows(bought, picks), in_rows(seen, picks),
                  _next_anchor(model, picks, recent, _carried(model, names, values)),
                  *_relation(model, picks, anchors), model.n_items,
                  model.item_category < 0, new, codes, anchor)
@@ -381,8 +385,9 @@ def warm_up(model: RecommenderModel | None = None) -> None:
     in_rows(sp.csr_matrix((1, 1), dtype=bool), picks)
     _explain(picks, np.zeros((1, 1, 1), dtype=np.float32), np.zeros(1, dtype=np.uint8),
              anchors, np.zeros((1, 1), dtype=np.bool_), np.zeros((1, 1), dtype=np.bool_),
-             np.zeros((1, 1), dtype=np.bool_), np.full((1, 1), -1, dtype=np.int64),
-             *relation, 1, np.zeros(1, np.bool_), np.zeros(1, np.bool_),
+             np.zeros((1, 1), dtype=np.bool_), np.zeros((1, 1), dtype=np.bool_),
+             np.full((1, 1), -1, dtype=np.int64), *relation, 1, np.zeros(1, np.bool_),
+             np.zeros(1, np.bool_),
              np.zeros((1, 1, MAX_REASONS), dtype=np.uint8), np.zeros((1, 1), dtype=np.int32))
     if model is not None and model.n_items:
         strongest_anchor(model, picks, anchors)

@@ -91,13 +91,16 @@ def recommend(
     bias: np.ndarray | None = None,
     explain: bool = False,
     in_stock: np.ndarray | None = None,
+    seen: sp.csr_matrix | None = None,
 ) -> Ranking:
     """Blend the model's algorithms for each user of the batch and rank the catalog.
 
     Out-of-stock items are never recommended; `allowed` narrows the candidates further.
     `bias` (per item) is added to the blended scores: business rules' boosts and burials.
     With `explain`, the ranking carries each algorithm's part of every listed item's score.
-    `in_stock` replaces the model's stock flags (the service's live catalog)."""
+    `in_stock` replaces the model's stock flags (the service's live catalog); `seen`,
+    what `exclude_seen` excludes (default: the batch's histories; not what a search
+    only matched)."""
     weights = dict(model.weights if weights is None else weights)
     exclude_seen = model.exclude_seen if exclude_seen is None else exclude_seen
     active = {name for name, w in weights.items() if w != 0}
@@ -106,7 +109,8 @@ def recommend(
     if allowed is not None:
         candidates = candidates & allowed
     return blend_and_rank(sources, weights, n, candidates,
-                          batch.history if exclude_seen else None, bias, explain)
+                          (batch.history if seen is None else seen) if exclude_seen
+                          else None, bias, explain)
 
 
 def similar(

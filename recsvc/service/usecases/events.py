@@ -10,9 +10,10 @@ from datetime import datetime
 import numpy as np
 from starlette.concurrency import run_in_threadpool
 
+from recsvc.core.algorithms.content import ContentModel
 from recsvc.core.engine import Engine
 from recsvc.core.policy import frequency
-from recsvc.core.policy.events import epoch_seconds
+from recsvc.core.policy.events import SEARCH, SEARCH_MATCHES, epoch_seconds
 from recsvc.service import telemetry
 from recsvc.service.auth import Caller
 from recsvc.service.errors import Invalid, TooLarge, Unavailable
@@ -47,9 +48,10 @@ async def record_events(state: ServiceState, batch: list[EventIn], caller: Calle
         caller.check_user(event.user_id, f"event {i}")
     engine = state.engine
     now = time.time()
-    checked = _checked(engine, batch, now)
+    batch, origin, unmatched = _searches(engine, batch)
+    checked = _checked(engine, batch, origin, now)
     personal = {user: state.personal(user) for user in {event.user_id for event in batch}}
-    ignored = sum(not personal[event.user_id] for event in batch)
+    ignored = unmatched + sum(not personal[event.user_id] for event in batch)
     batch, checked = ([e for e in batch if personal[e.user_id]],
                       [c for e, c in zip(batch, checked, strict=True) if personal[e.user_id]])
     claimed, new = await _claim_ids(state, batch)
@@ -90,14 +92,53 @@ async def record_events(state: ServiceState, batch: list[EventIn], caller: Calle
     return len(records), duplicates, ignored
 
 
-def _checked(engine: Engine, batch: list[EventIn], now: float) -> list[tuple[dict, float]]:
+def _searches(engine: Engine, batch: list[EventIn]) -> tuple[list[EventIn], list[int], int]:
+    """The batch with each search that names a query replaced by the items its query
+    matches (`ContentModel.match`; `value`: how well, 0..1, relative to the best), the
+    index in the given batch of each event, and how many searches matched nothing.
+    Invalid for an event without the item (or, for a search, the query) it needs."""
+    out: list[EventIn] = []
+    origin: list[int] = []
+    unmatched = 0
+    content = engine.model.components.get("content")
+    for i, event in enumerate(batch):
+        search = engine.events.canonical(event.event_type) == SEARCH
+        if event.query is not None and not search:
+            raise Invalid(f"event {i}: only a search has a query", ("body", i, "query"))
+        if event.item_id is None and not (search and event.query is not None):
+            field = "query" if search else "item_id"
+            raise Invalid(f"event {i}: {field} is required"
+                          + (" (or the item_id chosen)" if search else ""),
+                          ("body", i, field))
+        if not search or event.item_id is not None:
+            out.append(event.model_copy(update={"query": None}))
+            origin.append(i)
+            continue
+        items, scores = (content.match(event.query, SEARCH_MATCHES)
+                         if isinstance(content, ContentModel) else (np.zeros(0), None))
+        if items.size == 0:
+            unmatched += 1
+            continue
+        for k, (item, score) in enumerate(zip(items.tolist(), scores.tolist(), strict=True)):
+            out.append(event.model_copy(update={
+                "item_id": str(engine.model.item_ids[item]), "query": None,
+                "value": round(score / float(scores[0]), 4),
+                "event_id": (event.event_id if k == 0 or event.event_id is None
+                             else f"{event.event_id}#{k}")}))
+            origin.append(i)
+    return out, origin, unmatched
+
+
+def _checked(engine: Engine, batch: list[EventIn], origin: list[int], now: float
+             ) -> list[tuple[dict, float]]:
     """Each event as the log records it, with its weight, checked and weighed for the
     whole batch at once by the rules the model was trained with; Invalid naming the
-    first bad event and its field."""
+    first bad event (`origin`: its index in the request) and its field."""
     types = []
-    for i, event in enumerate(batch):
+    for j, event in enumerate(batch):
         event_type = engine.events.canonical(event.event_type)
         if event_type is None:
+            i = origin[j]
             raise Invalid(f"event {i}: unknown event_type {event.event_type!r} "
                           f"(known: {', '.join(sorted(engine.events.weights))})",
                           ("body", i, "event_type"))
@@ -111,9 +152,9 @@ def _checked(engine: Engine, batch: list[EventIn], now: float) -> list[tuple[dic
     verdict = checks.check(codes, names, seconds, values, given, now)
     refused = np.flatnonzero(verdict)
     if refused.size:
-        i = int(refused[0])
-        refusal = checks.describe(int(verdict[i]))
-        event = batch[i]
+        j = int(refused[0])
+        refusal = checks.describe(int(verdict[j]))
+        event, i = batch[j], origin[j]
         shown = event.timestamp if refusal.field == "timestamp" else event.value
         raise Invalid(f"event {i}: {refusal.field} {shown!r}: {refusal.message}",
                       ("body", i, refusal.field))

@@ -13,7 +13,7 @@ import time
 import orjson
 from starlette.concurrency import run_in_threadpool
 
-from recsvc.core.lists import RecommendQuery, shopper_list
+from recsvc.core.lists import RecommendQuery, new_arrivals, shopper_list
 from recsvc.core.policy import frequency
 from recsvc.core.policy.filters import filter_stage
 from recsvc.core.ranking.packed import EMPTY, unpack
@@ -95,13 +95,16 @@ async def recommend_body(state: ServiceState, query: RecommendQuery, caller: Cal
         # A cached list is ranked without the rules' exclusions (read-time rules, which
         # may be lifted before it expires); a list of the request's own is ranked within
         # everything that may show.
-        rankable = stage.rankable if key is not None else stage.allowed
+        # (Stock too: an item back in stock then shows on cached lists.)
+        stock, rankable = ((stage.rankable, stage.rankable) if key is not None
+                           else (live, stage.allowed))
         value, fallback = await run_in_threadpool(
-            shopper_list, engine, query, variant, fresh, live, rankable, size, time.time(),
+            shopper_list, engine, query, variant, fresh, stock, rankable, size, time.time(),
             settings.new_arrival_days)
         packed, positions = stage.show(unpack(value) or EMPTY, n, skip)
         if key is not None and len(positions) < min(n, len(packed) - skip):
-            # The exclusions took too much of it: ranked again within them, not cached.
+            # Exclusions or stock took too much of it: ranked again within them, not
+            # cached.
             value, fallback = await run_in_threadpool(
                 shopper_list, engine, query, variant, fresh, live, stage.allowed, size,
                 time.time(), settings.new_arrival_days)
@@ -110,6 +113,16 @@ async def recommend_body(state: ServiceState, query: RecommendQuery, caller: Cal
             await state.cache.set(key, value, settings.cache_ttl_s)
         if fallback:
             telemetry.FALLBACKS.labels(kind=fallback).inc()
+    explored = -1
+    if subject and log and engine.rules.explore > 0 and (
+            int.from_bytes(os.urandom(4), "little") < engine.rules.explore * 2**32):
+        # A small share of a shopper's lists gives its last place to the new arrival
+        # ranked best for them that the list holds but does not show.
+        fresh, _ = new_arrivals(engine.model, time.time(), settings.new_arrival_days)
+        positions, at = stage.explore(packed, positions, fresh)
+        if at >= 0:
+            explored = int(packed.items[at])
+            telemetry.EXPLORED.inc()
     if memory is not None and shown is not None:
         ids = engine.model.item_ids[packed.items[positions]].tolist()
         fields, drop = frequency.record(shown, policy, [str(i) for i in ids], query.page,
@@ -120,7 +133,7 @@ async def recommend_body(state: ServiceState, query: RecommendQuery, caller: Cal
     rid = os.urandom(16).hex()
     if log:
         state.impression(rid, subject or None, variant.name,
-                         query.placement or "recommend", packed.items[positions])
+                         query.placement or "recommend", packed.items[positions], explored)
     head = orjson.dumps({"user_id": shown_id or None, "model_version": engine.version,
                          "variant": variant.name, "recommendation_id": rid})
     exposure = settings.open_reasons if caller.kind == "open" else "full"
