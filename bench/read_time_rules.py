@@ -13,6 +13,7 @@ round reports requests/s and its share of cache hits (`recsvc_cache_total`).
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import re
 import subprocess
@@ -76,10 +77,10 @@ def main() -> int:
     args = p.parse_args()
     work = args.workdir
     store, models = prepare_store(work, args.users, args.items, args.events, seed=3)
-    items = [line.split(",")[0] for line in
-             (store / "items.csv").read_text().splitlines()[1:]]
-    categories = sorted({line.split(",")[3] for line in
-                         (store / "items.csv").read_text().splitlines()[1:]})
+    with open(store / "items.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    items = [r["item_id"] for r in rows]
+    categories = sorted({r["category"] for r in rows})
     rules_file = work / "rules.toml"
     rules_file.write_text("")
     recsvc = str(BIN / "recsvc")

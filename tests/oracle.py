@@ -92,3 +92,24 @@ def rank(
         coo = history.tocoo()
         scores[coo.row, coo.col] = -np.inf
     return Ranking(*top_n(scores, n))
+
+
+def capped_positions(allowed: np.ndarray, category: np.ndarray, items: np.ndarray, n: int,
+                     cap: int, fixed: int = 0) -> list[int]:
+    """The category cap as a merchandiser states it, one item at a time: an item shows
+    unless `cap` of its category already do (the first `fixed` always show); if fewer
+    than n show, the best of those held back fill the list."""
+    out, over, counts = [], [], {}
+    for j, item in enumerate(items.tolist()):
+        if not allowed[item]:
+            continue
+        c = int(category[item])
+        if c >= 0 and counts.get(c, 0) >= cap and j >= fixed:
+            over.append(j)
+            continue
+        if c >= 0:
+            counts[c] = counts.get(c, 0) + 1
+        out.append(j)
+        if len(out) == n:
+            return out
+    return sorted(out + over[:n - len(out)])

@@ -9,7 +9,14 @@ from pathlib import Path
 import pytest
 import redis
 
-from recsvc.core.policy.frequency import FrequencyPolicy, Shown, capped, parse, record
+from recsvc.core.policy.frequency import (
+    FrequencyPolicy,
+    Shown,
+    capped,
+    earlier_pages,
+    parse,
+    record,
+)
 from tests.test_service import KEY, start_service, train_planted
 
 
@@ -54,6 +61,11 @@ def test_policy_known_answers() -> None:
     # A new visit forgets the later pages of the last one.
     shown.pages = {1: (1000.0, ["x"]), 2: (1000.0, ["y"])}
     assert record(shown, policy, ["z"], 1, now=1003.0)[1] == ["p:2"]
+    # Page 3 hides what pages 1 and 2 showed, when both are remembered; else it is a
+    # plain slice (None).
+    assert earlier_pages(shown, policy, 3, now=1030.0) == ["x", "y"]
+    assert earlier_pages(shown, policy, 3, now=1061.0) is None  # forgotten after 60 s
+    assert earlier_pages(shown, policy, 4, now=1030.0) is None  # page 3 never asked
     assert parse({b"i:x": b"garbage", b"p:x": b"1|a"}).counts == {}  # foreign: ignored
 
 
@@ -95,7 +107,7 @@ def test_pages_of_one_visit_never_repeat(tmp_path: Path, redis_server) -> None:
     svc = start_service(tmp_path, store, redis_url=redis_server.url, impressions=False)
     try:
         six = svc.items("/recommend", user_id="au0", n=6)
-        page1 = svc.items("/recommend", user_id="au0", n=3)
+        page1 = svc.items("/recommend", user_id="au0", n=3, page=1)
         assert page1 == six[:3]
         until(lambda: "p:1" in shown_fields(redis.Redis.from_url(redis_server.url), "au0"))
         assert svc.items("/recommend", user_id="au0", n=3, page=2) == six[3:]
@@ -103,18 +115,36 @@ def test_pages_of_one_visit_never_repeat(tmp_path: Path, redis_server) -> None:
         # another order; page 2 still shows nothing page 1 showed.
         svc.http.post("/events", json=[{"user_id": "au0", "item_id": i, "event_type": e}
                                        for i in ("b1", "b2") for e in ("click", "purchase")])
-        page1 = svc.items("/recommend", user_id="au0", n=3)
+        page1 = svc.items("/recommend", user_id="au0", n=3, page=1)
         until(lambda: shown_fields(redis.Redis.from_url(redis_server.url), "au0")["p:1"]
               .endswith("\x1f".join(page1)))
         page2 = svc.items("/recommend", user_id="au0", n=3, page=2)
         page3 = svc.items("/recommend", user_id="au0", n=3, page=3)
         assert len(page2) == 3 and not set(page1) & set(page2)
         assert not (set(page1) | set(page2)) & set(page3)
-        # A stranger has no memory: pages are plain slices of the one list.
+        # Without `page`, nothing is remembered (it costs a write); a stranger has no
+        # memory: pages are plain slices of the one list.
+        client = redis.Redis.from_url(redis_server.url)
+        svc.items("/recommend", user_id="au9", n=3)
+        time.sleep(0.2)
+        assert not client.exists("recsvc:shown:au9")
         anonymous = svc.items("/recommend", n=4, recent_items="a1")
         assert svc.items("/recommend", n=2, page=2, recent_items="a1") == anonymous[2:]
         bad = svc.get("/recommend", user_id="au0", page=0)
         assert bad.status_code == 422 and "page" in bad.text
+    finally:
+        svc.http.close()
+        svc.server.stop()
+
+
+def test_a_page_beyond_the_cached_candidates_is_made_longer(tmp_path: Path) -> None:
+    store, _ = train_planted(tmp_path)
+    svc = start_service(tmp_path, store, cache_list_size=4, impressions=False)
+    try:
+        first = svc.items("/recommend", user_id="bu0", n=3)  # caches 4 candidates
+        second = svc.items("/recommend", user_id="bu0", n=3, page=2)
+        assert len(second) == 3 and not set(first) & set(second)
+        assert svc.items("/recommend", user_id="bu0", n=3, page=1) == first
     finally:
         svc.http.close()
         svc.server.stop()

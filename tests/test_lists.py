@@ -53,6 +53,23 @@ def test_round_trip_select_and_render(tmp_path) -> None:
     assert items[2]["score"] == pytest.approx(1.6)
 
 
+def test_the_category_cap_equals_its_one_at_a_time_statement() -> None:
+    from tests.oracle import capped_positions
+
+    rng = np.random.default_rng(7)
+    for trial in range(300):
+        n_items = int(rng.integers(5, 60))
+        category = rng.integers(-1, int(rng.integers(1, 6)), n_items)
+        allowed = rng.random(n_items) < 0.8
+        items = rng.permutation(n_items)[:int(rng.integers(1, n_items + 1))]
+        n, cap, fixed = int(rng.integers(1, 15)), int(rng.integers(1, 4)), int(
+            rng.integers(0, 3))
+        fixed = min(fixed, int(allowed[items[:fixed]].all()) * fixed)  # pins are allowed
+        stage = FilterStage(allowed, category, cap)
+        assert stage.select(items, n, fixed) == capped_positions(
+            allowed, category, items, n, cap, fixed), trial
+
+
 def test_pins_are_read_time_first_promoted_and_keep_their_reasons() -> None:
     raw = pack_batch(np.arange(6)[None, :], np.linspace(2.0, 1.0, 6)[None, :],
                      np.full((1, 6, 3), [TRENDING, NONE, NONE]), np.full((1, 6), -1),

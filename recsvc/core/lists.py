@@ -39,7 +39,7 @@ Entry = list[Any]  # [item number, item id, score, reasons]: /similar and /popul
 class RecommendQuery:
     user_id: str
     n: int = 10
-    page: int = 1  # of n items
+    page: int | None = None  # of n items (None: not paging: 1, and no visit to remember)
     exclude_seen: bool | None = None
     category: str | None = None
     exclude: tuple[str, ...] = ()

@@ -17,8 +17,9 @@ class RecommendParams(BaseModel):
     user_id: str | None = Field(None, min_length=1, max_length=256,
                                 description="the shopper; absent: an anonymous session")
     n: int = Field(10, ge=1, le=100)
-    page: int = Field(1, ge=1, le=10, description="the page of n items; the pages of one "
-                                                 "visit never repeat an item")
+    page: int | None = Field(None, ge=1, le=10,
+                             description="the page of n items (from 1); the pages of one "
+                                         "visit never repeat an item")
     exclude_seen: bool | None = Field(None, description="default: as learned in training")
     category: str | None = Field(None, max_length=512, description="this category and below")
     exclude: list[str] = Field(default_factory=list,

@@ -65,6 +65,7 @@ class ServiceState:
         self.privacy = settings.privacy_ledger()
         self.gate = Gatekeeper(settings)
         self.subject = settings.key_subject()
+        self.frequency = settings.frequency
         self._engine: Engine | None = None  # what is served: `_trained` + items created
         self._trained: Engine | None = None  # the loaded version as trained
         self._added: list[dict] = []  # the created items `_engine` holds

@@ -8,6 +8,7 @@ ago acts on the next request. A new read-time rule is one more step in `FilterSt
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -131,22 +132,24 @@ class FilterStage:
         cap = self.max_per_category
         if cap is None:
             return positions[:n].tolist()
-        out: list[int] = []
-        over: list[int] = []  # past the cap: shown only if the list cannot fill otherwise
-        counts: dict[int, int] = {}
-        for j in positions.tolist():
-            c = int(self.item_category[items[j]])
-            if c >= 0:
-                if counts.get(c, 0) >= cap and j >= fixed:
-                    over.append(j)
-                    continue
-                counts[c] = counts.get(c, 0) + 1
-            out.append(j)
-            if len(out) == n:
-                return out
+        # Each item's rank among the listed items of its category (a stable sort by
+        # category): it may show while that rank is below the cap (pins always).
+        categories = self.item_category[items[positions]]
+        order = np.argsort(categories, kind="stable")
+        grouped = categories[order]
+        index = np.arange(order.size)
+        first = np.zeros(order.size, dtype=np.int64)  # where each one's group starts
+        first[1:] = np.where(grouped[1:] != grouped[:-1], index[1:], 0)
+        rank = np.empty(order.size, dtype=np.int64)
+        rank[order] = index - np.maximum.accumulate(first)
+        ok = (rank < cap) | (categories < 0)
+        ok[:fixed] = True
+        out = positions[ok][:n]
+        if out.size == n:
+            return out.tolist()
         # Too few categories for the cap (a one-category request, a small catalog):
         # n items still, the best of those held back, in rank order.
-        return sorted(out + over[:n - len(out)])
+        return np.sort(np.concatenate([out, positions[~ok][:n - out.size]])).tolist()
 
 
 def filter_stage(model: RecommenderModel, rules: ResolvedRules, live: np.ndarray,
@@ -154,6 +157,15 @@ def filter_stage(model: RecommenderModel, rules: ResolvedRules, live: np.ndarray
     """The stage for one request: the live catalog (in stock, not delisted), minus the
     rules' exclusions, within the request's own filters."""
     mask = query_mask(model, price, filters) if filters else None
-    rankable = np.ones(model.n_items, dtype=bool) if mask is None else mask
-    return FilterStage(live & rankable & rules.allowed, model.item_category,
-                       rules.max_per_category, rules.pins, rankable)
+    if mask is None:  # the usual request: no array made for it
+        return FilterStage(live & rules.allowed, model.item_category,
+                           rules.max_per_category, rules.pins, _everything(model.n_items))
+    return FilterStage(live & mask & rules.allowed, model.item_category,
+                       rules.max_per_category, rules.pins, mask)
+
+
+@functools.lru_cache(maxsize=4)
+def _everything(n: int) -> np.ndarray:
+    out = np.ones(n, dtype=bool)
+    out.flags.writeable = False
+    return out

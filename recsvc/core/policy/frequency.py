@@ -25,10 +25,6 @@ class FrequencyPolicy:
     page_memory_s: float  # how long the pages of a visit are remembered (0: not at all)
 
     @property
-    def active(self) -> bool:
-        return self.cap is not None or self.page_memory_s > 0
-
-    @property
     def ttl_s(self) -> int:
         """How long a shopper's hash outlives their last list."""
         return int(max(self.cooldown_s if self.cap else 0, self.window_s if self.cap else 0,
@@ -67,10 +63,18 @@ def capped(shown: Shown, policy: FrequencyPolicy, now: float) -> list[str]:
             if count >= policy.cap and now - last < policy.cooldown_s]
 
 
-def earlier_pages(shown: Shown, policy: FrequencyPolicy, page: int, now: float) -> list[str]:
-    """What pages before `page` showed in this visit (remembered `page_memory_s`)."""
-    return [item for p, (when, items) in shown.pages.items()
-            if p < page and now - when < policy.page_memory_s for item in items]
+def earlier_pages(shown: Shown, policy: FrequencyPolicy, page: int, now: float
+                  ) -> list[str] | None:
+    """What the pages before `page` showed in this visit, or None when one of them is
+    not remembered (asked without `page`, or longer ago than `page_memory_s`): then
+    pages are plain slices of the list."""
+    out: list[str] = []
+    for p in range(1, page):
+        when, items = shown.pages.get(p, (float("-inf"), []))
+        if now - when >= policy.page_memory_s:
+            return None
+        out += items
+    return out
 
 
 def record(shown: Shown, policy: FrequencyPolicy, items: list[str], page: int,

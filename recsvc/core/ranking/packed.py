@@ -178,19 +178,21 @@ def with_pins(packed: PackedList, pins: np.ndarray) -> PackedList:
     if pins.size == 0:
         return packed
     pins = np.asarray(pins, dtype=np.int32)
-    where = {int(item): j for j, item in enumerate(packed.items.tolist())}
-    keep = np.flatnonzero(~np.isin(packed.items, pins))
-    top = float(packed.scores.max(initial=0.0)) if len(packed) else 0.0
+    items = packed.items
+    keep = np.ones(items.size, dtype=bool)
     codes = np.zeros((pins.size, REASONS), dtype=np.uint8)
     codes[:, 0] = PROMOTED
     anchors = np.full(pins.size, -1, dtype=np.int32)
-    for k, pin in enumerate(pins.tolist()):
-        j = where.get(pin)
-        if j is not None:
+    for k, pin in enumerate(pins.tolist()):  # a few pins: one comparison each
+        found = np.flatnonzero(items == pin)
+        if found.size:
+            j = int(found[0])
+            keep[j] = False
             own = [c for c in packed.codes[j].tolist() if c and c != PROMOTED]
             codes[k, 1:1 + len(own[:REASONS - 1])] = own[:REASONS - 1]
             anchors[k] = packed.anchors[j]
-    return PackedList(np.concatenate([pins, packed.items[keep]]),
+    top = float(packed.scores.max()) if items.size else 0.0
+    return PackedList(np.concatenate([pins, items[keep]]),
                       np.concatenate([np.full(pins.size, top, np.float32),
                                       packed.scores[keep]]),
                       np.concatenate([codes, packed.codes[keep]]),

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import random
 import time
 
 import orjson
@@ -57,10 +58,14 @@ async def recommend_body(state: ServiceState, query: RecommendQuery, caller: Cal
     subject = state.subject(query.user_id) if query.user_id else ""
     key = (list_key(settings.cache_namespace, engine.version, variant.name, subject)
            if query.cacheable else None)
-    n, skip = query.n, (query.page - 1) * query.n
-    policy = settings.frequency
+    page = query.page or 1
+    n, skip = query.n, (page - 1) * query.n
+    policy = state.frequency
+    # What a shopper was shown is read and written only where it is used (a cap, or a
+    # storefront that pages): it costs a read and a write on the cache-hit path.
+    paging = query.page is not None and policy.page_memory_s > 0
     memory = shown_key(settings.cache_namespace, subject) if (
-        subject and log and policy.active) else None
+        subject and log and (policy.cap is not None or paging)) else None
     shown = None
     if memory is not None:  # what they were shown lately: caps, earlier pages
         raw, raw_shown = await asyncio.gather(
@@ -68,8 +73,10 @@ async def recommend_body(state: ServiceState, query: RecommendQuery, caller: Cal
         shown = frequency.parse(raw_shown)
         now = time.time()
         hidden = frequency.capped(shown, policy, now)
-        if skip and policy.page_memory_s > 0:
-            hidden += frequency.earlier_pages(shown, policy, query.page, now)
+        earlier = frequency.earlier_pages(shown, policy, page, now) if skip and paging \
+            else None
+        if earlier is not None:
+            hidden += earlier
             skip = 0  # the earlier pages' items are hidden instead: nothing repeats
         if hidden:
             stage = stage.without(engine.model.item_index(hidden))
@@ -82,6 +89,8 @@ async def recommend_body(state: ServiceState, query: RecommendQuery, caller: Cal
             packed, positions = stage.show(packed, n, skip)
             if len(positions) < min(n, len(packed) - skip):
                 positions = None  # too many went out of stock since: compute afresh
+            elif len(positions) < n and len(packed) >= settings.cache_list_size:
+                positions = None  # a page beyond the cached candidates: a longer list
         (telemetry.CACHE_HIT if positions is not None else telemetry.CACHE_MISS).inc()
     else:
         telemetry.CACHE_SKIP.inc()
@@ -114,8 +123,7 @@ async def recommend_body(state: ServiceState, query: RecommendQuery, caller: Cal
         if fallback:
             telemetry.FALLBACKS.labels(kind=fallback).inc()
     explored = -1
-    if subject and log and engine.rules.explore > 0 and (
-            int.from_bytes(os.urandom(4), "little") < engine.rules.explore * 2**32):
+    if subject and log and engine.rules.explore > 0 and random.random() < engine.rules.explore:
         # A small share of a shopper's lists gives its last place to the new arrival
         # ranked best for them that the list holds but does not show.
         fresh, _ = new_arrivals(engine.model, time.time(), settings.new_arrival_days)
@@ -125,8 +133,8 @@ async def recommend_body(state: ServiceState, query: RecommendQuery, caller: Cal
             telemetry.EXPLORED.inc()
     if memory is not None and shown is not None:
         ids = engine.model.item_ids[packed.items[positions]].tolist()
-        fields, drop = frequency.record(shown, policy, [str(i) for i in ids], query.page,
-                                        time.time())
+        fields, drop = frequency.record(shown, policy if paging else dataclasses.replace(
+            policy, page_memory_s=0.0), [str(i) for i in ids], page, time.time())
         # Off the answer's path: the next list of this shopper is what needs it.
         state.background(_remember(state, query.user_id, memory, fields, drop, policy.ttl_s))
     telemetry.count_recommendation(variant.name)
