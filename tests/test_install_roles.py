@@ -56,7 +56,8 @@ def test_serving_commands_run_without_the_training_libraries(tmp_path: Path,
                                                             redis_server) -> None:
     train_planted(tmp_path)
     root = str(tmp_path / "m")
-    env = {**os.environ, "RECSVC_STATE_DIR": str(tmp_path / "state")}
+    env = {**os.environ, "RECSVC_STATE_DIR": str(tmp_path / "state"),
+           "RECSVC_API_KEY": "s3cret"}
     versions = subprocess.run(serving_only("versions", "--model-root", root),
                               capture_output=True, text=True, env=env)
     assert versions.returncode == 0, versions.stderr
@@ -80,9 +81,27 @@ def test_serving_commands_run_without_the_training_libraries(tmp_path: Path,
             assert http.get("/popular").status_code == 200
             event = {"user_id": "au1", "item_id": "a1", "event_type": "view"}
             assert http.post("/events", json=event).status_code == 200
+            # A new item and a search are encoded by the saved vocabulary, not sklearn.
+            created = http.put("/items/NEW1", headers={"X-API-Key": "s3cret"},
+                               json={"title": "steel pan", "category": "Kitchen > Cookware"})
+            assert created.status_code == 200, created.text
+            assert http.get("/similar/NEW1").status_code == 200
+            search = {"user_id": "au1", "event_type": "search", "query": "rake"}
+            assert http.post("/events", json=search).json()["accepted"] >= 1
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=20)
+    out = tmp_path / "campaign.csv"
+    exported = subprocess.run(serving_only("export", "--model-root", root, "--out", str(out),
+                                           "--purpose", "personalization"),
+                              capture_output=True, text=True, env=env)
+    assert exported.returncode == 0, exported.stderr
+    assert "NEW1" in out.read_text()  # created items are in campaigns too
+    rules = tmp_path / "rules.toml"
+    rules.write_text('[pin]\nitems = ["NEW1"]\n')
+    checked = subprocess.run(serving_only("rules", "check", str(rules), "--model-root", root),
+                             capture_output=True, text=True, env=env)
+    assert checked.returncode == 0 and "lists change" in checked.stdout, checked.stderr
     rollback = subprocess.run(serving_only("rollback", "--model-root", root),
                               capture_output=True, text=True, env=env)
     assert rollback.returncode == 2 and "no promoted version older" in rollback.stderr

@@ -117,3 +117,28 @@ def test_exploration_shows_a_new_arrival_and_is_measured(shop) -> None:
     exploration = json.loads((out / "report.json").read_text())["exploration"]
     assert exploration["lists"] == 1 and exploration["clicks"] == 1
     assert exploration["ctr"] == 1.0 and exploration["items"] == 1
+
+
+def test_the_nightly_training_learns_the_created_items(tmp_path: Path) -> None:
+    """`recsvc retrain` adds the items created through the API to the catalog it trains
+    on (the shop's catalog file may not list them yet), so their events train them."""
+    import pandas as pd
+
+    from recsvc.stores.catalog import CatalogOverrides
+    from training.retrain import with_created_items
+
+    overrides = CatalogOverrides(tmp_path / "catalog_overrides.json")
+    overrides.update("NEW1", {**{k: v for k, v in PAN.items() if k != "tags"},
+                              "tags": "new|pro", "created_at": 1_767_225_600.0})
+    overrides.update("a1", {"in_stock": False})  # a trained item's state: not a new row
+    items = pd.DataFrame({"item_id": ["a1", "a2"], "title": ["pan", "pot"],
+                          "category": ["Kitchen", "Kitchen"], "price": [3.0, 4.0]})
+    merged = with_created_items(items, tmp_path / "catalog_overrides.json")
+    assert merged["item_id"].tolist() == ["a1", "a2", "NEW1"]
+    new = merged.iloc[2]
+    assert (new["title"], new["category"], new["price"]) == (PAN["title"], PAN["category"],
+                                                             24)
+    # Listed by the shop's catalog since: its row is the shop's.
+    listed = pd.concat([items, pd.DataFrame({"item_id": ["NEW1"], "title": ["shop's"]})])
+    assert with_created_items(listed, tmp_path / "catalog_overrides.json")[
+        "title"].tolist()[-1] == "shop's"

@@ -198,7 +198,8 @@ def _run_retrain(args: argparse.Namespace) -> int:
         rules_file=args.rules_file, processes=args.processes,
         privacy=privacy_for(args.model_root, args.state_dir), forget_grace_days=grace,
         retention_days=(settings.retention_days if args.retention_days is None
-                        else args.retention_days))
+                        else args.retention_days),
+        catalog_overrides=settings.paths.catalog_overrides)
     summary = retrain(options, Progress(quiet=args.quiet))
     sys.stdout.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2, default=str).decode()
                      + "\n")

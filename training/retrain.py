@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pandas as pd
 from pydantic import ValidationError
 
 from recsvc.core.artifacts import current_version, open_version
@@ -40,6 +41,7 @@ from recsvc.core.lifecycle import State, fail_orphans, mark, promote, prune, ret
 from recsvc.core.manifest import ModelCard
 from recsvc.jobs.warm import warm
 from recsvc.settings import Settings
+from recsvc.stores.catalog import CatalogOverrides
 from recsvc.stores.events_log import EventLog
 from recsvc.stores.forget import retirable
 from recsvc.stores.runs import RUNS_DIR
@@ -118,6 +120,25 @@ class RetrainOptions:
     privacy: Privacy = field(default_factory=Privacy)  # forgotten shoppers; ids in reports
     forget_grace_days: float = 7.0
     retention_days: float | None = None  # events files and run summaries
+    # Operators' catalog overrides: items created there since (`PUT /items/{id}`) join
+    # the catalog of the training, so their events train them.
+    catalog_overrides: Path | None = None
+
+
+def with_created_items(items: pd.DataFrame, overrides: Path) -> pd.DataFrame:
+    """The catalog with the items created through the API that it does not list yet."""
+    store = CatalogOverrides(overrides)
+    listed = set(items["item_id"].astype(str))
+    created = [row for row in store.created_rows() if row["item_id"] not in listed]
+    if not created:
+        return items
+    rows = pd.DataFrame(created)
+    rows["created_at"] = pd.to_datetime(rows["created_at"], unit="s", utc=True)
+    for column in ("item_id", "category", "brand", "tags", "title", "description"):
+        if column in items.columns and isinstance(items[column].dtype, pd.CategoricalDtype):
+            items = items.astype({column: object})
+    return pd.concat([items, rows[[c for c in rows.columns if c in items.columns
+                                   or c == "item_id"]]], ignore_index=True)
 
 
 def refit_config(base: TrainConfig, card: ModelCard, where: str) -> TrainConfig:
@@ -207,6 +228,8 @@ def _run(options: RetrainOptions, progress: Progress, root: Path, summary: dict[
     t = time.perf_counter()
     gathered = gather(options.interactions, options.events_dir)
     items = read_items(options.items) if options.items else None
+    if items is not None and options.catalog_overrides is not None:
+        items = with_created_items(items, options.catalog_overrides)
     users = read_users(options.users) if options.users else None
     data = clean(gathered.interactions, items, users, options.config.events,
                  options.config.cleaning, gathered.sources,

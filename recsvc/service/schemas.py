@@ -113,7 +113,8 @@ class ItemUpdate(BaseModel):
     in_stock: bool | None = None
     delisted: bool | None = None
     price: float | None = Field(None, ge=0, le=1e9)
-    stock: int | None = Field(None, ge=0, description="units in stock (0: out of stock)")
+    stock: int | None = Field(None, ge=0, le=10**9,
+                              description="units in stock (0: out of stock)")
     title: str | None = Field(None, max_length=1000)
     description: str | None = Field(None, max_length=20_000)
     category: str | None = Field(None, max_length=512, examples=["Home > Kitchen"])

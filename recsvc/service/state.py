@@ -183,8 +183,14 @@ class ServiceState:
         async with self._swap:
             if self._trained is not trained:
                 return False  # a new model came meanwhile: it has them
-            served = await asyncio.to_thread(self.overrides.with_added, trained,
-                                             self.rules_file, time.time())
+            try:
+                served = await asyncio.to_thread(self.overrides.with_added, trained,
+                                                 self.rules_file, time.time())
+            except Exception:  # noqa: BLE001 - the catalog served stays; said loudly
+                log.exception("the created items could not be added; serving the "
+                              "catalog as it was")
+                self._added = rows  # not again until they change
+                return False
             self._engine, self._added = served, rows
         log.info("serving %d items created since the training", len(rows))
         return True

@@ -103,19 +103,21 @@ class CatalogOverrides:
         self._masks = {key: (allowed, price)}
         return allowed, price
 
-    def added_rows(self, model: RecommenderModel) -> list[dict[str, Any]]:
-        """Catalog rows of the items created here that `model` was not trained on (in
-        the order they were created), for `added_items.with_items`."""
-        trained = model.item_ids[:model.trained_items or model.n_items]
-        out = []
-        for item_id, entry in self._items.items():
-            if "created_at" not in entry or lookup(trained, [item_id])[0] >= 0:
-                continue
-            # Stock is not a row's: it acts when lists are read (`masks`), so a change
-            # of stock never rebuilds the engine.
-            out.append({**{k: entry.get(k) for k in ATTRIBUTES}, "item_id": item_id,
-                        "price": entry.get("price")})
+    def created_rows(self) -> list[dict[str, Any]]:
+        """Catalog rows of the items created here (in the order they were created): id,
+        attributes and price. Stock is not a row's: it acts when lists are read
+        (`masks`), so a change of stock never rebuilds an engine."""
+        self.refresh()
+        out = [{**{k: entry.get(k) for k in ATTRIBUTES}, "item_id": item_id,
+                "price": entry.get("price")}
+               for item_id, entry in self._items.items() if "created_at" in entry]
         return sorted(out, key=lambda r: (float(r["created_at"]), r["item_id"]))
+
+    def added_rows(self, model: RecommenderModel) -> list[dict[str, Any]]:
+        """The created items that `model` was not trained on, for
+        `added_items.with_items`."""
+        trained = model.item_ids[:model.trained_items or model.n_items]
+        return [r for r in self.created_rows() if lookup(trained, [r["item_id"]])[0] < 0]
 
     def with_added(self, trained: Engine, rules: RulesFile, now: float) -> Engine:
         """The engine of a trained model (`trained`) with the items created here since
