@@ -20,7 +20,7 @@ def create_app() -> FastAPI:
 
     @app.get("/recommend")
     async def recommend(user_id: str) -> Response:
-        value = await client.get(prefix + user_id)
+        value = await client.get(prefix + "{" + user_id + "}")  # keys' hash-tag layout
         return Response(value or b"{}", media_type="application/json")
 
     @app.get("/healthz")

@@ -102,8 +102,8 @@ class Settings(BaseSettings):
     @classmethod
     def _cache_url(cls, url: str | None) -> str | None:
         if url is not None and url != MEMORY and scheme(url) not in REDIS_SCHEMES:
-            raise ValueError(f"unknown scheme in {url!r} (redis://, rediss://, unix:// "
-                             f"or {MEMORY})")
+            raise ValueError(f"unknown scheme in {url!r} (redis://, rediss://, unix://, "
+                             f"redis-cluster:// or {MEMORY})")
         return url
 
     @property

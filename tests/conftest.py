@@ -180,6 +180,73 @@ def redis_server(tmp_path_factory):
     server.stop()
 
 
+def cluster_port() -> int:
+    """A free port whose cluster bus port (+10000) is free too, so below 55536."""
+    import random
+
+    for _ in range(1000):
+        port = random.randint(20_000, 45_000)
+        try:
+            for p in (port, port + 10_000):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", p))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free port pair for a cluster node")
+
+
+class RedisCluster:
+    """A real Redis Cluster on this machine: `nodes` primaries (no replicas), each a
+    private `redis-server` on a free port, slots spread by `redis-cli --cluster
+    create`."""
+
+    def __init__(self, workdir: Path, nodes: int = 3) -> None:
+        self.ports = [cluster_port() for _ in range(nodes)]
+        self.processes = [subprocess.Popen(
+            ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(workdir), "--cluster-enabled", "yes",
+             "--cluster-config-file", f"nodes-{port}.conf", "--cluster-node-timeout", "5000"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for port in self.ports]
+        import redis
+
+        deadline = time.monotonic() + 30
+        for port in self.ports:
+            while True:
+                try:
+                    redis.Redis(port=port).ping()
+                    break
+                except redis.ConnectionError:
+                    assert time.monotonic() < deadline, "a cluster node did not start"
+                    time.sleep(0.05)
+        subprocess.run(["redis-cli", "--cluster", "create",
+                        *(f"127.0.0.1:{p}" for p in self.ports), "--cluster-replicas", "0",
+                        "--cluster-yes"], check=True, capture_output=True, timeout=60)
+        deadline = time.monotonic() + 60
+        while not all(redis.Redis(port=p).cluster("info")["cluster_state"] == "ok"
+                      for p in self.ports):
+            assert time.monotonic() < deadline, "the cluster did not come up"
+            time.sleep(0.1)
+        self.url = f"redis-cluster://127.0.0.1:{self.ports[0]}"
+
+    def client(self):  # noqa: ANN201
+        import redis
+
+        return redis.RedisCluster(host="127.0.0.1", port=self.ports[0])
+
+    def stop(self) -> None:
+        for process in self.processes:
+            process.terminate()
+            process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory):
+    cluster = RedisCluster(tmp_path_factory.mktemp("redis-cluster"))
+    yield cluster
+    cluster.stop()
+
+
 def replace_array(version_dir: Path, name: str, array: np.ndarray) -> None:
     """Overwrite one array of a written version and fix its checksum in the manifest, as
     a trainer bug would have written it: every file verifies, the contents disagree."""

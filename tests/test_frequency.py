@@ -32,7 +32,7 @@ def capped_service(tmp_path: Path, redis_server):
 
 
 def shown_fields(client: redis.Redis, user: str) -> dict[str, str]:
-    return {k.decode(): v.decode() for k, v in client.hgetall(f"recsvc:shown:{user}").items()}
+    return {k.decode(): v.decode() for k, v in client.hgetall(f"recsvc:shown:{{{user}}}").items()}
 
 
 def until(check) -> None:  # noqa: ANN001
@@ -98,7 +98,7 @@ def test_a_cap_hides_an_item_after_k_unclicked_impressions(capped_service) -> No
     assert shown_fields(client, "au0") == before
     # Forgetting the shopper deletes what they were shown.
     assert svc.http.delete("/users/bu0", headers=KEY).status_code == 200
-    assert not client.exists("recsvc:shown:bu0")
+    assert not client.exists("recsvc:shown:{bu0}")
 
 
 def test_pages_of_one_visit_never_repeat(tmp_path: Path, redis_server) -> None:
@@ -127,7 +127,7 @@ def test_pages_of_one_visit_never_repeat(tmp_path: Path, redis_server) -> None:
         client = redis.Redis.from_url(redis_server.url)
         svc.items("/recommend", user_id="au9", n=3)
         time.sleep(0.2)
-        assert not client.exists("recsvc:shown:au9")
+        assert not client.exists("recsvc:shown:{au9}")
         anonymous = svc.items("/recommend", n=4, recent_items="a1")
         assert svc.items("/recommend", n=2, page=2, recent_items="a1") == anonymous[2:]
         bad = svc.get("/recommend", user_id="au0", page=0)

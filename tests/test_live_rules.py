@@ -40,7 +40,7 @@ def until(check, deadline_s: float = 30.0) -> None:  # noqa: ANN001
 def test_rule_changes_reach_cached_lists_at_once(two_workers, redis_server) -> None:
     (a, b), _ = two_workers
     client = redis.Redis.from_url(redis_server.url)
-    key = f"recsvc:list:{current_version(a.root)}:default:bu0"
+    key = f"recsvc:list:{current_version(a.root)}:default:{{bu0}}"
     first = a.get("/recommend", user_id="bu0", n=5).json()["items"]
     assert first[0] == {"item_id": "b5", "score": first[0]["score"],
                         "reasons": first[0]["reasons"]}

@@ -79,7 +79,7 @@ def test_forget_takes_effect_at_once_in_redis(redis_service: Service, redis_serv
     event = {"user_id": "au0", "item_id": "a9", "event_type": "view", "event_id": "e1"}
     assert svc.http.post("/events", json=event).json()["accepted"] == 1
     items(svc.get("/recommend", user_id="au0", n=5))  # cached again, with the fresh event
-    assert any(k.endswith(":au0") for k in keys_of(redis_server.url, ns))
+    assert any(k.endswith(":{au0}") for k in keys_of(redis_server.url, ns))
     assert svc.http.delete("/users/au0").status_code == 401  # the operator's call only
 
     receipt = svc.http.delete("/users/au0", headers=KEY).json()
@@ -87,14 +87,14 @@ def test_forget_takes_effect_at_once_in_redis(redis_service: Service, redis_serv
     assert "error" not in receipt["removed_now"]
     version = current_version(svc.root)
     assert receipt["pending"]["model_versions"][0]["version"] == version
-    assert not [k for k in keys_of(redis_server.url, ns) if k.endswith(":au0")]
+    assert not [k for k in keys_of(redis_server.url, ns) if k.endswith(":{au0}")]
     # From now on: a stranger's list, nothing cached, nothing recorded.
     assert items(svc.get("/recommend", user_id="au0", n=5)) == stranger
     again = {**event, "event_id": "e2"}
     assert svc.http.post("/events", json=again).json() == {"accepted": 0, "duplicates": 0,
                                                           "ignored": 1}
     assert not [k for k in keys_of(redis_server.url, ns)
-                if k.endswith((":au0", ":event:e2"))]
+                if k.endswith((":{au0}", ":event:e2"))]
     assert logged_users(svc.state_dir) == ["au0"]  # the one row before; the job drops it
     ledger = (svc.state_dir / "privacy.jsonl").read_text()
     assert "au0" not in ledger and receipt["recorded"]["user_hashes"][0] in ledger
@@ -116,13 +116,13 @@ def test_forget_reaches_every_worker(tmp_path: Path) -> None:
         personal = json.loads(await recommend_body(two, query, OPEN))
         assert personal["items"] != stranger["items"]
         held = two.cache._lists  # type: ignore[attr-defined]
-        assert [k for k in held if k.endswith(":bu3")]
+        assert [k for k in held if k.endswith(":{bu3}")]
         await shoppers.forget(one, "bu3")
         assert await two.follow_privacy() == 1
-        assert not [k for k in held if k.endswith(":bu3")]
+        assert not [k for k in held if k.endswith(":{bu3}")]
         after = json.loads(await recommend_body(two, query, OPEN))
         assert after["items"] == stranger["items"] and after["user_id"] == "bu3"
-        assert not [k for k in held if k.endswith(":bu3")]  # and not cached again
+        assert not [k for k in held if k.endswith(":{bu3}")]  # and not cached again
 
     asyncio.run(scenario())
 
@@ -153,7 +153,7 @@ def test_consent_per_purpose_leaves_no_trace(redis_service: Service, redis_serve
     body = svc.http.put("/users/au4/consent", json={"email": False}, headers=KEY).json()
     assert body["consent"] == {"personalization": True, "email": False, "sms": None}
     assert items(svc.get("/recommend", user_id="au4", n=5)) != stranger
-    assert [k for k in keys_of(redis_server.url, ns) if k.endswith(":au4")]
+    assert [k for k in keys_of(redis_server.url, ns) if k.endswith(":{au4}")]
     # Given again: recorded again.
     svc.http.put("/users/au3/consent", json={"personalization": True}, headers=KEY)
     assert svc.http.post("/events", json=events[1]).json()["accepted"] == 1

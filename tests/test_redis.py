@@ -46,7 +46,7 @@ def test_lists_are_cached_in_redis_under_versioned_keys(redis_service, redis_cli
     svc = redis_service
     version = current_version(svc.root)
     first = svc.get("/recommend", user_id="bu0", n=4).json()
-    key = f"recsvc:list:{version}:default:bu0"
+    key = f"recsvc:list:{version}:default:{{bu0}}"
     raw = redis_client.get(key)
     cached = rendered(svc.root, raw)
     assert cached[:4] == first["items"]
@@ -72,12 +72,12 @@ def test_events_invalidate_the_users_list(redis_service, redis_client) -> None:
     svc = redis_service
     version = current_version(svc.root)
     svc.get("/recommend", user_id="bu0")
-    key = f"recsvc:list:{version}:default:bu0"
+    key = f"recsvc:list:{version}:default:{{bu0}}"
     assert redis_client.exists(key)
     svc.http.post("/events", json=[{"user_id": "bu0", "item_id": f"a{j}",
                                     "event_type": "purchase"} for j in range(6)])
     assert not redis_client.exists(key)
-    assert redis_client.llen("recsvc:fresh:bu0") == 6
+    assert redis_client.llen("recsvc:fresh:{bu0}") == 6
     assert "a" in {i[0] for i in svc.items("/recommend", user_id="bu0", n=4)}
 
 
@@ -91,14 +91,14 @@ def test_warm_cache_writes_what_the_service_would_compute(redis_service, redis_c
     assert code == 0
     assert "warmed 59 lists" in capsys.readouterr().out  # 60 users, bu1 opted out
     version = current_version(svc.root)
-    key = f"recsvc:list:{version}:default:au3"
+    key = f"recsvc:list:{version}:default:{{au3}}"
     warmed = rendered(svc.root, redis_client.get(key))
     served = svc.get("/recommend", user_id="au3", n=10).json()["items"]
     redis_client.delete(key)  # now the service computes the list itself
     computed = svc.get("/recommend", user_id="au3", n=10).json()["items"]
     assert served == computed
     assert warmed[:10] == computed
-    assert not redis_client.exists(f"recsvc:list:{version}:default:bu1")
+    assert not redis_client.exists(f"recsvc:list:{version}:default:{{bu1}}")
 
 
 def test_bulk_writer_sets_every_list_with_its_ttl_and_survives_a_script_flush(
@@ -159,7 +159,7 @@ def test_redis_down_degrades_then_recovers(redis_service, redis_server, redis_cl
         time.sleep(0.1)
     svc.get("/recommend", user_id="au4")
     assert redis.Redis.from_url(redis_server.url).exists(
-        f"recsvc:list:{current_version(svc.root)}:default:au4")
+        f"recsvc:list:{current_version(svc.root)}:default:{{au4}}")
     assert svc.http.patch("/items/a1", json={"in_stock": False}, headers=KEY).status_code == 200
 
 

@@ -89,12 +89,12 @@ def warm_cache(
     written = 0
     for ranked in rank_users(engine, users, settings.cache_list_size, rankable, rankable,
                              time.time(), settings.new_arrival_days, rows):
-        prefix = list_key(ns, engine.version, ranked.variant.name, "").encode()
         keys, values = [], []
         for user_id, value, listed in zip(model.user_ids[ranked.users].tolist(),
                                           ranked.lists, ranked.lengths.tolist(), strict=True):
             if listed:  # an empty list is the service's to handle (fallbacks)
-                keys.append(prefix + subject(str(user_id)).encode())
+                keys.append(list_key(ns, engine.version, ranked.variant.name,
+                                     subject(str(user_id))).encode())
                 values.append(value)
         writer.set_many(keys, values, settings.cache_ttl_s)
         written += len(keys)

@@ -4,6 +4,8 @@ is chosen by configuration and another one plugs in here.
 
 - `redis://`, `rediss://`, `unix://`: Redis (`stores.redis_cache`), shared by every
   worker, replica and job;
+- `redis-cluster://host:port` (`rediss-cluster://`): a Redis Cluster, any of its nodes
+  named (the others are discovered); a shopper's keys share a slot (`stores.keys`);
 - `memory://`: an LRU inside the process (`stores.local_cache`): the demo, tests,
   one-worker setups.
 
@@ -26,7 +28,8 @@ from recsvc.stores.keys import (
 __all__ = ["BulkWriter", "Cache", "decode_fresh", "encode_fresh", "event_key", "fresh_key",
            "list_key", "open_bulk_writer", "open_cache", "shown_key"]
 
-REDIS_SCHEMES = ("redis", "rediss", "unix")
+CLUSTER_SCHEMES = ("redis-cluster", "rediss-cluster")
+REDIS_SCHEMES = ("redis", "rediss", "unix", *CLUSTER_SCHEMES)
 MEMORY = "memory://"
 
 
@@ -97,8 +100,8 @@ def open_cache(url: str | None, *, timeout_ms: float = 50.0, breaker_failures: i
         from recsvc.stores.redis_cache import RedisCache
 
         return RedisCache(url, timeout_ms, breaker_failures, breaker_reset_s)
-    raise ValueError(f"cache URL {url!r}: unknown scheme (redis://, rediss://, unix:// "
-                     f"or {MEMORY})")
+    raise ValueError(f"cache URL {url!r}: unknown scheme (redis://, rediss://, unix://, "
+                     f"redis-cluster:// or {MEMORY})")
 
 
 def open_bulk_writer(url: str, timeout_s: float = 30.0) -> BulkWriter:
@@ -109,4 +112,4 @@ def open_bulk_writer(url: str, timeout_s: float = 30.0) -> BulkWriter:
 
         return RedisBulkWriter(url, timeout_s)
     raise ValueError(f"cache URL {url!r}: a job can only fill a shared cache "
-                     "(redis://, rediss:// or unix://)")
+                     "(redis://, rediss://, unix:// or redis-cluster://)")

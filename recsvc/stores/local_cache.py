@@ -7,7 +7,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 
-from recsvc.stores.keys import fresh_key, shown_key
+from recsvc.stores.keys import fresh_prefix, shown_prefix, user_of
 
 
 class LocalCache:
@@ -44,12 +44,13 @@ class LocalCache:
         return removed
 
     async def purge(self, namespace: str, is_target: Callable[[str], bool]) -> int:
-        lists, fresh = f"{namespace}:list:", fresh_key(namespace, "")
+        lists = f"{namespace}:list:"
         doomed = [k for k in self._lists
-                  if k.startswith(lists) and is_target(k[len(lists):].split(":", 2)[-1])]
-        doomed += [k for k in self._fresh if k.startswith(fresh) and is_target(k[len(fresh):])]
-        shown = shown_key(namespace, "")
-        doomed += [k for k in self._shown if k.startswith(shown) and is_target(k[len(shown):])]
+                  if k.startswith(lists) and is_target(user_of(k.rsplit(":", 1)[-1]))]
+        for prefix, held in ((fresh_prefix(namespace), self._fresh),
+                             (shown_prefix(namespace), self._shown)):
+            doomed += [k for k in held if k.startswith(prefix)
+                       and is_target(user_of(k[len(prefix):]))]
         return await self.delete(doomed)
 
     async def add_fresh(self, key: str, events: list[bytes], cap: int, ttl_s: int) -> None:

@@ -1,5 +1,6 @@
 """Redis as the cache: per-request reads and writes for the service (`RedisCache`) and
-bulk writes for the jobs (`RedisBulkWriter`).
+bulk writes for the jobs (`RedisBulkWriter`), on one Redis (and its replicas) or on a
+Redis Cluster (`redis-cluster://` URLs: every shopper's keys in one slot, `stores.keys`).
 
 Redis trouble never fails a request: every call has a short timeout, and after a few
 consecutive errors a circuit breaker stops calling Redis for a while (the service
@@ -13,7 +14,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TypeVar
 
-from recsvc.stores.keys import fresh_key
+from recsvc.stores.keys import fresh_prefix, user_of
 
 log = logging.getLogger("recsvc.cache")
 T = TypeVar("T")
@@ -55,14 +56,27 @@ class Breaker:
             self._opened_at = time.monotonic()
 
 
+def is_cluster(url: str) -> bool:
+    return url.split("://", 1)[0].lower().endswith("-cluster")
+
+
+def cluster_url(url: str) -> str:
+    """`redis-cluster://h:p` as redis-py's cluster client takes it (`redis://h:p`)."""
+    scheme, rest = url.split("://", 1)
+    return f"{scheme.lower().removesuffix('-cluster')}://{rest}"
+
+
 class RedisCache:
     def __init__(self, url: str, timeout_ms: float, failures: int, reset_s: float) -> None:
         import redis.asyncio as aioredis
+        from redis.asyncio.cluster import RedisCluster
 
         timeout = timeout_ms / 1000.0
-        self.client = aioredis.Redis.from_url(
-            url, socket_timeout=timeout, socket_connect_timeout=timeout,
-            retry_on_timeout=False, health_check_interval=0)
+        options = {"socket_timeout": timeout, "socket_connect_timeout": timeout,
+                   "health_check_interval": 0}
+        self.client = (RedisCluster.from_url(cluster_url(url), **options)
+                       if is_cluster(url)
+                       else aioredis.Redis.from_url(url, retry_on_timeout=False, **options))
         self.breaker = Breaker(failures, reset_s)
         self.errors = 0
 
@@ -154,15 +168,30 @@ class RedisBulkWriter:
     def __init__(self, url: str, timeout_s: float) -> None:
         import redis
 
-        self.client = redis.Redis.from_url(url, socket_timeout=timeout_s)
+        self.cluster = is_cluster(url)
         try:
-            self.sha = self.client.script_load(SET_MANY).encode()
-        except redis.RedisError as exc:
-            self.client.close()
+            if self.cluster:
+                self.client = redis.RedisCluster.from_url(cluster_url(url),
+                                                          socket_timeout=timeout_s)
+            else:
+                self.client = redis.Redis.from_url(url, socket_timeout=timeout_s)
+                self.sha = self.client.script_load(SET_MANY).encode()
+        except (redis.RedisError, OSError) as exc:
             raise ConnectionError(f"cannot reach Redis at {url}: {exc}") from None
 
     def set_many(self, keys: list[bytes], values: list[bytes], ttl_s: int) -> None:
         import redis
+
+        if self.cluster:
+            # Keys of many shoppers span every node: a pipeline, which sends each node
+            # its share, rather than one script (whose keys must share a slot).
+            for at in range(0, len(keys), SET_MANY_KEYS):
+                with self.client.pipeline(transaction=False) as pipe:
+                    for key, value in zip(keys[at:at + SET_MANY_KEYS],
+                                          values[at:at + SET_MANY_KEYS], strict=True):
+                        pipe.set(key, value, ex=ttl_s)
+                    pipe.execute()
+            return
 
         ttl = str(int(ttl_s)).encode()
         for at in range(0, len(keys), SET_MANY_KEYS):
@@ -189,8 +218,8 @@ class RedisBulkWriter:
 
     def users_with_fresh(self, namespace: str) -> set[str]:
         """One SCAN for every user with fresh events, rather than a look-up per user."""
-        prefix = fresh_key(namespace, "")
-        return {key.decode()[len(prefix):]
+        prefix = fresh_prefix(namespace)
+        return {user_of(key.decode()[len(prefix):])
                 for key in self.client.scan_iter(match=f"{prefix}*", count=10_000)}
 
     def close(self) -> None:
