@@ -44,7 +44,6 @@ if TYPE_CHECKING:
 
 TAG_SEPARATORS = r"[|;,]"
 TOKEN = re.compile(r"(?u)\b\w\w+\b")  # scikit-learn's default token pattern
-TEXT_FIELDS = ("title", "description", "tags")
 # Up to this many items (64 MB of float32), content scores go through a dense items x
 # items similarity matrix: sparse history x dense rows, like EASE.
 ITEM_SIMILARITY_MAX = 4_000
