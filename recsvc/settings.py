@@ -74,7 +74,7 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(1024 * 1024, ge=1024)
     max_events_per_request: int = Field(1000, ge=1)
     new_arrival_days: float = Field(30.0, ge=0)
-    # What a shopper was shown lately (docs/service.md, "Frequency caps and pages").
+    # What a shopper was shown lately (docs/service.md, "Frequency caps, pages and rotation").
     frequency_cap: int | None = Field(
         None, ge=1, description="impressions of an item without a click before it is hidden")
     frequency_cooldown_s: float = Field(86_400.0, gt=0, description="how long it is hidden")
@@ -82,6 +82,9 @@ class Settings(BaseSettings):
         7 * 86_400.0, gt=0, description="a longer gap between impressions restarts the count")
     page_memory_s: float = Field(
         1800.0, ge=0, description="pages of one visit never repeat items (0: plain slices)")
+    rotation: float = Field(0.0, ge=0, le=0.5,
+                            description="share of a list's places that rotate each period")
+    rotation_period_s: float = Field(3600.0, gt=0)
     impressions: bool = Field(True, description="log every list served (STATE_DIR/impressions)")
     impressions_queue: int = Field(100_000, ge=1,
                                    description="impressions waiting to be written; beyond: "

@@ -148,3 +148,36 @@ def test_a_page_beyond_the_cached_candidates_is_made_longer(tmp_path: Path) -> N
     finally:
         svc.http.close()
         svc.server.stop()
+
+
+def test_rotation_changes_the_lower_places_from_one_period_to_the_next() -> None:
+    from recsvc.core.policy.frequency import rotate, rotating
+
+    positions = list(range(16))  # a list's places, best first
+    assert rotating(10, 0.2, pinned=0) == 2 and rotating(10, 0.5, pinned=8) == 2
+    assert rotate(positions, 10, 0, "u1", 7) == positions[:10]  # no rotation
+    same = rotate(positions, 10, 2, "u1", 7)
+    assert same == rotate(positions, 10, 2, "u1", 7)  # one period: one list
+    assert same[:8] == positions[:8] and len(set(same)) == 10
+    assert all(8 <= p < 14 for p in same[8:]) and same[8:] == sorted(same[8:])
+    draws = {tuple(rotate(positions, 10, 2, "u1", period)[8:]) for period in range(40)}
+    assert len(draws) > 5  # repeated visits see change, period after period
+    assert rotate(list(range(10)), 10, 2, "u1", 7) == list(range(10))  # nothing behind
+
+
+def test_rotation_through_the_service(tmp_path: Path) -> None:
+    store, _ = train_planted(tmp_path)
+    svc = start_service(tmp_path, store, rotation=0.5, rotation_period_s=1e9,
+                        impressions=False)
+    plain = start_service(tmp_path, store, impressions=False)
+    try:
+        rotated = svc.items("/recommend", user_id="au0", n=4)
+        assert rotated == svc.items("/recommend", user_id="au0", n=4)  # one period
+        ranked = plain.items("/recommend", user_id="au0", n=8)
+        assert rotated[:2] == ranked[:2] and set(rotated[2:]) <= set(ranked[2:8])
+        # Pages keep their slices: no rotation there.
+        assert svc.items("/recommend", user_id="au0", n=4, page=1) == ranked[:4]
+    finally:
+        for s in (svc, plain):
+            s.http.close()
+            s.server.stop()

@@ -1,6 +1,7 @@
 """What a shopper was shown lately, and what it means for their next list: frequency
-caps (an item shown `cap` times without a click is hidden for `cooldown_s`) and the
-pages of one visit (page 2 never repeats what page 1 showed).
+caps (an item shown `cap` times without a click is hidden for `cooldown_s`), the pages
+of one visit (page 2 never repeats what page 1 showed), and rotation (the lower places
+of a list change from one period to the next: `rotate`).
 
 Kept per shopper as one small hash in the cache (`stores.keys.shown_key`):
 
@@ -12,6 +13,8 @@ withdrawn consent delete the whole hash."""
 
 from __future__ import annotations
 
+import hashlib
+import random
 from dataclasses import dataclass, field
 
 SEP = "\x1f"
@@ -101,3 +104,21 @@ def record(shown: Shown, policy: FrequencyPolicy, items: list[str], page: int,
 def engaged(items: list[str]) -> list[str]:
     """The fields to delete when the shopper engaged with these items: their counters."""
     return [f"i:{item}" for item in items]
+
+
+def rotating(n: int, share: float, pinned: int) -> int:
+    """How many of n places rotate (never a pinned one)."""
+    return max(0, min(int(round(share * n)), n - pinned))
+
+
+def rotate(positions: list[int], n: int, k: int, subject: str, period: int) -> list[int]:
+    """Controlled rotation: of a list's first n places (`positions`, best first, with
+    up to 2k more behind them), the top n - k stay, and the last k are drawn from the 3k
+    candidates around them, in rank order; the draw is the same for a shopper all
+    through one period, and another the next."""
+    if k == 0 or len(positions) <= n:
+        return positions[:n]
+    pool = positions[n - k:n + 2 * k]
+    seed = hashlib.blake2b(f"{subject}|{period}".encode(), digest_size=8).digest()
+    chosen = sorted(random.Random(seed).sample(range(len(pool)), min(k, len(pool))))
+    return positions[:n - k] + [pool[i] for i in chosen]

@@ -122,6 +122,13 @@ async def recommend_body(state: ServiceState, query: RecommendQuery, caller: Cal
             await state.cache.set(key, value, settings.cache_ttl_s)
         if fallback:
             telemetry.FALLBACKS.labels(kind=fallback).inc()
+    if settings.rotation > 0 and subject and query.page is None:
+        # The lower places change from one period to the next (a page of a visit keeps
+        # its slices: no rotation there).
+        k = frequency.rotating(n, settings.rotation, len(stage.pins))
+        _, longer = stage.show(packed, n + 2 * k)
+        positions = frequency.rotate(longer, n, k, subject,
+                                     int(time.time() // settings.rotation_period_s))
     explored = -1
     if subject and log and engine.rules.explore > 0 and random.random() < engine.rules.explore:
         # A small share of a shopper's lists gives its last place to the new arrival
