@@ -152,12 +152,19 @@ def ranking_bias(engine: Engine, now: float, new_arrival_days: float) -> np.ndar
     boost = engine.rules.new_arrival_boost
     if boost <= 0 or new_arrival_days <= 0:
         return engine.rules.bias
+    # Made once per engine and ten minutes (ages move slowly), not per list.
+    key = (boost, new_arrival_days, int(now // 600))
+    cached = engine.__dict__.get("_ranking_bias")
+    if cached is not None and cached[0] == key:
+        return cached[1]
     fresh, age = new_arrivals(engine.model, now, new_arrival_days)
-    if not fresh.any():
-        return engine.rules.bias
-    arrival = np.where(fresh, boost * (1.0 - np.clip(age, 0, None) / new_arrival_days),
-                       0.0).astype(np.float32)
-    return arrival if engine.rules.bias is None else engine.rules.bias + arrival
+    out = engine.rules.bias
+    if fresh.any():
+        arrival = np.where(fresh, boost * (1.0 - np.clip(age, 0, None) / new_arrival_days),
+                           0.0).astype(np.float32)
+        out = arrival if out is None else out + arrival
+    engine.__dict__["_ranking_bias"] = (key, out)
+    return out
 
 
 def said_no(engine: Engine, user: int, fresh: list[tuple[int, float, str]],
