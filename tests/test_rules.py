@@ -59,7 +59,7 @@ def test_rules_shape_every_list(ruled) -> None:
         assert categories == {"a": 2, "b": 2}  # diversity cap
         # Two categories cannot fill six places two at a time: six items all the same.
         six = ruled.items("/recommend", user_id=user, n=6)
-        assert len(six) == 6 and six[:4] == ids[:1] + six[1:4] and "a2" not in six
+        assert len(six) == 6 and set(ids) <= set(six) and six[0] == "b9" and "a2" not in six
     # The Garden boost lifts garden items into a kitchen shopper's list.
     assert any(i.startswith("b") for i in ruled.items("/recommend", user_id="au0", n=4))
     assert "a2" not in ruled.items("/similar/a3", n=20)

@@ -138,33 +138,35 @@ def shopper_list(
     return packed[0], fallback
 
 
-def new_arrivals(model: RecommenderModel, now: float, days: float
-                 ) -> tuple[np.ndarray, np.ndarray]:
-    """Which items arrived within `days` of `now`, and every item's age in days."""
-    age = (now - model.item_created_at.astype(np.float64)) / SECONDS_PER_DAY
-    return (model.item_created_at > 0) & (age < days), age
+def new_arrivals(engine: Engine, now: float, days: float) -> np.ndarray:
+    """Which items arrived within `days` of `now` (their created_at known)."""
+    return _arrivals(engine, now, days)[0]
 
 
 def ranking_bias(engine: Engine, now: float, new_arrival_days: float) -> np.ndarray | None:
     """What ranking adds to every shopper's blended scores: the rules' boosts and
-    burials, and the new-arrival boost (`[new_arrivals]`), which falls linearly from
-    its full value for an item created now to nothing at `new_arrival_days`."""
-    boost = engine.rules.new_arrival_boost
-    if boost <= 0 or new_arrival_days <= 0:
-        return engine.rules.bias
-    # Made once per engine and ten minutes (ages move slowly), not per list.
-    key = (boost, new_arrival_days, int(now // 600))
-    cached = engine.__dict__.get("_ranking_bias")
+    burials, and the new-arrival boost (`[new_arrivals] boost`, falling linearly from
+    its full value for an item created now to nothing at `new_arrival_days`)."""
+    return _arrivals(engine, now, new_arrival_days)[1]
+
+
+def _arrivals(engine: Engine, now: float, days: float) -> tuple[np.ndarray, np.ndarray | None]:
+    """(new arrivals, ranking bias), made once per engine and ten minutes (ages move
+    slowly), not per list: ranking and exploration share it."""
+    key = (days, int(now // 600))
+    cached = engine.__dict__.get("_arrivals")
     if cached is not None and cached[0] == key:
         return cached[1]
-    fresh, age = new_arrivals(engine.model, now, new_arrival_days)
-    out = engine.rules.bias
-    if fresh.any():
-        arrival = np.where(fresh, boost * (1.0 - np.clip(age, 0, None) / new_arrival_days),
+    created = engine.model.item_created_at
+    age = (now - created.astype(np.float64)) / SECONDS_PER_DAY
+    fresh = (created > 0) & (age < days)
+    bias, boost = engine.rules.bias, engine.rules.new_arrival_boost
+    if boost > 0 and days > 0 and fresh.any():
+        arrival = np.where(fresh, boost * (1.0 - np.clip(age, 0, None) / days),
                            0.0).astype(np.float32)
-        out = arrival if out is None else out + arrival
-    engine.__dict__["_ranking_bias"] = (key, out)
-    return out
+        bias = arrival if bias is None else bias + arrival
+    engine.__dict__["_arrivals"] = (key, (fresh, bias))
+    return fresh, bias
 
 
 def said_no(engine: Engine, user: int, fresh: list[tuple[int, float, str]],
@@ -257,11 +259,11 @@ class RankedBatch:
 
 
 def rank_users(engine: Engine, users: np.ndarray, size: int, rankable: np.ndarray,
-               live: np.ndarray, now: float, new_arrival_days: float, rows: int
-               ) -> Iterator[RankedBatch]:
+               now: float, new_arrival_days: float, rows: int) -> Iterator[RankedBatch]:
     """The cached lists of known shoppers (model user numbers), `rows` at a time, each
     in the variant the rules assign: exactly what `GET /recommend` caches for them
-    (without events newer than the model). `rankable`: the filter stage's."""
+    (without events newer than the model). `rankable`: the filter stage's (a cached
+    list is ranked regardless of stock and exclusions: they act when it is read)."""
     model = engine.model
     ids = [str(u) for u in model.user_ids[users].tolist()]
     variants = [engine.rules.variant_for(u) for u in ids] if engine.rules.variants else (
@@ -277,18 +279,17 @@ def rank_users(engine: Engine, users: np.ndarray, size: int, rankable: np.ndarra
                 if model.user_negatives is not None else np.zeros(members.size, bool))
         # Most shoppers share the rules' bias and are ranked a batch at a time; those
         # who said no to something have their own, and are ranked one by one.
-        parts = [members[~said][start:start + rows]
-                 for start in range(0, int((~said).sum()), rows)]
-        parts += [members[j:j + 1] for j in np.flatnonzero(said).tolist()]
         shared = ranking_bias(engine, now, new_arrival_days)
-        for chunk in parts:
-            bias, allowed = shared, rankable
-            if chunk.size == 1 and said.any():
-                bias, allowed = said_no(engine, int(chunk[0]), [], rankable, shared)
+        plain = members[~said]
+        parts = [(plain[start:start + rows], shared, rankable)
+                 for start in range(0, plain.size, rows)]
+        parts += [(members[j:j + 1], *said_no(engine, int(members[j]), [], rankable, shared))
+                  for j in np.flatnonzero(said).tolist()]
+        for chunk, bias, allowed in parts:
             batch = model.batch(chunk)
             touched = model.anchorable_rows(chunk)
             ranking = recommend(model, batch, size, exclude_seen, allowed, weights,
-                                bias=bias, explain=True, in_stock=live, seen=touched)
+                                bias=bias, explain=True, in_stock=rankable, seen=touched)
             lists = rank_lists(engine, ranking, touched,
                                model.bought_rows(chunk),
                                batch.recent, [], now, new_arrival_days, tag=variant.tag)
@@ -302,8 +303,8 @@ def shown_lists(engine: Engine, users: np.ndarray, n: int, stage: FilterStage,
     under `stage` (the request's filter stage: rules, stock), with no events newer than
     the model: (user, variant, the list as read, positions shown). For offline uses of
     the very lists the service serves: campaign export, previews of rules."""
-    for ranked in rank_users(engine, users, size, stage.rankable, stage.rankable, now,
-                             new_arrival_days, rows):
+    for ranked in rank_users(engine, users, size, stage.rankable, now, new_arrival_days,
+                             rows):
         for user, value, length in zip(ranked.users.tolist(), ranked.lists,
                                        ranked.lengths.tolist(), strict=True):
             packed, positions = stage.show(unpack(value) or EMPTY, n)

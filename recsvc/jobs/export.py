@@ -25,7 +25,7 @@ import orjson
 from threadpoolctl import threadpool_limits
 
 from recsvc.cli import Command
-from recsvc.core.artifacts import current_version
+from recsvc.core.artifacts import current_version, fsync_dir
 from recsvc.core.engine import Engine, load_engine
 from recsvc.core.errors import EXIT_OK, InputError
 from recsvc.core.lists import shown_lists
@@ -186,6 +186,7 @@ class _Writer:
             self._file.close()
         if ok:
             os.replace(self.tmp, self.path)
+            fsync_dir(self.path.parent)
         else:
             self.tmp.unlink(missing_ok=True)
 

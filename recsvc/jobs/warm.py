@@ -87,7 +87,7 @@ def warm_cache(
         has_fresh = np.array([subject(str(u)) in fresh_users for u in ids], dtype=bool)
         users, skipped = users[~has_fresh], int(has_fresh.sum())
     written = 0
-    for ranked in rank_users(engine, users, settings.cache_list_size, rankable, rankable,
+    for ranked in rank_users(engine, users, settings.cache_list_size, rankable,
                              time.time(), settings.new_arrival_days, rows):
         keys, values = [], []
         for user_id, value, listed in zip(model.user_ids[ranked.users].tolist(),

@@ -81,11 +81,16 @@ class FilterStage:
     # exclusion lifted shows on cached lists too (None: `allowed`).
     rankable: np.ndarray | None = None
 
+    @property
+    def shown_pins(self) -> np.ndarray:
+        """The rules' pins this request may show, in order."""
+        return self.pins[self.allowed[self.pins]] if self.pins.size else self.pins
+
     def show(self, packed: PackedList, n: int, skip: int = 0
              ) -> tuple[PackedList, list[int]]:
         """The list as this request shows it (pinned items first) and the positions in
         it of the n items to show after the first `skip` (earlier pages)."""
-        pins = self.pins[self.allowed[self.pins]] if self.pins.size else self.pins
+        pins = self.shown_pins
         if pins.size:
             packed = with_pins(packed, pins)
         return packed, self.select(packed.items, n + skip, fixed=int(pins.size))[skip:]

@@ -80,9 +80,10 @@ def earlier_pages(shown: Shown, policy: FrequencyPolicy, page: int, now: float
     return out
 
 
-def record(shown: Shown, policy: FrequencyPolicy, items: list[str], page: int,
+def record(shown: Shown, policy: FrequencyPolicy, items: list[str], page: int | None,
            now: float) -> tuple[dict[str, bytes], list[str]]:
-    """The hash fields to set and to delete after showing `items` as page `page`."""
+    """The hash fields to set and to delete after showing `items` as page `page` (None:
+    not a page of a visit: only the impression counts)."""
     fields: dict[str, bytes] = {}
     drop: list[str] = []
     if policy.cap is not None:
@@ -94,7 +95,7 @@ def record(shown: Shown, policy: FrequencyPolicy, items: list[str], page: int,
         # Counters of items not shown for a whole window go, so the hash stays small.
         drop += [f"i:{item}" for item, (_, last) in shown.counts.items()
                  if now - last > max(policy.window_s, policy.cooldown_s)]
-    if policy.page_memory_s > 0:
+    if page is not None and policy.page_memory_s > 0:
         fields[f"p:{page}"] = f"{now:.3f}|{SEP.join(items)}".encode()
         if page == 1:  # a new visit: later pages of the last one are forgotten
             drop += [f"p:{p}" for p in shown.pages if p > 1]

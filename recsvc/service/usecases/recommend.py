@@ -125,23 +125,24 @@ async def recommend_body(state: ServiceState, query: RecommendQuery, caller: Cal
     if settings.rotation > 0 and subject and query.page is None:
         # The lower places change from one period to the next (a page of a visit keeps
         # its slices: no rotation there).
-        k = frequency.rotating(n, settings.rotation, len(stage.pins))
-        _, longer = stage.show(packed, n + 2 * k)
+        pinned = stage.shown_pins.size  # `packed` has them first already
+        k = frequency.rotating(n, settings.rotation, pinned)
+        longer = stage.select(packed.items, n + 2 * k, fixed=pinned)
         positions = frequency.rotate(longer, n, k, subject,
                                      int(time.time() // settings.rotation_period_s))
     explored = -1
     if subject and log and engine.rules.explore > 0 and random.random() < engine.rules.explore:
         # A small share of a shopper's lists gives its last place to the new arrival
         # ranked best for them that the list holds but does not show.
-        fresh, _ = new_arrivals(engine.model, time.time(), settings.new_arrival_days)
-        positions, at = stage.explore(packed, positions, fresh)
+        positions, at = stage.explore(packed, positions, new_arrivals(
+            engine, time.time(), settings.new_arrival_days))
         if at >= 0:
             explored = int(packed.items[at])
             telemetry.EXPLORED.inc()
     if memory is not None and shown is not None:
         ids = engine.model.item_ids[packed.items[positions]].tolist()
-        fields, drop = frequency.record(shown, policy if paging else dataclasses.replace(
-            policy, page_memory_s=0.0), [str(i) for i in ids], page, time.time())
+        fields, drop = frequency.record(shown, policy, [str(i) for i in ids],
+                                        page if paging else None, time.time())
         # Off the answer's path: the next list of this shopper is what needs it.
         state.background(_remember(state, query.user_id, memory, fields, drop, policy.ttl_s))
     telemetry.count_recommendation(variant.name)
