@@ -63,7 +63,7 @@ def test_locust_load_on_two_workers_and_on_a_second_process(tmp_path: Path,
     rules.write_text("[variants.control]\nshare = 1\n[variants.trial]\nshare = 1\n")
     env = {**os.environ, "RECSVC_REDIS_URL": redis_server.url,
            "RECSVC_STATE_DIR": str(tmp_path / "state"), "RECSVC_RULES_FILE": str(rules),
-           "RECSVC_LOAD_USERS": "300", "RECSVC_LOAD_ITEMS": "100"}
+           "RECSVC_LOAD_USERS": "250", "RECSVC_LOAD_ITEMS": "100"}  # U250..: untouched
     recsvc = str(Path(sys.executable).parent / "recsvc")
     ports = [free_port(), free_port()]
     services = [subprocess.Popen([recsvc, "serve", "--model-root", str(tmp_path / "m"),
@@ -89,16 +89,16 @@ def test_locust_load_on_two_workers_and_on_a_second_process(tmp_path: Path,
         for user in ("U1", "U2", "U3", "U4", "U5"):
             assert (a.get("/recommend", params={"user_id": user}).json()["variant"]
                     == b.get("/recommend", params={"user_id": user}).json()["variant"])
-        body = b.get("/recommend", params={"user_id": "U7", "n": 3}).json()
-        key = list_key("recsvc", body["model_version"], body["variant"], "U7")
+        body = b.get("/recommend", params={"user_id": "U277", "n": 3}).json()
+        key = list_key("recsvc", body["model_version"], body["variant"], "U277")
         client = redis.Redis.from_url(redis_server.url)
         assert client.exists(key)  # cached by the second process
-        bought = a.post("/events", json=[{"user_id": "U7", "item_id": i["item_id"],
+        bought = a.post("/events", json=[{"user_id": "U277", "item_id": i["item_id"],
                                           "event_type": "purchase"} for i in body["items"]])
         assert bought.json()["accepted"] == 3
         assert not client.exists(key)  # invalidated through the first
-        assert client.llen(fresh_key("recsvc", "U7")) == 3
-        b.get("/recommend", params={"user_id": "U7", "n": 3})  # made again, with them
+        assert client.llen(fresh_key("recsvc", "U277")) == 3
+        b.get("/recommend", params={"user_id": "U277", "n": 3})  # made again, with them
         assert client.exists(key)
         a.close()
         b.close()

@@ -15,14 +15,18 @@ def id_universe(clean: CleanData) -> tuple[np.ndarray, np.ndarray]:
     """Sorted user and item ids. Items: the catalog when given (so items without events
     can still be recommended by content), else the items seen in events. Users: those with
     events, plus consenting users of the user table (cold users with known attributes)."""
-    users = [_observed(clean.events["user_id"])]
-    if clean.users is not None:
-        users.append(clean.users["user_id"].to_numpy(dtype=str))
-    if clean.items is not None:
-        items = clean.items["item_id"].to_numpy(dtype=str)
-    else:
-        items = _observed(clean.events["item_id"])
-    return _sorted_unique(np.concatenate(users)), _sorted_unique(as_str_array(items))
+    return universe(_observed(clean.events["user_id"]), _observed(clean.events["item_id"]),
+                    clean.users, clean.items)
+
+
+def universe(event_users: np.ndarray, event_items: np.ndarray, users: pd.DataFrame | None,
+             items: pd.DataFrame | None) -> tuple[np.ndarray, np.ndarray]:
+    """`id_universe` from the distinct ids the events name and the two tables."""
+    every_user = [event_users]
+    if users is not None:
+        every_user.append(users["user_id"].to_numpy(dtype=str))
+    known = items["item_id"].to_numpy(dtype=str) if items is not None else event_items
+    return _sorted_unique(np.concatenate(every_user)), _sorted_unique(as_str_array(known))
 
 
 def _sorted_unique(values: np.ndarray) -> np.ndarray:

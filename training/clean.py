@@ -12,11 +12,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from recsvc.core.clock import SECONDS_PER_DAY
 from recsvc.core.errors import InputError
 from recsvc.core.policy.events import REFUSALS, TOO_OLD, EventWeights, epoch_seconds
 from recsvc.core.policy.privacy import parse_purposes
 from training.config import CleaningConfig
+from training.robots import BOT_EXAMPLES, robots
 
 FALSE_WORDS = {"false", "f", "no", "n", "0", "off", "withdrawn", "denied"}
 
@@ -30,6 +30,7 @@ class CleanData:
     users: pd.DataFrame | None
     opted_out: np.ndarray  # ids of users who refused consent
     report: dict[str, Any] = field(default_factory=dict)
+    kept: np.ndarray | None = None  # positions of the kept rows in the input table
 
 
 def parse_timestamps(values: pd.Series) -> pd.Series:
@@ -180,33 +181,6 @@ def _values(raw: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     return value, given
 
 
-BOT_EXAMPLES = 20  # user ids named in the report, per rule
-
-
-def robots(user: np.ndarray, ts: np.ndarray, browsing: np.ndarray, n_users: int,
-           cleaning: CleaningConfig) -> dict[str, np.ndarray]:
-    """Users who browse as no person does, by rule (a flag per user): more views and
-    clicks in some minute than `max_views_per_minute` (`burst`), or in some day than
-    `max_views_per_day` (`crawl`). Judged by behaviour alone: a customer of many years,
-    or one who rates hundreds of films in an evening, is not a robot."""
-    rows = np.flatnonzero(browsing & (user >= 0))
-    if rows.size == 0:
-        return {}
-    who, when = user[rows], ts[rows]
-    # Peak views in any 60-second window: for each view, how many of the same user's
-    # follow within a minute (user and time in one sortable key).
-    key = np.sort(who.astype(np.int64) * (1 << 36) + (when - when.min()))
-    within = np.searchsorted(key, key + 60, side="left") - np.arange(key.size)
-    burst = np.zeros(n_users, dtype=np.int64)
-    np.maximum.at(burst, (key >> 36).astype(np.int64), within)
-    day = (when - when.min()) // int(SECONDS_PER_DAY)
-    per_day = np.unique(who.astype(np.int64) * (int(day.max()) + 1) + day, return_counts=True)
-    crawl = np.zeros(n_users, dtype=np.int64)
-    np.maximum.at(crawl, per_day[0] // (int(day.max()) + 1), per_day[1])
-    return {"burst": burst > cleaning.max_views_per_minute,
-            "crawl": crawl > cleaning.max_views_per_day}
-
-
 def clean(
     interactions: pd.DataFrame,
     items: pd.DataFrame | None,
@@ -217,6 +191,8 @@ def clean(
     now: float | None = None,
     forgotten: Callable[[np.ndarray], np.ndarray] | None = None,
     shown_id: Callable[[str], str] = str,
+    opted_out: np.ndarray | None = None,
+    check_shares: bool = True,
 ) -> CleanData:
     """Keep or drop every row for a named reason, counted per reason and per input file
     (`sources`: the files the `_source` column numbers; default one, "interactions").
@@ -225,7 +201,11 @@ def clean(
     stops the run with an InputError naming it. `forgotten` marks, for an array of
     user ids, the shoppers who asked to be forgotten: their rows and their line in the
     users table are dropped first of all. `shown_id` is how the report names a user
-    (their keyed hash when `RECSVC_ID_HASH_KEY` is set)."""
+    (their keyed hash when `RECSVC_ID_HASH_KEY` is set).
+
+    A caller that cleans a share of the shoppers at a time (the Spark engine) passes the
+    users table's verdict (`consenting_users`) as `opted_out` with no users table, and
+    checks the files' shares over all the shares (`check_invalid_shares`)."""
     now = time.time() if now is None else now
     report: dict[str, Any] = {"rows_read": int(len(interactions))}
     dropped: dict[str, int] = {}
@@ -286,13 +266,9 @@ def clean(
     ts = np.nan_to_num(seconds, nan=0.0).astype(np.int64)
     value[~given] = np.nan
 
-    opted_out = np.zeros(0, dtype=str)
-    if users is not None:
-        users = users.dropna(subset=["user_id"]).drop_duplicates("user_id", keep="last")
-        if "consent" in users.columns:
-            consent = personalization_consent(users["consent"])
-            opted_out = np.sort(users.loc[~consent, "user_id"].to_numpy(dtype=str))
-            users = users.loc[consent]
+    if opted_out is None:
+        users, opted_out = consenting_users(users)
+    if len(opted_out):
         refused = member(user_names, opted_out)
         drop((user >= 0) & refused[np.maximum(user, 0)], "consent_withdrawn")
 
@@ -348,15 +324,9 @@ def clean(
     read = np.bincount(source, minlength=len(sources))
     report["rows_dropped_by_file"] = {name: counts for name, counts in by_file.items()
                                       if counts}
-    for at, name in enumerate(sources):
-        invalid = {k: v for k, v in by_file[name].items() if k in INVALID}
-        if read[at] and sum(invalid.values()) > cleaning.max_invalid_share * read[at]:
-            worst = ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in
-                              sorted(invalid.items(), key=lambda kv: -kv[1]))
-            raise InputError(
-                f"interactions file {name}: {sum(invalid.values()):,} of its {read[at]:,} "
-                f"rows are invalid ({worst}), more than cleaning.max_invalid_share "
-                f"{cleaning.max_invalid_share:.0%}; fix the file or raise the share")
+    if check_shares:
+        check_invalid_shares(dict(zip(sources, read.tolist(), strict=True)), by_file,
+                             cleaning)
     report["event_counts"] = {
         str(k): int(v) for k, v in events["event_type"].value_counts().items() if v
     }
@@ -369,7 +339,37 @@ def clean(
             pd.Timestamp(int(ts[rows].min()), unit="s", tz="UTC").isoformat(),
             pd.Timestamp(int(ts[rows].max()), unit="s", tz="UTC").isoformat(),
         ]
-    return CleanData(events=events, items=items, users=users, opted_out=opted_out, report=report)
+    return CleanData(events=events, items=items, users=users, opted_out=opted_out,
+                     report=report, kept=rows)
+
+
+def consenting_users(users: pd.DataFrame | None) -> tuple[pd.DataFrame | None, np.ndarray]:
+    """The users table without duplicates and without those who refused
+    personalization, and the sorted ids of those who refused."""
+    opted_out = np.zeros(0, dtype=str)
+    if users is None:
+        return None, opted_out
+    users = users.dropna(subset=["user_id"]).drop_duplicates("user_id", keep="last")
+    if "consent" in users.columns:
+        consent = personalization_consent(users["consent"])
+        opted_out = np.sort(users.loc[~consent, "user_id"].to_numpy(dtype=str))
+        users = users.loc[consent]
+    return users, opted_out
+
+
+def check_invalid_shares(read: dict[str, int], dropped: dict[str, dict[str, int]],
+                         cleaning: CleaningConfig) -> None:
+    """Stop the run (InputError naming the file) when a file's invalid rows exceed
+    `cleaning.max_invalid_share` of the rows read from it."""
+    for name, rows in read.items():
+        invalid = {k: v for k, v in dropped.get(name, {}).items() if k in INVALID}
+        if rows and sum(invalid.values()) > cleaning.max_invalid_share * rows:
+            worst = ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in
+                              sorted(invalid.items(), key=lambda kv: -kv[1]))
+            raise InputError(
+                f"interactions file {name}: {sum(invalid.values()):,} of its {rows:,} "
+                f"rows are invalid ({worst}), more than cleaning.max_invalid_share "
+                f"{cleaning.max_invalid_share:.0%}; fix the file or raise the share")
 
 
 def format_report(report: dict[str, Any]) -> str:

@@ -24,6 +24,7 @@ def _configure_train(p: argparse.ArgumentParser) -> None:
                    help="time budget for tuning (tuning.time_budget_s)")
     add_tune_split(p)
     add_state_dir(p)
+    add_engine(p)
     p.add_argument("--quiet", action="store_true", help="print only the version id")
 
 
@@ -41,7 +42,14 @@ def _run_train(args: argparse.Namespace) -> int:
     progress = Progress(quiet=args.quiet)
     privacy = (privacy_for(config.output.model_root, args.state_dir)
                if config.output.model_root is not None else Privacy())
-    result = train(config, progress, privacy)
+    if args.spark_master is not None:
+        config.spark.master = args.spark_master
+    if args.engine == "spark":
+        from training.spark.engine import train_on_spark
+
+        result = train_on_spark(config, progress, privacy)
+    else:
+        result = train(config, progress, privacy)
     progress.text(format_summary(result))
     print(result.version)  # alone on stdout, for scripts: V=$(recsvc train ...)
     return EXIT_OK
@@ -51,6 +59,16 @@ def add_tune_split(p: argparse.ArgumentParser | argparse._ArgumentGroup,
                    default: str = "time") -> None:
     p.add_argument("--tune-split", choices=["time", "leave-last", "random", "auto"],
                    help=f"the protocol tuning validates on (tuning.split; default {default})")
+
+
+def add_engine(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--engine", choices=["local", "spark"], default="local",
+                   help="local: this machine (default); spark: Apache Spark, for logs "
+                        "larger than one machine trains in a night (pip install "
+                        "'recsvc[spark]'; needs Java 17+; docs/scale.md)")
+    p.add_argument("--spark-master", metavar="URL",
+                   help="where Spark runs (spark.master; default local[*]): local[N], "
+                        "spark://host:7077, yarn, k8s://...")
 
 
 def add_state_dir(p: argparse.ArgumentParser) -> None:
@@ -165,6 +183,7 @@ def _configure_retrain(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tune-budget", type=float, metavar="SECONDS")
     add_tune_split(p)
     p.add_argument("--no-tune", action="store_true")
+    add_engine(p)
     p.add_argument("--quiet", action="store_true", help="only the JSON summary")
 
 
@@ -200,6 +219,12 @@ def _run_retrain(args: argparse.Namespace) -> int:
         retention_days=(settings.retention_days if args.retention_days is None
                         else args.retention_days),
         catalog_overrides=settings.paths.catalog_overrides)
+    if args.spark_master is not None:
+        config.spark.master = args.spark_master
+    if args.engine == "spark":
+        from training.spark.nightly import SparkNight
+
+        options.engine = SparkNight(config.spark)
     summary = retrain(options, Progress(quiet=args.quiet))
     sys.stdout.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2, default=str).decode()
                      + "\n")

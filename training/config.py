@@ -27,7 +27,7 @@ class InputConfig(Section):
 
 
 class CleaningConfig(Section):
-    """Robots are judged by how they browse (`training.clean.robots`), never by how much
+    """Robots are judged by how they browse (`training.robots.robots`), never by how much
     a customer has done over the years."""
 
     browse_events: list[str] = Field(default_factory=lambda: ["view", "click"])
@@ -151,6 +151,18 @@ class OutputConfig(Section):
     keep_versions: int = Field(5, ge=1)
 
 
+class SparkConfig(Section):
+    """The Spark engine (`recsvc train --engine spark`; docs/scale.md)."""
+
+    master: str = Field("local[*]", description="where Spark runs (--spark-master)")
+    buckets: int = Field(0, ge=0, description="groups of shoppers cleaned and weighed "
+                         "one at a time by an executor; 0: four per core")
+    tune_events: int = Field(2_000_000, ge=1000, description="events of a sample of whole "
+                             "shoppers the driver tunes on")
+    driver_memory: str = "4g"
+    conf: dict[str, str] = Field(default_factory=dict, description="more spark.* settings")
+
+
 class TrainConfig(Section):
     input: InputConfig = Field(default_factory=InputConfig)
     events: EventWeights = Field(default_factory=EventWeights)
@@ -160,6 +172,7 @@ class TrainConfig(Section):
     blend: BlendConfig = Field(default_factory=BlendConfig)
     tuning: TuningConfig = Field(default_factory=TuningConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
+    spark: SparkConfig = Field(default_factory=SparkConfig)
 
 
 def apply_tuning_options(config: TrainConfig, no_tune: bool, budget_s: float | None,

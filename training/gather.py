@@ -58,7 +58,7 @@ def read_events_file(path: Path) -> tuple[list[dict[str, Any]], int]:
     return records, skipped
 
 
-def _expand(paths: list[Path]) -> list[Path]:
+def input_files(paths: list[Path]) -> list[Path]:
     """Files as given; a directory stands for its input files (events files included)."""
     out: list[Path] = []
     for path in paths:
@@ -76,7 +76,7 @@ def _expand(paths: list[Path]) -> list[Path]:
 
 
 def gather(paths: list[Path], events_dir: Path | None = None) -> Gathered:
-    files = _expand(paths)
+    files = input_files(paths)
     if events_dir is not None and events_dir.is_dir():
         files.extend(p for p in sorted(events_dir.iterdir())
                      if is_events_file(p) and p not in files)

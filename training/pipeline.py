@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from recsvc import __version__
-from recsvc.core.algorithms import algorithm
+from recsvc.core.algorithms import Recommender, TrainingData, algorithm
 from recsvc.core.algorithms.base import ShopFacts
 from recsvc.core.algorithms.content import ContentModel
 from recsvc.core.artifacts import VersionWriter, sha256_file
@@ -135,39 +135,71 @@ def settled_config(config: TrainConfig, result: TuningResult) -> TrainConfig:
     return settled
 
 
+@dataclass
+class Shop:
+    """The model's id arrays, and the catalog and users table aligned with them."""
+
+    user_ids: np.ndarray
+    item_ids: np.ndarray
+    items: Any  # pd.DataFrame, catalog rows in item-number order
+    attributes: dict[str, tuple[np.ndarray, list[str]]]
+    metadata: dict[str, np.ndarray]
+
+
+def describe_shop(config: TrainConfig, data: CleanData, user_ids: np.ndarray,
+                  item_ids: np.ndarray) -> Shop:
+    items = aligned_items(data, item_ids)
+    return Shop(user_ids, item_ids, items,
+                user_attributes(data, user_ids, attributes_needed(config)),
+                item_metadata(items))
+
+
+def choose_settings(config: TrainConfig, events: Any, shop: Shop, repeat_rate: float,
+                    progress: Progress) -> tuple[TuningResult, TrainConfig]:
+    """Tune stage (on `events`: all of them, or the Spark engine's sample of shoppers):
+    the tuning result and the config settled with it."""
+    weights, exclude_seen = default_blend(config, ShopFacts(repeat_rate >= REPEAT_RATE_THRESHOLD))
+    result = TuningResult(params={}, half_life_days=config.signals.half_life_days,
+                          weights=weights, exclude_seen=exclude_seen,
+                          quantity_scaling=config.events.quantity_scaling)
+    if config.tuning.enabled:
+        result = tune(events, shop.user_ids, shop.item_ids, shop.items, shop.attributes,
+                      shop.metadata["item_in_stock"], result, config, progress)
+    else:
+        result.skipped = "disabled (--no-tune)"
+    return result, settled_config(config, result)
+
+
 def fit_model(
     config: TrainConfig, data: CleanData, progress: Progress, inputs: dict[str, Any] | None = None
 ) -> RecommenderModel:
     """Weight, tune and fit stages on clean data: a complete model in memory, with its
     card (`model.card`). Nothing is written."""
     user_ids, item_ids = id_universe(data)
-    items = aligned_items(data, item_ids)
-    attributes = user_attributes(data, user_ids, attributes_needed(config))
-    metadata = item_metadata(items)
+    shop = describe_shop(config, data, user_ids, item_ids)
     repeat_rate = repeat_purchase_rate(data.events)
-    weights, exclude_seen = default_blend(config, ShopFacts(repeat_rate >= REPEAT_RATE_THRESHOLD))
-    result = TuningResult(params={}, half_life_days=config.signals.half_life_days,
-                          weights=weights, exclude_seen=exclude_seen,
-                          quantity_scaling=config.events.quantity_scaling)
-    if config.tuning.enabled:
-        result = tune(data.events, user_ids, item_ids, items, attributes,
-                      metadata["item_in_stock"], result, config, progress)
-    else:
-        result.skipped = "disabled (--no-tune)"
-    settled = settled_config(config, result)
-
+    result, settled = choose_settings(config, data.events, shop, repeat_rate, progress)
     events = data.events
     if settled.events != config.events:
         events = events.assign(weight=event_weights(events, settled.events))
     with progress.step("weight", half_life_days=result.half_life_days,
                        quantity_scaling=result.quantity_scaling):
         training = build_training_data(events, user_ids, item_ids, result.half_life_days,
-                                       items, attributes)
+                                       shop.items, shop.attributes)
     components = fit_components(build_components(settled.model, training), training,
                                 progress)
+    return assemble(settled, result, training, components, shop, data, repeat_rate, inputs)
+
+
+def assemble(settled: TrainConfig, result: TuningResult, training: TrainingData,
+             components: dict[str, Recommender], shop: Shop, data: CleanData,
+             repeat_rate: float, inputs: dict[str, Any] | None) -> RecommenderModel:
+    """The model and its card from what every engine's stages produced."""
     settled.blend.weights = {name: w for name, w in result.weights.items() if name in components}
-    last_seen = np.zeros(len(user_ids), dtype=np.int64)
+    last_seen = np.zeros(len(shop.user_ids), dtype=np.int64)
     np.maximum.at(last_seen, training.event_users, training.event_times)
+    if training.user_last_seen is not None:  # an engine that kept no events says
+        last_seen = training.user_last_seen
     card = ModelCard(
         recsvc_version=__version__,
         events=settled.events.model_dump(),
@@ -182,21 +214,21 @@ def fit_model(
     )
     return RecommenderModel(
         user_last_seen=last_seen,
-        user_ids=user_ids,
-        item_ids=item_ids,
+        user_ids=shop.user_ids,
+        item_ids=shop.item_ids,
         user_items=training.user_items,
         components=components,
         weights=dict(settled.blend.weights),
         exclude_seen=result.exclude_seen,
         user_attributes={n: (codes, as_str_array(values))
-                         for n, (codes, values) in attributes.items()},
+                         for n, (codes, values) in shop.attributes.items()},
         **hashed_opt_outs(data.opted_out),
         user_purchases=training.user_purchases,
         user_negatives=training.user_negatives,
         user_search_only=training.user_search_only,
         user_recent=training.user_recent,
         card=card,
-        **metadata,
+        **shop.metadata,
     )
 
 
@@ -264,5 +296,6 @@ def format_summary(result: TrainResult) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["TrainResult", "default_blend", "fit_model", "format_summary", "load_inputs", "train",
+__all__ = ["Shop", "TrainResult", "assemble", "choose_settings", "default_blend",
+           "describe_shop", "fit_model", "format_summary", "load_inputs", "train",
            "write_model"]

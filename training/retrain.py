@@ -39,6 +39,7 @@ from recsvc.core.errors import (
 )
 from recsvc.core.lifecycle import State, fail_orphans, mark, promote, prune, retire
 from recsvc.core.manifest import ModelCard
+from recsvc.core.model import RecommenderModel
 from recsvc.jobs.warm import warm
 from recsvc.settings import Settings
 from recsvc.stores.catalog import CatalogOverrides
@@ -123,6 +124,7 @@ class RetrainOptions:
     # Operators' catalog overrides: items created there since (`PUT /items/{id}`) join
     # the catalog of the training, so their events train them.
     catalog_overrides: Path | None = None
+    engine: Any = field(default_factory=lambda: LocalNight())  # or SparkNight
 
 
 def with_created_items(items: pd.DataFrame, overrides: Path) -> pd.DataFrame:
@@ -223,30 +225,54 @@ def retrain(options: RetrainOptions, progress: Progress) -> dict[str, Any]:
     return summary
 
 
-def _run(options: RetrainOptions, progress: Progress, root: Path, summary: dict[str, Any],
-         stage: Any) -> None:
-    t = time.perf_counter()
-    gathered = gather(options.interactions, options.events_dir)
+class LocalNight:
+    """The nightly job's engine-bound steps on this machine: gather and clean, fit, and
+    the gate's two refits on tonight's split. `training.spark.nightly.SparkNight` does
+    the same on Spark (`recsvc retrain --engine spark`)."""
+
+    def load(self, options: RetrainOptions, progress: Progress) -> tuple[Any, dict[str, Any]]:
+        """Tonight's clean data, and what the summary says of the inputs."""
+        gathered = gather(options.interactions, options.events_dir)
+        items, users = catalog_tables(options)
+        data = clean(gathered.interactions, items, users, options.config.events,
+                     options.config.cleaning, gathered.sources,
+                     forgotten=options.privacy.forgotten, shown_id=options.privacy.shown_id)
+        data.report["service_lines_skipped"] = gathered.skipped_lines
+        data = apply_window(data, options.config.input.window_days)
+        if len(data.events) == 0:
+            raise InputError("no usable events after cleaning")
+        return data, {"files": gathered.files, "skipped_service_lines": gathered.skipped_lines,
+                      "data_quality": data.report}
+
+    def fit(self, config: TrainConfig, data: Any, progress: Progress,
+            inputs: dict[str, Any]) -> RecommenderModel:
+        return fit_model(config, data, progress, inputs)
+
+    def compare(self, data: Any, candidate: ModelCard, current: ModelCard,
+                options: RetrainOptions) -> tuple[GateResult, dict[str, Any]]:
+        return compare_on_split(data, candidate, current, options)
+
+
+def catalog_tables(options: RetrainOptions) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+    """The item catalog (with the items created through the API) and the users table."""
     items = read_items(options.items) if options.items else None
     if items is not None and options.catalog_overrides is not None:
         items = with_created_items(items, options.catalog_overrides)
     users = read_users(options.users) if options.users else None
-    data = clean(gathered.interactions, items, users, options.config.events,
-                 options.config.cleaning, gathered.sources,
-                 forgotten=options.privacy.forgotten, shown_id=options.privacy.shown_id)
-    data.report["service_lines_skipped"] = gathered.skipped_lines
-    data = apply_window(data, options.config.input.window_days)
-    if len(data.events) == 0:
-        raise InputError("no usable events after cleaning")
-    progress.text(format_report(data.report))
-    summary["inputs"] = {"files": gathered.files,
-                         "skipped_service_lines": gathered.skipped_lines,
-                         "data_quality": data.report}
+    return items, users
+
+
+def _run(options: RetrainOptions, progress: Progress, root: Path, summary: dict[str, Any],
+         stage: Any) -> None:
+    t = time.perf_counter()
+    night = options.engine
+    data, summary["inputs"] = night.load(options, progress)
+    progress.text(format_report(summary["inputs"]["data_quality"]))
     t = stage("gather", t)
 
     config = options.config.model_copy(deep=True)
     config.output.model_root = root
-    model = fit_model(config, data, progress, {"files": gathered.files})
+    model = night.fit(config, data, progress, {"files": summary["inputs"]["files"]})
     assert model.card is not None
     candidate = write_model(config, model, progress, make_current=False)
     summary["candidate_version"] = candidate
@@ -258,7 +284,7 @@ def _run(options: RetrainOptions, progress: Progress, root: Path, summary: dict[
         promote_it, reason = True, "no current model"
     else:
         current_manifest = open_version(root, previous, verify=False).manifest
-        result, details = compare_on_split(data, model.card, current_manifest, options)
+        result, details = night.compare(data, model.card, current_manifest, options)
         summary["gate"] = {**result.summary(), **details}
         promote_it = result.passed
         reason = ("passed the gate" if promote_it else

@@ -13,6 +13,8 @@ to know about it is declared there:
   `relation` they show ("bought together", "similar to") with `relation_priority`
   (which relation names the anchor item when several algorithms have one) and
   `item_relation()` (how strongly one item speaks for another);
+- what it learns from: `learns_from_events` (the events themselves, or only the
+  per-pair matrices the model keeps);
 - its role in blends: `start_weight` (the untuned blend), `cold_start_weight` (a shopper
   with no past), `similar_weight` (related items);
 - its tuning: `follows_weighting` (refitted for each event weighting the tuner tries),
@@ -74,6 +76,8 @@ class TrainingData:
     user_recent: np.ndarray | None = None
     # Per event: +1 a purchase, -1 a refund, 0 anything else (None: not known).
     event_bought: np.ndarray | None = None
+    # Each shopper's last event time, where the events are not all here (Spark engine).
+    user_last_seen: np.ndarray | None = None
 
     @property
     def n_users(self) -> int:
@@ -222,6 +226,10 @@ class Recommender(ABC):
     similar_weight: ClassVar[float] = 0.0
     follows_weighting: ClassVar[bool] = True
     walk: ClassVar[str | None] = None
+    # Whether `fit` reads the events themselves (`TrainingData.event_*`) rather than the
+    # per-pair matrices alone: an engine that keeps events distributed (Spark) fits such
+    # an algorithm by its own code for it (`training.spark.fits`) or leaves it out.
+    learns_from_events: ClassVar[bool] = False
 
     def __init__(self, **params: Any) -> None:
         self.params = self.Params(**params)

@@ -67,6 +67,13 @@ def repeat_rates(users: np.ndarray, items: np.ndarray, days: np.ndarray, n_items
     share; None without purchases, or where items do not differ beyond chance."""
     if users.size == 0:
         return None
+    buyers, again = repeat_counts(users, items, days, n_items)
+    return rates_from_counts(buyers, again, prior)
+
+
+def repeat_counts(users: np.ndarray, items: np.ndarray, days: np.ndarray, n_items: int
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Per item: how many shoppers bought it, and how many of them on two or more days."""
     order = np.lexsort((days, items, users))
     users, items, days = users[order], items[order], days[order]
     new_pair = np.ones(users.size, dtype=bool)
@@ -78,6 +85,13 @@ def repeat_rates(users: np.ndarray, items: np.ndarray, days: np.ndarray, n_items
     pair_items = items[new_pair]
     buyers = np.bincount(pair_items, minlength=n_items).astype(np.float64)
     again = np.bincount(pair_items, weights=days_per_pair > 1, minlength=n_items)
+    return buyers, again
+
+
+def rates_from_counts(buyers: np.ndarray, again: np.ndarray, prior: float | None
+                      ) -> np.ndarray | None:
+    """`repeat_rates` from the per-item counts (`repeat_counts`)."""
+    n_items = buyers.size
     shop = again.sum() / max(buyers.sum(), 1.0)
     if shop <= 0:
         return None  # nobody buys anything twice: nothing to tell items apart
@@ -96,6 +110,7 @@ class PurchaseHistory(Recommender):
     Params = HistoryParams
     form = Form.SPARSE
     reason = Reason.OWN_PAST
+    learns_from_events = True
     params: HistoryParams
 
     def __init__(self, **params: Any) -> None:

@@ -64,6 +64,7 @@ class Transitions(Recommender):
     reason = Reason.SEQUENCE
     start_weight = 0.5
     follows_weighting = False  # the order of events, whatever their weights
+    learns_from_events = True
     params: TransitionParams
 
     def __init__(self, **params: Any) -> None:
@@ -89,7 +90,7 @@ class Transitions(Recommender):
                                 (np.concatenate(rows) if rows else np.zeros(0, int),
                                  np.concatenate(cols) if cols else np.zeros(0, int))),
                                shape=(n, n), dtype=np.float64)  # duplicates are summed
-        self.successors = _strongest_per_row(counts, p.neighbours)
+        self.successors = strongest_per_row(counts, p.neighbours)
         self.__dict__.pop("_relation", None)
         return self
 
@@ -140,7 +141,7 @@ class Transitions(Recommender):
         self.successors = stored.csr(f"{prefix}.successors")
 
 
-def _strongest_per_row(counts: sp.csr_matrix, keep: int) -> sp.csr_matrix:
+def strongest_per_row(counts: sp.csr_matrix, keep: int) -> sp.csr_matrix:
     """Each row's `keep` largest entries, scaled to sum to one (float32 CSR)."""
     counts = sp.csr_matrix(counts)
     counts.sum_duplicates()

@@ -38,6 +38,7 @@ class Trending(Recommender):
     reason = Reason.TRENDING
     start_weight = 0.1
     cold_start_weight = 0.5
+    learns_from_events = True
     params: TrendingParams
 
     def __init__(self, **params: Any) -> None:
