@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     rotation: float = Field(0.0, ge=0, le=0.5,
                             description="share of a list's places that rotate each period")
     rotation_period_s: float = Field(3600.0, gt=0)
+    candidates_above: int = Field(
+        200_000, ge=0, description="catalogs larger rank each shopper's candidates only "
+        "(an approximate nearest-neighbour index; docs/scale.md)")
     impressions: bool = Field(True, description="log every list served (STATE_DIR/impressions)")
     impressions_queue: int = Field(100_000, ge=1,
                                    description="impressions waiting to be written; beyond: "

@@ -63,7 +63,8 @@ def test_a_broken_current_at_start_serves_the_newest_promoted_version(tmp_path: 
         fixed = train(quick_config(tmp_path / "m", **store), QUIET).version
         wait_for(lambda: svc.get("/readyz").json()["model_version"] == fixed, "not followed")
         assert svc.get("/readyz").json() == {"status": "ready", "model_version": fixed,
-                                             "cache": "embedded", "degraded": []}
+                                             "cache": "embedded", "degraded": [],
+                                             "ranking": "exact"}
         assert metric(svc.get("/metrics").text, "recsvc_model_degraded") == 0
     finally:
         svc.http.close()

@@ -313,7 +313,7 @@ def test_operations_endpoints(service: Service) -> None:
     assert service.get("/healthz").json() == {"status": "alive"}
     ready = service.get("/readyz").json()
     assert ready == {"status": "ready", "model_version": current_version(service.root),
-                     "cache": "embedded", "degraded": []}
+                     "cache": "embedded", "degraded": [], "ranking": "exact"}
     model = service.get("/model").json()
     assert model["version"] == current_version(service.root)
     assert {"cf", "popularity"} <= set(model["algorithms"]) and "trained_at" in model

@@ -28,7 +28,7 @@ from training.pipeline import load_inputs
 from training.progress import Progress
 from training.readers import read_items, read_users
 from training.signals import build_training_data, repeat_purchase_rate
-from training.spark.engine import tuning_sample
+from training.spark.engine import repeat_share, tuning_sample
 from training.spark.fits import SparkInputs, fit_history, fit_transitions, fit_trending
 from training.spark.prepare import Cleaned, clean_events, indexed_events, weigh
 from training.spark.read import read_events
@@ -98,10 +98,11 @@ def both(spark, store, tmp_path_factory):
     cleaned = spark_clean(spark, config, store["interactions"])
     ids = universe(cleaned.event_users, cleaned.event_items, cleaned.data.users,
                    cleaned.data.items)
-    got, confidences, repeat = weigh(cleaned, ids[0], ids[1], HALF_LIFE, config.events,
-                                     reweigh=False)
+    got, confidences = weigh(cleaned, ids[0], ids[1], HALF_LIFE, config.events,
+                             reweigh=False)
     return {"config": config, "local": local, "expected": expected, "cleaned": cleaned,
-            "ids": ids, "got": got, "confidences": confidences, "repeat": repeat}
+            "ids": ids, "got": got, "confidences": confidences,
+            "repeat": repeat_share(cleaned)}
 
 
 def without_examples(report: dict) -> dict:
@@ -191,7 +192,7 @@ def test_a_partitioned_parquet_directory_reads_as_its_csv(spark, store, both, tm
     assert without_examples(cleaned.data.report) == expected
     assert len(by_file) > 1 and all("day=" in name for name in by_file)
     users, items = both["ids"]
-    got, _, _ = weigh(cleaned, users, items, HALF_LIFE, both["config"].events, reweigh=False)
+    got, _ = weigh(cleaned, users, items, HALF_LIFE, both["config"].events, reweigh=False)
     assert np.allclose(got.user_items.toarray(), both["expected"].user_items.toarray(),
                        rtol=1e-6)
 

@@ -21,6 +21,7 @@ from recsvc.core.engine import Engine, load_engine
 from recsvc.core.errors import RecsvcError
 from recsvc.core.lifecycle import rollback, servable_versions
 from recsvc.core.policy.rules import RulesFile, load_rules, parse_rules, resolve
+from recsvc.core.ranking import candidates
 from recsvc.service import telemetry
 from recsvc.service.auth import Gatekeeper
 from recsvc.service.errors import Conflict, NoModel
@@ -47,6 +48,7 @@ def _stamp(path: Path | None) -> tuple[int, int] | None:
 class ServiceState:
     def __init__(self, settings: Settings, cache: Cache | None = None) -> None:
         self.settings = settings
+        candidates.ABOVE = settings.candidates_above
         self.rules_file: RulesFile = load_rules(settings.rules_file)
         self._rules_stamp = self._rules_seen = _stamp(settings.rules_file)
         self._runs_checked = float("-inf")
@@ -106,6 +108,7 @@ class ServiceState:
                 telemetry.LOAD_FAILURES.inc()
                 raise
             self._trained, self._engine = engine, served
+            candidates.path_for(served.model)  # a large catalog's index: built aside
             self._added = self.overrides.added_rows(engine.model)
             self.load_error = None
             # The model's Python objects live as long as it serves: keep them out of the

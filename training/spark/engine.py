@@ -28,7 +28,6 @@ from training.pipeline import (
 )
 from training.progress import Progress
 from training.readers import read_items, read_users
-from training.signals import repeat_purchase_rate
 from training.spark.fits import SPARK_FITS, SparkInputs
 from training.spark.prepare import BUCKET, Cleaned, clean_events, indexed_events, weigh
 from training.spark.read import ROW, read_events
@@ -119,22 +118,34 @@ def tuning_sample(cleaned: Cleaned, limit: int) -> pd.DataFrame:
     return frame
 
 
+def repeat_share(cleaned: Cleaned) -> float:
+    """`signals.repeat_purchase_rate`: the share of purchases of an item its shopper
+    had bought before."""
+    from pyspark.sql import functions as F
+
+    bought = cleaned.events.where(F.col("event_type") == "purchase")
+    facts = bought.agg(F.count(F.lit(1)).alias("n"),
+                       F.countDistinct("user_id", "item_id").alias("pairs")).first()
+    return (facts["n"] - facts["pairs"]) / facts["n"] if facts["n"] else 0.0
+
+
 def fit_on_spark(config: TrainConfig, cleaned: Cleaned, progress: Progress,
                  inputs: dict[str, Any]) -> RecommenderModel:
     data = cleaned.data
     user_ids, item_ids = universe(cleaned.event_users, cleaned.event_items, data.users,
                                   data.items)
     shop = describe_shop(config, data, user_ids, item_ids)
-    with progress.step("tune.sample") as step:
-        sample = tuning_sample(cleaned, config.spark.tune_events)
-        step.note(events=len(sample))
-    result, settled = choose_settings(config, sample, shop, repeat_purchase_rate(sample),
-                                      progress)
+    repeat_rate = repeat_share(cleaned)
+    sample = None
+    if config.tuning.enabled:
+        with progress.step("tune.sample") as step:
+            sample = tuning_sample(cleaned, config.spark.tune_events)
+            step.note(events=len(sample))
+    result, settled = choose_settings(config, sample, shop, repeat_rate, progress)
     with progress.step("weight", half_life_days=result.half_life_days,
                        quantity_scaling=result.quantity_scaling):
-        training, confidences, repeat_rate = weigh(
-            cleaned, user_ids, item_ids, result.half_life_days, settled.events,
-            reweigh=settled.events != config.events)
+        training, confidences = weigh(cleaned, user_ids, item_ids, result.half_life_days,
+                                      settled.events, reweigh=settled.events != config.events)
     training.items = shop.items
     training.user_attributes = dict(shop.attributes)
     events = indexed_events(cleaned, user_ids, item_ids, settled.events)

@@ -40,7 +40,7 @@ REPORT = "_report"
 CLEAN_SCHEMA = ("user_id string, item_id string, event_type string, timestamp long, "
                 f"value double, weight double, {ROW} long, {BUCKET} int, {REPORT} string")
 # What a group's weigh step gives back: one row per stored entry of one matrix.
-CONFIDENCE, BOUGHT, NEGATIVE, SEARCH_ONLY, RECENT_ITEM, LAST_SEEN, PURCHASES = range(7)
+CONFIDENCE, BOUGHT, NEGATIVE, SEARCH_ONLY, RECENT_ITEM, LAST_SEEN = range(6)
 PART_SCHEMA = "kind int, row long, col long, value double"
 EVENT_SCHEMA = f"u int, i int, w double, t long, bought int, {ROW} long"
 
@@ -171,10 +171,10 @@ def _add(into: dict[str, int], counts: dict[str, int]) -> None:
 
 def weigh(cleaned: Cleaned, user_ids: np.ndarray, item_ids: np.ndarray,
           half_life_days: float, weights: EventWeights, reweigh: bool
-          ) -> tuple[TrainingData, DataFrame, float]:
+          ) -> tuple[TrainingData, DataFrame]:
     """The weigh stage: the per-pair matrices the model keeps (on the driver, in
-    `TrainingData` without events), the entries of the confidence matrix as a Spark
-    DataFrame (for ALS), and the share of purchases repeating an earlier one."""
+    `TrainingData` without events), and the entries of the confidence matrix as a Spark
+    DataFrame (for ALS)."""
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
@@ -201,9 +201,6 @@ def weigh(cleaned: Cleaned, user_ids: np.ndarray, item_ids: np.ndarray,
         seen = np.zeros(len(own), dtype=np.int64)
         np.maximum.at(seen, data.event_users, data.event_times)
         parts.append((LAST_SEEN, rows, np.zeros(len(own)), seen))
-        bought = frame.loc[frame["event_type"] == "purchase", ["user_id", "item_id"]]
-        parts.append((PURCHASES, np.zeros(2), np.arange(2),
-                      np.array([len(bought), bought.duplicated().sum()])))
         return pd.DataFrame({
             "kind": np.concatenate([np.full(len(p[1]), p[0], np.int32) for p in parts]),
             "row": np.concatenate([np.asarray(p[1], np.int64) for p in parts]),
@@ -232,8 +229,6 @@ def weigh(cleaned: Cleaned, user_ids: np.ndarray, item_ids: np.ndarray,
     last_seen = np.zeros(shape[0], dtype=np.int64)
     at = table[kind == LAST_SEEN]
     last_seen[at["row"].to_numpy()] = at["value"].to_numpy(np.int64)
-    counts = table[kind == PURCHASES].groupby("col")["value"].sum()
-    purchases, repeats = (float(counts.get(0, 0.0)), float(counts.get(1, 0.0)))
     search_only = table[kind == SEARCH_ONLY]
     data = TrainingData(
         user_items=matrix(pairs, np.float32),
@@ -246,7 +241,7 @@ def weigh(cleaned: Cleaned, user_ids: np.ndarray, item_ids: np.ndarray,
         user_recent=recent,
         user_last_seen=last_seen,
     )
-    return data, confidences, (repeats / purchases if purchases else 0.0)
+    return data, confidences
 
 
 def _entries(kind: int, matrix: sp.csr_matrix | None, rows: np.ndarray

@@ -8,7 +8,9 @@ to know about it is declared there:
 - `Params` — its settings, with defaults and bounds (a pydantic model);
 - `usable(params, data)` — whether it can be fitted on this data, and why not;
 - `fit` (trainer only: it may import training libraries inside), `score` /
-  `score_compact` (its scores in one of the `forms`), `similar`, `save` / `load`;
+  `score_compact` (its scores in one of the `forms`), `score_at` (at a few items, where
+  the compact form is dense) and `best_items` (its candidates, without scoring every
+  item), `similar`, `save` / `load`;
 - how its part of a pick is explained: `reason`, and for item-to-item algorithms the
   `relation` they show ("bought together", "similar to") with `relation_priority`
   (which relation names the anchor item when several algorithms have one) and
@@ -288,6 +290,19 @@ class Recommender(ABC):
         (`forms.Scores`), so that blending passes over the whole catalog only where it
         must."""
         return self.score(batch)
+
+    def score_at(self, batch: UserBatch, items: np.ndarray) -> np.ndarray | None:
+        """Dense scores at `items` (sorted item numbers) alone, len(batch) x len(items),
+        for an algorithm whose compact scores are dense over the whole catalog: a
+        million-item catalog's candidate path (`ranking.candidates`) scores only its
+        candidates. None: the compact scores are cheap (shared, sparse or few rows)."""
+        return None
+
+    def best_items(self, batch: UserBatch, k: int) -> np.ndarray | None:
+        """Item numbers among this algorithm's k best for the batch's shoppers, found
+        without scoring the catalog: its candidates on a million-item catalog's path.
+        None: it has no such shortcut (its compact scores give them)."""
+        return None
 
     def similar(self, items: np.ndarray) -> np.ndarray | None:
         """Dense float32 item-to-item scores, len(items) x n_items; None if the algorithm

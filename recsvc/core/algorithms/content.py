@@ -329,6 +329,13 @@ class ContentModel(Recommender):
             out[start:start + 256] = (self.item_vectors @ dense).T
         return out
 
+    def score_at(self, batch: UserBatch, items: np.ndarray) -> np.ndarray | None:
+        if self.item_similarity is not None:
+            return None  # a few rows of the similarity matrix: cheap as they are
+        profiles = self.profiles(batch.history)
+        return np.asarray((self.item_vectors[items] @ profiles.T).T.toarray(),
+                          dtype=np.float32)
+
     def similar(self, items: np.ndarray) -> np.ndarray:
         query = self.item_vectors[items]
         return np.asarray((self.item_vectors @ query.T).T.todense(), dtype=np.float32)

@@ -138,6 +138,9 @@ class MatrixFactorization(Recommender):
     def score(self, batch: UserBatch) -> np.ndarray:
         return self.user_vectors(batch) @ np.asarray(self.item_factors).T
 
+    def score_at(self, batch: UserBatch, items: np.ndarray) -> np.ndarray:
+        return self.user_vectors(batch) @ np.asarray(self.item_factors)[items].T
+
     def similar(self, items: np.ndarray) -> np.ndarray:
         v = np.asarray(self.item_factors)
         norms = np.linalg.norm(v, axis=1)

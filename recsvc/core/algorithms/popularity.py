@@ -67,7 +67,7 @@ class Popularity(Recommender):
         per_user = confidence(per_user)
         self.overall = np.asarray(per_user.sum(axis=0), dtype=np.float32).ravel()
         self.by_attribute = {}
-        for cache in ("_log_group_cache", "_combination_rows"):  # of an earlier fit
+        for cache in ("_log_group_cache", "_combination_rows", "_best"):  # of an earlier fit
             self.__dict__.pop(cache, None)
         for name in self.params.attributes:
             if name not in data.user_attributes:
@@ -136,9 +136,40 @@ class Popularity(Recommender):
             rows[r] = row
         return SharedRows(rows, np.asarray(which, dtype=np.int64).reshape(-1))
 
+    def score_at(self, batch: UserBatch, items: np.ndarray) -> np.ndarray | None:
+        """`score_compact` at `items` alone, for shoppers with attributes (a million
+        items' combination rows would be built per request); None without any."""
+        names = [n for n in self.attributes if n in batch.attributes]
+        if not names:
+            return None  # the overall row, shared as it is
+        overall = logged(self, "overall")[items]
+        out = np.empty((len(batch), items.size), dtype=np.float32)
+        for j in range(len(batch)):
+            groups = [self._log_groups(name)[code, items] for name in names
+                      if (code := int(batch.attributes[name][j])) >= 0]
+            out[j] = 0.5 * overall + 0.5 * np.mean(groups, axis=0) if groups else overall
+        return out
+
+    def best_items(self, batch: UserBatch, k: int) -> np.ndarray:
+        """The k most popular overall and in each of the shoppers' groups: a mix of
+        rows ranks high only where one of them does."""
+        rows = [("overall", -1)]
+        for name in (n for n in self.attributes if n in batch.attributes):
+            rows += [(name, int(c)) for c in np.unique(batch.attributes[name]) if c >= 0]
+        best = self.__dict__.setdefault("_best", {})
+        out = []
+        for name, code in rows:
+            if (name, code, k) not in best:
+                row = (logged(self, "overall") if name == "overall"
+                       else self._log_groups(name)[code])
+                k_ = min(k, row.size)
+                best[(name, code, k)] = np.argpartition(-row, k_ - 1)[:k_].astype(np.int64)
+            out.append(best[(name, code, k)])
+        return np.concatenate(out)
+
     def add_items(self, rows: list[dict[str, Any]]) -> Self:
         out = self._copy()
-        for cache in ("_log_group_cache", "_combination_rows"):
+        for cache in ("_log_group_cache", "_combination_rows", "_best"):
             out.__dict__.pop(cache, None)
         out.overall = padded(self.overall, len(rows))
         out.by_attribute = {a: padded(v, len(rows), axes=(v.ndim - 1,))

@@ -82,25 +82,35 @@ def _source_row(u: int, w_indptr: np.ndarray, w_indices: np.ndarray, w_data: np.
 
 @numba.njit(cache=True, nogil=True, fastmath=_FAST)
 def _standardize_into(values: np.ndarray, count: int, touched: np.ndarray, weight: float,
-                      total: np.ndarray) -> tuple[float, float]:
+                      total: np.ndarray, stat_width: int, given: np.ndarray
+                      ) -> tuple[float, float]:
     """(scale, shift) with weight * z-score = values * scale - shift, over the whole
     catalog (zeros included; float64 sums), and total += values * scale. With count >= 0
     only touched[:count] hold values (zeros elsewhere). A row with no spread (no signal
     for that user) gets scale 0 and shift 0, and so does a row with a NaN or an infinity:
     one broken source must not blank the user's whole list (the tuner would then judge
-    every blend by it)."""
+    every blend by it).
+
+    On the candidate path (`candidates`) the row holds the candidates alone: the catalog
+    is `stat_width` items, and a dense row's sums over it are `given` (estimated from a
+    sample of the catalog); a CSR row's stored values are all among the candidates."""
     width = total.size
     # Sums of (value - first value): exact for a row far from zero with a small spread,
     # where E[x²] - E[x]² would cancel to noise. CSR rows are mostly zeros: no offset.
-    offset = np.float64(values[0]) if count < 0 else 0.0
+    offset = np.float64(values[0]) if count < 0 and np.isnan(given[0]) else 0.0
     s1 = 0.0
     s2 = 0.0
-    if count < 0:
+    if not np.isnan(given[0]):
+        s1 = given[0]
+        s2 = given[1]
+        width = stat_width
+    elif count < 0:
         for i in range(width):
             x = np.float64(values[i]) - offset
             s1 += x
             s2 += x * x
     else:
+        width = stat_width
         for c in range(count):
             x = np.float64(values[touched[c]])
             s1 += x
@@ -115,7 +125,7 @@ def _standardize_into(values: np.ndarray, count: int, touched: np.ndarray, weigh
     scale = weight / std
     f = np.float32(scale)
     if count < 0:
-        for i in range(width):
+        for i in range(total.size):
             total[i] += f * values[i]
     else:
         for c in range(count):
@@ -139,7 +149,7 @@ def _blend_rank(w_indptr, w_indices, w_data, dense, m_indptr, m_indices, m_data,
                 items: np.ndarray, scores: np.ndarray, parts: np.ndarray,
                 lengths: np.ndarray, scales: np.ndarray, shifts: np.ndarray,
                 bufs: np.ndarray, touched: np.ndarray, mark: np.ndarray,
-                stamp: int) -> None:
+                stamp: int, stat_width: int, given: np.ndarray) -> None:
     """`bufs` (all zeros), `touched` and `mark` (no entry above `stamp`) are scratch
     kept between calls (`_Scratch`); `bufs` is left all zeros again."""
     sources = weights.size
@@ -165,7 +175,7 @@ def _blend_rank(w_indptr, w_indices, w_data, dense, m_indptr, m_indices, m_data,
                 direct[s] = w_indices[s][start]
                 counts[s] = _WHOLE
                 scale, shift = _standardize_into(dense[s][direct[s]], _WHOLE, touched[s],
-                                                 weights[s], total)
+                                                 weights[s], total, stat_width, given[u, s])
             else:
                 direct[s] = -1
                 counts[s] = _source_row(u, w_indptr[s], w_indices[s], w_data[s],
@@ -173,7 +183,8 @@ def _blend_rank(w_indptr, w_indices, w_data, dense, m_indptr, m_indices, m_data,
                                         is_dense[s], bufs[s], touched[s], mark,
                                         stamp + u * sources + s)
                 scale, shift = _standardize_into(bufs[s], max(counts[s], _WHOLE),
-                                                 touched[s], weights[s], total)
+                                                 touched[s], weights[s], total, stat_width,
+                                                 given[u, s])
             scales[u, s] = scale
             shifts[u, s] = shift
             shift_sum += shift
@@ -294,10 +305,16 @@ def _slot(scores: Scores) -> tuple[np.ndarray, ...]:
 
 
 def blend_rank(sources: Mapping[str, Scores], weights: Mapping[str, float], n: int,
-               per_item: np.ndarray, exclude: sp.csr_matrix | None) -> Blended:
+               per_item: np.ndarray, exclude: sp.csr_matrix | None,
+               stat_width: int | None = None,
+               given: Mapping[str, np.ndarray] | None = None) -> Blended:
     """Weighted sum of the sources' per-row z-scores (sources with weight 0 skipped),
     plus `per_item` (rules' boosts; -inf: never listed), minus `exclude`'s items per row;
-    the n best per row, best first, ties to the lower item number."""
+    the n best per row, best first, ties to the lower item number (column number).
+
+    The candidate path passes its candidates' columns only: `stat_width` is then the
+    catalog's size, and `given` each dense source's rows x (sum, sum of squares) over
+    the catalog (`candidates.CandidatePath`)."""
     names = [name for name, w in weights.items() if w != 0 and name in sources]
     if not sources:
         raise ValueError("nothing to blend: no algorithm has a weight")
@@ -330,11 +347,16 @@ def blend_rank(sources: Mapping[str, Scores], weights: Mapping[str, float], n: i
     lengths = np.zeros(rows, dtype=np.int64)
     scales = np.zeros((rows, source_weights.size), dtype=np.float64)
     shifts = np.zeros((rows, source_weights.size), dtype=np.float64)
+    moments = np.full((rows, source_weights.size, 2), np.nan, dtype=np.float64)
+    for s, name in enumerate(names):
+        if given is not None and name in given:
+            moments[:, s] = given[name]
     if rows and width:
         bufs, touched, mark, stamp = _SCRATCH.take(source_weights.size, width, rows)
         _blend_rank(*(tuple(slot) for slot in slots), is_dense, source_weights,
                     read_only(per_item, np.float32), ex_indptr, ex_indices, n, items, scores,
-                    parts, lengths, scales, shifts, bufs, touched, mark, stamp)
+                    parts, lengths, scales, shifts, bufs, touched, mark, stamp,
+                    width if stat_width is None else int(stat_width), moments)
     return Blended(items, scores, lengths,
                    {name: parts[s] for s, name in enumerate(names)},
                    {name: (scales[:, s], shifts[:, s]) for s, name in enumerate(names)})

@@ -13,6 +13,7 @@ import scipy.sparse as sp
 from recsvc.core.algorithms import Recommender, UserBatch
 from recsvc.core.algorithms.forms import Scores
 from recsvc.core.model import RecommenderModel
+from recsvc.core.ranking.candidates import path_for
 from recsvc.core.ranking.kernel import blend_rank
 
 
@@ -104,13 +105,17 @@ def recommend(
     weights = dict(model.weights if weights is None else weights)
     exclude_seen = model.exclude_seen if exclude_seen is None else exclude_seen
     active = {name for name, w in weights.items() if w != 0}
-    sources = compact_scores(model.components, batch, active)
     candidates = np.asarray(model.item_in_stock if in_stock is None else in_stock, dtype=bool)
     if allowed is not None:
         candidates = candidates & allowed
-    return blend_and_rank(sources, weights, n, candidates,
-                          (batch.history if seen is None else seen) if exclude_seen
-                          else None, bias, explain)
+    exclude = (batch.history if seen is None else seen) if exclude_seen else None
+    path = path_for(model)
+    if path is not None:  # a million-item catalog: each shopper's candidates alone
+        out = path.rank(model.components, batch, weights, n, candidates, bias, exclude)
+        return Ranking(out.items, out.scores, out.lengths,
+                       out.contributions if explain else None)
+    sources = compact_scores(model.components, batch, active)
+    return blend_and_rank(sources, weights, n, candidates, exclude, bias, explain)
 
 
 def similar(

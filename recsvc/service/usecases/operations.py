@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from recsvc.core.errors import ModelError
+from recsvc.core.ranking import candidates
 from recsvc.service import telemetry
 from recsvc.service.errors import Conflict, NotFound
 from recsvc.service.state import ServiceState
@@ -32,7 +33,8 @@ def readiness(state: ServiceState) -> tuple[int, dict[str, Any]]:
     reasons = [r for r in (state.problem, "cache: Redis unreachable, lists are computed"
                            if cache == "degraded" else None) if r]
     return 200, {"status": "degraded" if reasons else "ready",
-                 "model_version": state.engine.version, "cache": cache, "degraded": reasons}
+                 "model_version": state.engine.version, "cache": cache, "degraded": reasons,
+                 "ranking": candidates.status(state.engine.model)}
 
 
 async def reload(state: ServiceState) -> str:
