@@ -79,6 +79,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", default="1000000", help="events per store, comma-separated")
     p.add_argument("--master", default="local[2]")
+    p.add_argument("--engines", default="local,spark", help="which engines, comma-separated")
     p.add_argument("--driver-memory", default="8g")
     p.add_argument("--work", type=Path, default=Path("/tmp/spark-bench"))
     p.add_argument("--json", type=Path)
@@ -97,7 +98,7 @@ def main() -> int:
         config = work / "spark.toml"
         config.write_text(f'[spark]\nmaster = "{args.master}"\n'
                           f'driver_memory = "{args.driver_memory}"\n')
-        for engine in ("local", "spark"):
+        for engine in args.engines.split(","):
             root = work / f"models-{engine}"
             run = measured([*recsvc, "train", "--engine", engine, "--config", str(config),
                             "--interactions", str(train), "--items", str(store / "items.csv"),

@@ -54,13 +54,24 @@ def ranked(model: RecommenderModel, users: np.ndarray, path: CandidatePath | Non
 
 
 def test_dense_sources_score_their_candidates_as_they_score_the_catalog(model) -> None:
+    """Every algorithm's `score_at` equals its scores at those items, where it has one;
+    `best_items` holds its k best where it has them."""
     batch = model.batch(np.arange(20))
     items = np.sort(np.random.default_rng(1).choice(model.n_items, 300, replace=False))
-    for name in ("cf", "content"):
-        component = model.components[name]
-        assert np.allclose(component.score_at(batch, items), component.score(batch)[:, items],
-                           rtol=1e-4, atol=1e-6), name
-    assert model.components["item_knn"].score_at(batch, items) is None  # sparse rows
+    dense = set()
+    for name, component in model.components.items():
+        values = component.score_at(batch, items)
+        if values is not None:
+            dense.add(name)
+            assert np.allclose(values, component.score(batch)[:, items], rtol=1e-4,
+                               atol=1e-6), name
+        best = component.best_items(batch, 25)
+        if best is not None:
+            scores = component.score(batch)
+            for j in range(len(batch)):  # each shopper's 10 best are among them
+                top = np.argsort(-scores[j], kind="stable")[:10]
+                assert np.isin(scores[j, top], scores[j, best]).all(), name
+    assert dense == {"cf", "content", "popularity"}  # the rest are cheap as they are
 
 
 def test_with_the_whole_catalog_as_candidates_the_lists_are_exact(model) -> None:

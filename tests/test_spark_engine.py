@@ -28,7 +28,7 @@ from training.pipeline import load_inputs
 from training.progress import Progress
 from training.readers import read_items, read_users
 from training.signals import build_training_data, repeat_purchase_rate
-from training.spark.engine import repeat_share, tuning_sample
+from training.spark.engine import fit_on_spark, repeat_share, tuning_sample
 from training.spark.fits import SparkInputs, fit_history, fit_transitions, fit_trending
 from training.spark.prepare import Cleaned, clean_events, indexed_events, weigh
 from training.spark.read import read_events
@@ -176,6 +176,19 @@ def test_tuning_sees_the_clean_events_in_the_order_read(both) -> None:
     assert 0 < len(fewer) < len(local)
     whole = sample[sample["user_id"].astype(str).isin(set(fewer["user_id"].astype(str)))]
     assert len(whole) == len(fewer)  # whole shoppers, every event of each
+
+
+def test_the_spark_engine_tunes_with_the_local_tuner(both) -> None:
+    """Tuning on the driver over the sample: trials run, the settled config says so, and
+    the model fitted with the tuned weights is complete."""
+    config = both["config"].model_copy(deep=True)
+    config.tuning.time_budget_s = 5
+    config.tuning.max_trials = 3
+    model = fit_on_spark(config, both["cleaned"], Progress(quiet=True), {})
+    tuning = model.card.tuning
+    assert tuning.skipped is None and len(tuning.trials) >= 1
+    assert model.weights and set(model.weights) <= set(model.components)
+    model.check()
 
 
 def test_a_partitioned_parquet_directory_reads_as_its_csv(spark, store, both, tmp_path) -> None:

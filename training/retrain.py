@@ -17,6 +17,7 @@ import contextlib
 import fcntl
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -166,21 +167,29 @@ def compare_on_split(
     split = time_split(data.events, test_fraction=options.gate_fraction)
     train = CleanData(events=split.train, items=data.items, users=data.users,
                       opted_out=data.opted_out, report=data.report)
+    quiet = Progress(quiet=True)
+    result, scores = gate_refits(lambda config: fit_model(config, train, quiet), split.test,
+                                 data.users, candidate, current, options)
+    return result, {"split": split.description, "metrics": scores}
+
+
+def gate_refits(refit: Callable[[TrainConfig], RecommenderModel], test_events: pd.DataFrame,
+                users: pd.DataFrame | None, candidate: ModelCard, current: ModelCard,
+                options: RetrainOptions) -> tuple[GateResult, dict[str, Any]]:
+    """The candidate's and the current model's settings each refitted (`refit`, on the
+    split's past) and scored on `test_events`; the gate's verdict and both scores."""
     k = int(options.gate_metric.split("@")[1]) if "@" in options.gate_metric else 10
     scores = {}
-    quiet = Progress(quiet=True)
     for name, card in (("candidate", candidate), ("current", current)):
-        model = fit_model(refit_config(options.config, card, name), train, quiet)
-        test = build_test_set(model, split.test, options.config.tuning.target_events,
-                              data.users)
+        model = refit(refit_config(options.config, card, name))
+        test = build_test_set(model, test_events, options.config.tuning.target_events, users)
         if len(test) == 0:
             raise InputError("the gate's test period has no target events to score")
         scores[name] = evaluate(model, test, [k], ["blend"]).metrics
     if options.gate_metric not in scores["candidate"]:
         raise InputError(f"unknown gate metric {options.gate_metric!r}")
-    result = gate(scores["candidate"], scores["current"], options.gate_metric,
-                  options.tolerance)
-    return result, {"split": split.description, "metrics": scores}
+    return gate(scores["candidate"], scores["current"], options.gate_metric,
+                options.tolerance), scores
 
 
 def retrain(options: RetrainOptions, progress: Progress) -> dict[str, Any]:

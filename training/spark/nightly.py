@@ -20,10 +20,10 @@ from recsvc.core.errors import InputError
 from recsvc.core.manifest import ModelCard
 from recsvc.core.model import RecommenderModel
 from training.config import SparkConfig, TrainConfig
-from training.evaluate import GateResult, build_test_set, evaluate, gate
+from training.evaluate import GateResult
 from training.gather import REQUIRED, input_files, is_events_file
 from training.progress import Progress
-from training.retrain import RetrainOptions, catalog_tables, refit_config
+from training.retrain import RetrainOptions, catalog_tables, gate_refits
 from training.spark.engine import clean_tables, fit_on_spark
 from training.spark.prepare import BUCKET, Cleaned
 from training.spark.read import ROW, read_all, read_events
@@ -72,7 +72,7 @@ class SparkNight:
         cleaned = within_window(cleaned, options.config.input.window_days)
         if cleaned.rows == 0:
             raise InputError("no usable events after cleaning")
-        described = [{"path": name, "service_events": Path(name).name.startswith("events-")}
+        described = [{"path": name, "service_events": is_events_file(Path(name))}
                      for name in sources]
         return cleaned, {"files": described, "skipped_service_lines": int(skipped),
                          "data_quality": cleaned.data.report, "engine": "spark"}
@@ -93,20 +93,9 @@ class SparkNight:
             raise InputError("the time split leaves no events on one side of the cut-off")
         for column in ("user_id", "item_id", "event_type"):
             future[column] = future[column].astype("category")
-        k = int(options.gate_metric.split("@")[1]) if "@" in options.gate_metric else 10
-        scores = {}
         quiet = Progress(quiet=True)
-        for name, card in (("candidate", candidate), ("current", current)):
-            model = fit_on_spark(refit_config(options.config, card, name), past, quiet, {})
-            test = build_test_set(model, future, options.config.tuning.target_events,
-                                  data.data.users)
-            if len(test) == 0:
-                raise InputError("the gate's test period has no target events to score")
-            scores[name] = evaluate(model, test, [k], ["blend"]).metrics
-        if options.gate_metric not in scores["candidate"]:
-            raise InputError(f"unknown gate metric {options.gate_metric!r}")
-        result = gate(scores["candidate"], scores["current"], options.gate_metric,
-                      options.tolerance)
+        result, scores = gate_refits(lambda config: fit_on_spark(config, past, quiet, {}),
+                                     future, data.data.users, candidate, current, options)
         iso = pd.Timestamp(cutoff, unit="s", tz="UTC").isoformat()
         return result, {"split": {"method": "time", "cutoff": cutoff, "cutoff_iso": iso},
                         "metrics": scores}

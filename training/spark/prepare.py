@@ -87,28 +87,17 @@ def clean_events(raw: DataFrame, sources: list[str], items: pd.DataFrame | None,
                      check_shares=False)
         report = dict(data.report, rows_read_by_file=np.bincount(
             frame[SOURCE].to_numpy(np.int64), minlength=len(sources)).tolist())
-        kept = data.events
-        # The report rides in one more row, with no event in it.
-        def text(values: Any, last: str | None = None) -> pd.Series:
-            # Object columns: PySpark's Arrow conversion does not take pandas 3's
-            # Arrow-backed strings.
-            return pd.Series([*np.asarray(values, dtype=object).tolist(), last],
-                             dtype=object)
-
-        def number(values: Any, dtype: Any) -> np.ndarray:
-            return np.append(np.asarray(values, dtype=dtype), np.zeros(1, dtype))
-
-        kept = data.events
+        kept = data.events  # and the report in one more row, with no event in it
         return pd.DataFrame({
-            "user_id": text(kept["user_id"].astype(str)),
-            "item_id": text(kept["item_id"].astype(str)),
-            "event_type": text(kept["event_type"].astype(str)),
-            "timestamp": number(kept["timestamp"], np.int64),
-            "value": number(kept["value"], np.float64),
-            "weight": number(kept["weight"], np.float64),
-            ROW: number(frame[ROW].to_numpy(np.int64)[data.kept], np.int64),
-            BUCKET: number(frame[BUCKET].to_numpy(np.int32)[data.kept], np.int32),
-            REPORT: text([None] * len(kept), orjson.dumps(report).decode()),
+            "user_id": _text(kept["user_id"].astype(str)),
+            "item_id": _text(kept["item_id"].astype(str)),
+            "event_type": _text(kept["event_type"].astype(str)),
+            "timestamp": _number(kept["timestamp"], np.int64),
+            "value": _number(kept["value"], np.float64),
+            "weight": _number(kept["weight"], np.float64),
+            ROW: _number(frame[ROW].to_numpy(np.int64)[data.kept], np.int64),
+            BUCKET: _number(frame[BUCKET].to_numpy(np.int32)[data.kept], np.int32),
+            REPORT: _text([None] * len(kept), orjson.dumps(report).decode()),
         })
 
     grouped = buckets_of(raw, buckets).groupBy(BUCKET).applyInPandas(one_group, CLEAN_SCHEMA)
@@ -131,6 +120,17 @@ def clean_events(raw: DataFrame, sources: list[str], items: pd.DataFrame | None,
                      report=report)
     return Cleaned(kept, data, event_users, event_items, int(facts["t"] or 0),
                    int(facts["n"]))
+
+
+def _text(values: Any, last: str | None = None) -> pd.Series:
+    """Text with one more value; an object column, as PySpark's Arrow conversion does
+    not take pandas 3's Arrow-backed strings."""
+    return pd.Series([*np.asarray(values, dtype=object).tolist(), last], dtype=object)
+
+
+def _number(values: Any, dtype: Any) -> np.ndarray:
+    """Numbers with one more (zero)."""
+    return np.append(np.asarray(values, dtype=dtype), np.zeros(1, dtype))
 
 
 def merge_reports(parts: list[dict[str, Any]], sources: list[str]) -> dict[str, Any]:

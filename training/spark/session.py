@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -46,6 +47,9 @@ def spark_session(config: SparkConfig) -> SparkSession:
         raise RecsvcError("the spark engine needs pyspark: pip install 'recsvc[spark]'") \
             from None
     find_java()
+    # pyspark 4.3 warns at every conversion under pandas 3, about itself.
+    warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas",
+                            category=FutureWarning)
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     builder = (SparkSession.builder.master(config.master).appName("recsvc-train")

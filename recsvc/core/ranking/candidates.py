@@ -274,8 +274,9 @@ def status(model: RecommenderModel) -> str:
     state = model.__dict__.get(_STATE)
     if isinstance(state, CandidatePath):
         return "candidates"
-    return ("exact (faiss not installed)" if state == "unavailable"
-            else "exact (building the candidate index)")
+    return {"unavailable": "exact (faiss not installed)",
+            "failed": "exact (the candidate index failed: see the log)"}.get(
+                str(state), "exact (building the candidate index)")
 
 
 def _build(model: RecommenderModel) -> None:
@@ -285,6 +286,10 @@ def _build(model: RecommenderModel) -> None:
         log.warning("a %d-item catalog is ranked exactly: install faiss-cpu "
                     "(pip install 'recsvc[ann]') for candidate generation", model.n_items)
         model.__dict__[_STATE] = "unavailable"
+        return
+    except Exception:  # never a broken list: the exact path stays, and says why
+        log.exception("the candidate index could not be built; lists are ranked exactly")
+        model.__dict__[_STATE] = "failed"
         return
     model.__dict__[_STATE] = path
     log.info("candidate index ready: %d items", model.n_items)
