@@ -295,7 +295,8 @@ def test_a_generated_store_ends_today_so_todays_events_retrain_it(tmp_path: Path
     fell in the gap and tuning was skipped every night) and says what it decided."""
     from training.generate import DAY, today
 
-    paths = generate_store(StoreSpec(users=1500, items=300, events=60_000, seed=5),
+    day = today()  # once: a run across midnight must not move it
+    paths = generate_store(StoreSpec(users=1500, items=300, events=60_000, seed=5, end=day),
                            tmp_path / "s", Progress(quiet=True))
     root, events = tmp_path / "m", tmp_path / "state" / "events"
     args = ["retrain", "--model-root", str(root), "--interactions", str(paths["interactions"]),
@@ -304,17 +305,17 @@ def test_a_generated_store_ends_today_so_todays_events_retrain_it(tmp_path: Path
             "--window-days", "180"]
     assert main(args) == 0
     first = load_model(root)
-    assert today() - DAY <= first.reference_time <= today()
+    assert day - DAY <= first.reference_time <= day
     events.mkdir(parents=True)
-    now = time.time()
+    now = time.time()  # today's events: between the store's end and now, whatever the hour
     (events / "events-today.jsonl").write_text("".join(
         json.dumps({"user_id": f"U{i % 1500}", "item_id": f"I{i % 300}",
-                    "event_type": "purchase", "timestamp": now - 3600 + i}) + "\n"
-        for i in range(400)))
+                    "event_type": "purchase", "timestamp": day + (now - day) * (i + 1) / 401})
+        + "\n" for i in range(400)))
     assert main(args) in (0, EXIT_NOT_PROMOTED)
     summary = last_summary(root)
     assert (summary["decision"] == "passed the gate"
             or "below the current model's" in summary["decision"])
     candidate = load_model(root, summary["candidate_version"])
     assert candidate.card is not None and candidate.card.tuning.skipped is None
-    assert candidate.reference_time > today()  # today's events are in it
+    assert candidate.reference_time > day  # today's events are in it

@@ -143,8 +143,10 @@ async def recommend_body(state: ServiceState, query: RecommendQuery, caller: Cal
         ids = engine.model.item_ids[packed.items[positions]].tolist()
         fields, drop = frequency.record(shown, policy, [str(i) for i in ids],
                                         page if paging else None, time.time())
-        # Off the answer's path: the next list of this shopper is what needs it.
-        state.background(_remember(state, query.user_id, memory, fields, drop, policy.ttl_s))
+        # Written before the answer, not after it: a forget that follows the answer,
+        # through any worker, must find it to delete (one write where caps or pages
+        # are on; a background write could land after the forget and outlive it).
+        await _remember(state, query.user_id, memory, fields, drop, policy.ttl_s)
     telemetry.count_recommendation(variant.name)
     rid = os.urandom(16).hex()
     if log:
