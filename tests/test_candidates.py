@@ -44,13 +44,11 @@ def model(root: Path) -> RecommenderModel:
 
 def ranked(model: RecommenderModel, users: np.ndarray, path: CandidatePath | None):
     batch = model.batch(users)
-    weights = dict(model.weights)
-    mask = np.asarray(model.item_in_stock, dtype=bool)
     if path is None:
         return recommend(model, batch, 10, explain=True)
-    out = path.rank(model.components, batch, weights, 10, mask, None,
-                    batch.history if model.exclude_seen else None)
-    return out
+    return path.rank(model.components, batch, dict(model.weights), 10,
+                     np.asarray(model.item_in_stock, dtype=bool), None,
+                     batch.history if model.exclude_seen else None)
 
 
 def test_dense_sources_score_their_candidates_as_they_score_the_catalog(model) -> None:

@@ -104,7 +104,6 @@ def recommend(
     only matched)."""
     weights = dict(model.weights if weights is None else weights)
     exclude_seen = model.exclude_seen if exclude_seen is None else exclude_seen
-    active = {name for name, w in weights.items() if w != 0}
     candidates = np.asarray(model.item_in_stock if in_stock is None else in_stock, dtype=bool)
     if allowed is not None:
         candidates = candidates & allowed
@@ -114,6 +113,7 @@ def recommend(
         out = path.rank(model.components, batch, weights, n, candidates, bias, exclude)
         return Ranking(out.items, out.scores, out.lengths,
                        out.contributions if explain else None)
+    active = {name for name, w in weights.items() if w != 0}
     sources = compact_scores(model.components, batch, active)
     return blend_and_rank(sources, weights, n, candidates, exclude, bias, explain)
 
