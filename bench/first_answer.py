@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 import httpx
-from harness import free_port
+from harness import free_port, prepare_store
 
 BIN = Path(sys.executable).parent
 # Every algorithm; EASE's sparse form on 50 neighbours per item (its default of 200
@@ -32,21 +32,6 @@ BIN = Path(sys.executable).parent
 CONFIG = """[model.ease]
 neighbours = 50
 """
-
-
-def prepare(work: Path, users: int, items: int, events: int) -> Path:
-    store, models = work / "store", work / "models"
-    if not (store / "interactions.csv").exists():
-        subprocess.run([BIN / "recsvc", "generate", "--out", store, "--users", str(users),
-                        "--items", str(items), "--events", str(events), "--seed", "3"],
-                       check=True, capture_output=True)
-    if not (models / "current").exists():
-        (work / "train.toml").write_text(CONFIG)
-        subprocess.run([BIN / "recsvc", "train", "--config", work / "train.toml",
-                        "--interactions", store / "interactions.csv", "--items",
-                        store / "items.csv", "--users", store / "users.csv", "--model-root",
-                        models, "--no-tune", "--quiet"], check=True, capture_output=True)
-    return models
 
 
 STEPS = r"""
@@ -133,7 +118,8 @@ def main() -> int:
     args = p.parse_args()
     rows = []
     for items in (args.reference_items, args.items):
-        models = prepare(args.work / str(items), args.users, items, args.events)
+        _, models = prepare_store(args.work / str(items), args.users, items, args.events,
+                                  seed=3, config=CONFIG)
         size = sum(f.stat().st_size for f in (models / "current").resolve().iterdir())
         row = {"items": items, "model_mib": round(size / 2**20), "steps_s": in_process(models),
                **first_answer(models, args.users)}

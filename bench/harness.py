@@ -136,8 +136,9 @@ def wrk(url: str, path: str, users: int, suffix: str = "", seconds: int = 10,
 
 
 def prepare_store(work: Path, users: int, items: int, events: int, seed: int,
-                  retrain: bool = False) -> tuple[Path, Path]:
-    """A generated store and a model trained on it (`--no-tune`), reused when present."""
+                  retrain: bool = False, config: str | None = None) -> tuple[Path, Path]:
+    """A generated store and a model trained on it (`--no-tune`, with the trainer TOML
+    `config` if given), reused when present."""
     recsvc = str(Path(sys.executable).parent / "recsvc")
     store, models = work / "store", work / "models"
     if not (store / "interactions.csv").exists():
@@ -145,8 +146,12 @@ def prepare_store(work: Path, users: int, items: int, events: int, seed: int,
                         "--items", str(items), "--events", str(events), "--seed", str(seed)],
                        check=True, capture_output=True)
     if retrain or not (models / "current").exists():
-        subprocess.run([recsvc, "train", "--interactions", str(store / "interactions.csv"),
-                        "--items", str(store / "items.csv"), "--users",
-                        str(store / "users.csv"), "--model-root", str(models), "--no-tune",
-                        "--quiet"], check=True, capture_output=True)
+        options = []
+        if config is not None:
+            (work / "train.toml").write_text(config)
+            options = ["--config", str(work / "train.toml")]
+        subprocess.run([recsvc, "train", *options, "--interactions",
+                        str(store / "interactions.csv"), "--items", str(store / "items.csv"),
+                        "--users", str(store / "users.csv"), "--model-root", str(models),
+                        "--no-tune", "--quiet"], check=True, capture_output=True)
     return store, models
