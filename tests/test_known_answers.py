@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from recsvc.core.algorithms import UserBatch
 from recsvc.core.model import load_model
@@ -180,3 +181,70 @@ def test_popular_per_category_and_per_segment(tmp_path: Path, planted) -> None:
     codes, values = model.user_attributes["segment"]
     pro = list(values).index("pro")
     assert np.argmax(pop.group_scores("segment", pro)) == model.item_index(["b9"])[0]
+
+
+def test_purchases_are_kept_as_occasions_not_volume(tmp_path: Path) -> None:
+    """Each day an item was bought counts once, whatever the quantity or the number of
+    order lines, decayed by the age of that day's last purchase; a refunded purchase is
+    no occasion; one decayed to nothing still counts as bought."""
+    rows = [{"user_id": "u", "item_id": "staple", "event_type": "purchase", "value": 1,
+             "timestamp": t} for t in (T0, T0 + DAY + 100, T0 + DAY + 200, T0 + 9 * DAY)]
+    rows += [{"user_id": "u", "item_id": "bulk", "event_type": "purchase", "value": 500,
+              "timestamp": T0 + 9 * DAY}]
+    rows += [{"user_id": "u", "item_id": "back", "event_type": e, "value": 1,
+              "timestamp": T0 + 2 * DAY + k} for k, e in enumerate(["purchase", "refund"])]
+    rows += [{"user_id": "u", "item_id": "ancient", "event_type": "purchase", "value": 1,
+              "timestamp": T0 + 9 * DAY - 20_000 * DAY}]
+    rows += [{"user_id": "v", "item_id": i, "event_type": "purchase", "value": 1,
+              "timestamp": T0 + 3 * DAY} for i in ("staple", "bulk", "back", "ancient")]
+    path = write_csv(tmp_path / "i.csv", rows)
+    config = quick_config(tmp_path / "m", interactions=path)
+    train(config, QUIET)
+    model = load_model(tmp_path / "m")
+    u = model.user_index(["u"])[0]
+    got = {i: float(model.user_purchases[u, model.item_index([i])[0]])
+           for i in ("staple", "bulk", "back", "ancient")}
+    half = 90.0  # the default half-life, in days
+    # Days 0, 1 (two lines: the later one counts) and 9, the reference time.
+    expected = 2 ** (-9 / half) + 2 ** (-(8 * DAY - 200) / DAY / half) + 1.0
+    assert got["staple"] == pytest.approx(expected, rel=1e-5)
+    assert got["bulk"] == pytest.approx(1.0)  # one order of 500: one occasion
+    assert got["back"] == 0.0
+    assert 0 < got["ancient"] < 1e-20  # 222 half-lives: below float32, floored
+
+
+def test_a_fresh_purchase_is_one_more_occasion_in_the_service(tmp_path: Path) -> None:
+    """Stored: "a" bought on two days (1.98 decayed occasions), "b" once at the end.
+    A fresh purchase of "b", however small its weight, makes it two occasions: b now
+    comes first (by confidence it would not: 1 + 0.25 against 1.98); a fresh refund
+    takes an item out of the shopper's past."""
+    from recsvc.core.engine import load_engine
+    from recsvc.core.lists import RecommendQuery, shopper_list
+    from recsvc.core.policy.filters import filter_stage
+    from recsvc.core.policy.rules import RulesFile, Variant
+    from recsvc.core.ranking.packed import unpack
+
+    rows = [{"user_id": "u", "item_id": "a", "event_type": "purchase", "value": 1,
+             "timestamp": t} for t in (T0, T0 + DAY)]
+    rows += [{"user_id": "u", "item_id": "b", "event_type": "purchase", "value": 1,
+              "timestamp": T0 + 2 * DAY}]
+    rows += [{"user_id": f"o{k}", "item_id": i, "event_type": "purchase", "value": 1,
+              "timestamp": T0 + DAY} for k in range(3) for i in ("a", "b", "c", "d")]
+    config = quick_config(tmp_path / "m", interactions=write_csv(tmp_path / "i.csv", rows))
+    train(config, QUIET)
+    engine = load_engine(tmp_path / "m", None, RulesFile())
+    model = engine.model
+    live = model.item_in_stock.astype(bool)
+    allowed = filter_stage(model, engine.rules, live, model.item_price).allowed
+    own_past = Variant(name="history", weights={"history": 1.0}, exclude_seen=False)
+
+    def first_two(fresh: list[tuple[str, float, str]]) -> list[str]:
+        value, _ = shopper_list(engine, RecommendQuery(user_id="u", n=4), own_past, fresh,
+                                live, allowed, 4, T0 + 3 * DAY, 30)
+        packed = unpack(value)
+        assert packed is not None
+        return [item["item_id"] for item in engine.renderer.items(packed)][:2]
+
+    assert first_two([]) == ["a", "b"]
+    assert first_two([("b", 0.25, "purchase")]) == ["b", "a"]
+    assert first_two([("a", -1.0, "refund")])[0] == "b"

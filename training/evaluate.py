@@ -124,6 +124,7 @@ def rank_test_users(
             attributes={name: codes[start:start + rows_per_batch]
                         for name, codes in test.attributes.items()},
             recent=model.recent_rows(users),
+            bought=model.occasion_rows(users),
         )
         ranked.extend(recommend(model, batch, k, exclude_seen, weights=weights).items)
     return ranked

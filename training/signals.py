@@ -15,6 +15,8 @@ from recsvc.core.clock import SECONDS_PER_DAY
 from recsvc.core.model import lookup
 from recsvc.core.policy.events import NEGATIVE, SEARCH, net_purchases
 
+OCCASION_FLOOR = np.float32(1e-30)  # > 0 in float32, below any real decayed weight
+
 
 def decay(ages_seconds: np.ndarray, half_life_days: float) -> np.ndarray:
     half_lives = np.maximum(ages_seconds, 0) / (half_life_days * SECONDS_PER_DAY)
@@ -87,8 +89,8 @@ def build_training_data(
         reference_time=int(reference_time),
         items=items,
         user_attributes=dict(user_attributes or {}),
-        user_purchases=purchase_matrix(users, items_idx, bought,
-                                       (len(user_ids), len(item_ids))),
+        user_purchases=purchase_matrix(users, items_idx, bought, times, reference_time,
+                                       half_life_days, (len(user_ids), len(item_ids))),
         user_negatives=negative_matrix(users, items_idx, types.cat.codes.to_numpy()[keep],
                                        list(types.cat.categories), weights, times,
                                        (len(user_ids), len(item_ids))),
@@ -159,12 +161,31 @@ def negative_matrix(users: np.ndarray, items: np.ndarray, codes: np.ndarray,
 
 
 def purchase_matrix(users: np.ndarray, items: np.ndarray, net: np.ndarray,
+                    times: np.ndarray, reference_time: int, half_life_days: float,
                     shape: tuple[int, int]) -> sp.csr_matrix:
-    """Users x items, True where purchases outnumber refunds (`net_purchases`)."""
+    """Users x items, the shopper's purchase occasions of the item: each day they bought
+    it counts once, whatever the quantity or the number of order lines, decayed by the
+    age of that day's last purchase; only where purchases outnumber refunds
+    (`net_purchases`), elsewhere nothing. Occasions, not volume, predict a reorder: a
+    wholesaler's one order of 500 is one occasion."""
     counted = net != 0
-    matrix = sp.csr_matrix((net[counted], (users[counted], items[counted])), shape=shape,
-                           dtype=np.int32)  # duplicates are summed
-    matrix.data = (matrix.data > 0).astype(np.int8)
-    matrix.eliminate_zeros()
-    matrix.sort_indices()
-    return sp.csr_matrix(matrix, dtype=bool)
+    net_sum = sp.csr_matrix((net[counted], (users[counted], items[counted])), shape=shape,
+                            dtype=np.int32)  # duplicates are summed
+    kept = sp.csr_matrix(net_sum > 0, dtype=np.float32)
+    bought = net > 0
+    if not bought.any() or kept.nnz == 0:
+        return sp.csr_matrix(shape, dtype=np.float32)
+    u, i, t = users[bought], items[bought], times[bought]
+    day = t // int(SECONDS_PER_DAY)
+    order = np.lexsort((-t, day, i, u))  # per (user, item, day): the latest first
+    u, i, t, day = u[order], i[order], t[order], day[order]
+    first = np.ones(u.size, dtype=bool)
+    first[1:] = (u[1:] != u[:-1]) | (i[1:] != i[:-1]) | (day[1:] != day[:-1])
+    # Floored: a purchase decayed to nothing is still a purchase (what reasons may name).
+    weight = np.maximum(decay(reference_time - t[first], half_life_days), OCCASION_FLOOR)
+    occasions = sp.csr_matrix((weight.astype(np.float64), (u[first], i[first])),
+                              shape=shape)  # the days of a pair are summed
+    out = sp.csr_matrix(occasions.multiply(kept), dtype=np.float32)
+    out.eliminate_zeros()
+    out.sort_indices()
+    return out

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from recsvc.core.algorithms import Popularity, Recommender, TrainingData, UserBatch, algorithm
+from recsvc.core.algorithms import Popularity, Recommender, TrainingData, algorithm
 from recsvc.core.algorithms.base import Reason
 from recsvc.core.ranking.scoring import blend_and_rank, dense_scores
 from training.choice import choose, shrink
@@ -309,13 +309,7 @@ def _scores(components: dict[str, Recommender], data: TrainingData,
             users: np.ndarray) -> dict[str, np.ndarray]:
     """The algorithms' dense scores for the fold's validation users (the blend
     standardizes them)."""
-    batch = UserBatch(
-        users=users,
-        history=data.user_items[users],
-        attributes={n: codes[users] for n, (codes, _) in data.user_attributes.items()},
-        recent=None if data.user_recent is None else data.user_recent[users],
-    )
-    return dense_scores(components, batch)
+    return dense_scores(components, data.batch(users))
 
 
 def _walk(
@@ -336,8 +330,7 @@ def _walk(
     assert param is not None
     preparer = build(config.model, name)
     prepared = [preparer.prepare(data) for data in datas]
-    batches = [UserBatch(users=fold.users, history=data.user_items[fold.users])
-               for data, fold in zip(datas, folds, strict=True)]
+    batches = [data.batch(fold.users) for data, fold in zip(datas, folds, strict=True)]
     history = _histories(datas, folds)
     tried: dict[float, tuple[float, np.ndarray]] = {}
 

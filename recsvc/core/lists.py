@@ -108,8 +108,12 @@ def shopper_list(
                                             in zip(fresh_items, fresh, strict=True)
                                             if i >= 0 and kind != SEARCH])]
     recent = _recent(newer, model.recent_rows(np.array([user]))[0])
+    fresh_kinds = [(int(i), kind) for i, (_, _, kind) in zip(fresh_items, fresh, strict=True)
+                   if i >= 0]
+    bought = _bought(model, user, fresh_kinds)
     batch = UserBatch(users=np.array([user if not extra else -1]), history=history,
-                      attributes=attributes, recent=recent)
+                      attributes=attributes, recent=recent,
+                      bought=_occasions(model, user, fresh_kinds, bought))
 
     weights = variant.weights or model.weights
     fallback = None
@@ -130,8 +134,6 @@ def shopper_list(
         ranking = recommend(model, batch, size, False, allowed, weights,
                             bias=bias, explain=True, in_stock=live)
         fallback = "seen_items"
-    bought = _bought(model, user, [(int(i), kind) for i, (_, _, kind)
-                                   in zip(fresh_items, fresh, strict=True) if i >= 0])
     packed = rank_lists(engine, ranking, anchorable, bought, recent,
                         [np.asarray(session, np.int64)], now, new_arrival_days,
                         personal=user >= 0 or bool(fresh), tag=variant.tag)
@@ -216,6 +218,25 @@ def _bought(model: RecommenderModel, user: int, fresh: list[tuple[int, str]]
             np.array([kind for _, kind in fresh], dtype=object)), strict=True):
         net[item] += change
     return sp.csr_matrix(net[None, :] > 0)
+
+
+def _occasions(model: RecommenderModel, user: int, fresh: list[tuple[int, str]],
+               bought: sp.csr_matrix) -> sp.csr_matrix | None:
+    """1 x items: the shopper's purchase occasions as stored, one more for each item
+    bought since (a fresh occasion, not decayed), none for what they no longer keep
+    (`bought`)."""
+    row = model.occasion_rows(np.array([user]))
+    if row is None:
+        return None
+    purchased = {item for item, change in zip([i for i, _ in fresh], net_purchases(
+        np.array([kind for _, kind in fresh], dtype=object)), strict=True) if change > 0}
+    if purchased:
+        more = np.zeros((1, model.n_items), dtype=np.float32)
+        more[0, sorted(purchased)] = 1.0
+        row = sp.csr_matrix(row + sp.csr_matrix(more), dtype=np.float32)
+    out = sp.csr_matrix(row.multiply(bought), dtype=np.float32)
+    out.eliminate_zeros()
+    return out
 
 
 def rank_lists(

@@ -59,8 +59,10 @@ class RecommenderModel:
     # (models written before, and hand-built ones).
     opted_out: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype="<U1"))
     opted_out_salt: bytes | None = None
-    # users x items, True where the shopper bought the item (None in models written
-    # before purchases were kept: then nothing is claimed as bought).
+    # users x items, > 0 where the shopper bought the item (and kept it): their purchase
+    # occasions, each day they bought it counted once and decayed with age (True alone in
+    # models written before occasions were kept; None before purchases were kept: then
+    # nothing is claimed as bought).
     user_purchases: sp.csr_matrix | None = None
     # users x items, the strength of a shopper's standing "not interested" or dislike
     # (`policy.feedback`; None in models written before they were kept).
@@ -150,6 +152,19 @@ class RecommenderModel:
             rows.eliminate_zeros()
         return rows
 
+    def occasion_rows(self, users: np.ndarray) -> sp.csr_matrix | None:
+        """Each of `users`' purchase occasions per item (-1: nobody, nothing), rows of
+        `user_purchases`; None where the model keeps no occasions."""
+        if self.user_purchases is None or self.user_purchases.dtype == bool:
+            return None
+        users = np.asarray(users, dtype=np.int64)
+        rows = sp.csr_matrix(self.user_purchases[np.maximum(users, 0)], dtype=np.float32)
+        if (users < 0).any():
+            rows = sp.csr_matrix(sp.diags((users >= 0).astype(np.float32), format="csr")
+                                 @ rows, dtype=np.float32)
+            rows.eliminate_zeros()
+        return rows
+
     def search_only(self, user: int) -> list[int]:
         """Items only searched for by this shopper (model number; -1: none)."""
         if user < 0 or self.user_search_only is None:
@@ -175,6 +190,7 @@ class RecommenderModel:
             history=self.user_items[users],
             attributes={name: codes[users] for name, (codes, _) in self.user_attributes.items()},
             recent=self.recent_rows(users),
+            bought=self.occasion_rows(users),
         )
 
     def recent_rows(self, users: np.ndarray) -> np.ndarray:

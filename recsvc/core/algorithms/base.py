@@ -69,8 +69,9 @@ class TrainingData:
     reference_time: int  # the end of the training period
     items: pd.DataFrame | None = None  # catalog rows aligned with item numbers
     user_attributes: dict[str, tuple[np.ndarray, list[str]]] = field(default_factory=dict)
-    # users x items, True where the shopper bought the item (and did not refund it): what
-    # a reason may call "bought"; the confidences mix every kind of event.
+    # users x items, > 0 where the shopper bought the item (and did not refund it): what
+    # a reason may call "bought"; the confidences mix every kind of event. The values
+    # are purchase occasions: each day the item was bought counts once, decayed by age.
     user_purchases: sp.csr_matrix | None = None
     user_negatives: sp.csr_matrix | None = None  # standing "no"s (`policy.feedback`)
     user_search_only: sp.csr_matrix | None = None  # pairs only a search's match touched
@@ -89,6 +90,17 @@ class TrainingData:
     def n_items(self) -> int:
         return int(self.user_items.shape[1])
 
+    def batch(self, users: np.ndarray) -> UserBatch:
+        """These users (numbers >= 0) to score from everything kept about them."""
+        return UserBatch(
+            users=users,
+            history=self.user_items[users],
+            attributes={n: codes[users] for n, (codes, _) in self.user_attributes.items()},
+            recent=None if self.user_recent is None else self.user_recent[users],
+            bought=(None if self.user_purchases is None
+                    else sp.csr_matrix(self.user_purchases[users], dtype=np.float32)),
+        )
+
 
 @dataclass(frozen=True)
 class ShopFacts:
@@ -106,6 +118,8 @@ class UserBatch:
     history: sp.csr_matrix  # len(users) x items confidence, as in TrainingData.user_items
     attributes: dict[str, np.ndarray] = field(default_factory=dict)  # attribute -> codes, -1
     recent: np.ndarray | None = None  # len(users) x RECENT last items, newest first, -1
+    # len(users) x items purchase occasions (TrainingData.user_purchases); None: unknown.
+    bought: sp.csr_matrix | None = None
 
     def __len__(self) -> int:
         return len(self.users)

@@ -5,8 +5,10 @@ Items differ in how often they are bought again (paper towels, not a sofa): each
 item's repeat rate, the share of its buyers who bought it on two or more days, shrunk
 towards the shop's rate by as many pseudo-buyers as the items' real spread warrants
 (empirical Bayes: none of it where items differ no more than chance), scales the
-shopper's past confidence in it. Without purchases (a ratings set, say), or where items
-do not really differ, every item counts alike."""
+shopper's purchase occasions of it (each day they bought it, decayed with age; see
+`UserBatch.bought`), or, for a shopper who bought nothing, their confidence in it.
+Without purchases (a ratings set, say), or where items do not really differ, every item
+counts alike."""
 
 from __future__ import annotations
 
@@ -138,6 +140,15 @@ class PurchaseHistory(Recommender):
 
     def score_compact(self, batch: UserBatch) -> sp.csr_matrix:
         scores = confidence(batch.history)
+        if batch.bought is not None and batch.bought.nnz:
+            # A buyer's past is their purchase occasions (how many days they bought each
+            # item, decayed), not the confidences: those weigh quantities and views, and
+            # volume does not predict a reorder. A shopper who bought nothing: what they
+            # touched.
+            buyers = (np.diff(batch.bought.indptr) > 0).astype(np.float32)
+            scores = sp.csr_matrix(sp.diags(1.0 - buyers, format="csr") @ scores
+                                   + batch.bought, dtype=np.float32)
+            scores.eliminate_zeros()
         if self.repeat_rate is not None:
             scores.data *= self.repeat_rate[scores.indices]
         return scores

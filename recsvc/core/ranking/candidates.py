@@ -230,7 +230,8 @@ def _columns(matrix: sp.csr_matrix, columns: np.ndarray) -> sp.csr_matrix:
 def _row(batch: UserBatch, j: int) -> UserBatch:
     return UserBatch(users=batch.users[j:j + 1], history=batch.history[j],
                      attributes={k: v[j:j + 1] for k, v in batch.attributes.items()},
-                     recent=None if batch.recent is None else batch.recent[j:j + 1])
+                     recent=None if batch.recent is None else batch.recent[j:j + 1],
+                     bought=None if batch.bought is None else batch.bought[j])
 
 
 def _ivf_index(factors: np.ndarray) -> Any:
