@@ -247,4 +247,4 @@ def test_a_fresh_purchase_is_one_more_occasion_in_the_service(tmp_path: Path) ->
 
     assert first_two([]) == ["a", "b"]
     assert first_two([("b", 0.25, "purchase")]) == ["b", "a"]
-    assert first_two([("a", -1.0, "refund")])[0] == "b"
+    assert first_two([("a", -100.0, "refund")])[0] == "b"

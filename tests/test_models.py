@@ -476,20 +476,22 @@ def test_how_much_items_differ_in_repeat_buying_is_learned_not_assumed() -> None
     assert prior_strength(buyers, differ) == pytest.approx(2.64, abs=0.5)
 
 
-def test_a_buyers_past_is_scored_by_occasions_and_a_lookers_by_confidence() -> None:
+def test_what_was_bought_is_scored_by_occasions_and_what_was_looked_at_by_confidence(
+) -> None:
     """Row 0 bought item 0 once in bulk (confidence 500) and item 1 on three days
-    (confidence 3): occasions put item 1 first, where confidences would put item 0.
-    Row 1 bought nothing: what it touched, by confidence."""
-    history = sp.csr_matrix(np.array([[500.0, 3.0, 0.0], [0.0, 0.0, 4.0]], np.float32))
+    (confidence 3), and only viewed item 2: occasions put item 1 above item 0, where
+    confidences would put item 0 first; item 2 keeps its confidence. Row 1 bought
+    nothing: what it touched, by confidence."""
+    history = sp.csr_matrix(np.array([[500.0, 3.0, 2.0], [0.0, 0.0, 4.0]], np.float32))
     bought = sp.csr_matrix(np.array([[1.0, 3.0, 0.0], [0.0, 0.0, 0.0]], np.float32))
     model = PurchaseHistory()
     model.repeat_rate = None
     by_occasions = model.score(UserBatch(users=np.array([0, 1]), history=history,
                                          bought=bought))
-    assert np.allclose(by_occasions, [[1.0, 3.0, 0.0], [0, 0, np.log1p(4.0)]])
+    assert np.allclose(by_occasions, [[1.0, 3.0, np.log1p(2.0)], [0, 0, np.log1p(4.0)]])
     unknown = model.score(UserBatch(users=np.array([0, 1]), history=history))
     assert unknown[0, 0] > unknown[0, 1]  # models without occasions: as before
     model.repeat_rate = np.array([1.0, 0.2, 1.0], np.float32)  # item 1 a one-off after all
     assert model.score(UserBatch(users=np.array([0]), history=history[[0]],
                                  bought=bought[[0]]))[0].tolist() == pytest.approx(
-        [1.0, 0.6, 0.0])
+        [1.0, 0.6, np.log1p(2.0)])

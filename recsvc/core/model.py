@@ -142,21 +142,19 @@ class RecommenderModel:
 
     def bought_rows(self, users: np.ndarray) -> sp.csr_matrix:
         """What each of `users` bought (-1: nobody, nothing), rows of `user_purchases`."""
-        users = np.asarray(users, dtype=np.int64)
         if self.user_purchases is None:
-            return sp.csr_matrix((users.size, self.n_items), dtype=bool)
-        rows = sp.csr_matrix(self.user_purchases[np.maximum(users, 0)], dtype=bool)
-        if (users < 0).any():
-            keep = sp.diags((users >= 0).astype(np.float32), dtype=np.float32, format="csr")
-            rows = sp.csr_matrix(keep @ rows, dtype=bool)
-            rows.eliminate_zeros()
-        return rows
+            return sp.csr_matrix((np.size(users), self.n_items), dtype=bool)
+        return sp.csr_matrix(self._purchase_rows(users), dtype=bool)
 
     def occasion_rows(self, users: np.ndarray) -> sp.csr_matrix | None:
         """Each of `users`' purchase occasions per item (-1: nobody, nothing), rows of
         `user_purchases`; None where the model keeps no occasions."""
         if self.user_purchases is None or self.user_purchases.dtype == bool:
             return None
+        return self._purchase_rows(users)
+
+    def _purchase_rows(self, users: np.ndarray) -> sp.csr_matrix:
+        assert self.user_purchases is not None
         users = np.asarray(users, dtype=np.int64)
         rows = sp.csr_matrix(self.user_purchases[np.maximum(users, 0)], dtype=np.float32)
         if (users < 0).any():

@@ -6,7 +6,7 @@ item's repeat rate, the share of its buyers who bought it on two or more days, s
 towards the shop's rate by as many pseudo-buyers as the items' real spread warrants
 (empirical Bayes: none of it where items differ no more than chance), scales the
 shopper's purchase occasions of it (each day they bought it, decayed with age; see
-`UserBatch.bought`), or, for a shopper who bought nothing, their confidence in it.
+`UserBatch.bought`), or, for an item they did not buy, their confidence in it.
 Without purchases (a ratings set, say), or where items do not really differ, every item
 counts alike."""
 
@@ -141,13 +141,12 @@ class PurchaseHistory(Recommender):
     def score_compact(self, batch: UserBatch) -> sp.csr_matrix:
         scores = confidence(batch.history)
         if batch.bought is not None and batch.bought.nnz:
-            # A buyer's past is their purchase occasions (how many days they bought each
-            # item, decayed), not the confidences: those weigh quantities and views, and
-            # volume does not predict a reorder. A shopper who bought nothing: what they
-            # touched.
-            buyers = (np.diff(batch.bought.indptr) > 0).astype(np.float32)
-            scores = sp.csr_matrix(sp.diags(1.0 - buyers, format="csr") @ scores
-                                   + batch.bought, dtype=np.float32)
+            # What the shopper bought is counted in purchase occasions (how many days
+            # they bought it, decayed), not by its confidence: that weighs quantities,
+            # and volume does not predict a reorder. What they only looked at or put in
+            # their cart keeps its confidence.
+            looked = scores - scores.multiply(batch.bought.astype(bool))
+            scores = sp.csr_matrix(looked + batch.bought, dtype=np.float32)
             scores.eliminate_zeros()
         if self.repeat_rate is not None:
             scores.data *= self.repeat_rate[scores.indices]
