@@ -495,3 +495,8 @@ def test_what_was_bought_is_scored_by_occasions_and_what_was_looked_at_by_confid
     assert model.score(UserBatch(users=np.array([0]), history=history[[0]],
                                  bought=bought[[0]]))[0].tolist() == pytest.approx(
         [1.0, 0.6, np.log1p(2.0)])
+    # A purchase whose confidence was cancelled (a later dislike, say) is still one.
+    lone = model.score(UserBatch(users=np.array([0]),
+                                 history=sp.csr_matrix(np.array([[0, 2.0, 0]], np.float32)),
+                                 bought=sp.csr_matrix(np.array([[1.5, 0, 0]], np.float32))))
+    assert lone[0].tolist() == pytest.approx([1.5, 0.2 * np.log1p(2.0), 0])

@@ -226,8 +226,8 @@ def _occasions(model: RecommenderModel, user: int, fresh: list[tuple[int, str]],
     bought since (a fresh occasion, not decayed), none for what they no longer keep
     (`bought`)."""
     row = model.occasion_rows(np.array([user]))
-    if row is None:
-        return None
+    if row is None or not fresh:
+        return row  # as stored: only what they bought and kept
     purchased = {item for item, change in zip([i for i, _ in fresh], net_purchases(
         np.array([kind for _, kind in fresh], dtype=object)), strict=True) if change > 0}
     if purchased:

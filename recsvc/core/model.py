@@ -156,6 +156,11 @@ class RecommenderModel:
     def _purchase_rows(self, users: np.ndarray) -> sp.csr_matrix:
         assert self.user_purchases is not None
         users = np.asarray(users, dtype=np.int64)
+        if users.size == 1 and users[0] >= 0:  # a request's shopper: no fancy indexing
+            m = self.user_purchases
+            start, end = m.indptr[users[0]], m.indptr[users[0] + 1]
+            return sp.csr_matrix((m.data[start:end].astype(np.float32), m.indices[start:end],
+                                  np.array([0, end - start])), shape=(1, m.shape[1]))
         rows = sp.csr_matrix(self.user_purchases[np.maximum(users, 0)], dtype=np.float32)
         if (users < 0).any():
             rows = sp.csr_matrix(sp.diags((users >= 0).astype(np.float32), format="csr")

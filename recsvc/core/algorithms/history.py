@@ -107,6 +107,29 @@ def rates_from_counts(buyers: np.ndarray, again: np.ndarray, prior: float | None
     return (rate / shop).astype(np.float32)  # 1: as likely to be bought again as most
 
 
+def with_entries(scores: sp.csr_matrix, entries: sp.csr_matrix) -> sp.csr_matrix:
+    """`scores` with `entries`' values in place of its own wherever `entries` has one.
+    In place where every entry is already a stored score (the usual case: one list
+    must not pay for sparse algebra, ~0.3 ms a request)."""
+    scores.sort_indices()
+    n = np.int64(scores.shape[1])
+    keys = _keys(scores, n)
+    wanted = _keys(entries, n)
+    at = np.minimum(np.searchsorted(keys, wanted), max(keys.size - 1, 0))
+    if keys.size and (keys[at] == wanted).all():
+        scores.data[at] = entries.data
+        return scores
+    out = sp.csr_matrix(scores - scores.multiply(entries.astype(bool)) + entries,
+                        dtype=np.float32)
+    out.eliminate_zeros()
+    return out
+
+
+def _keys(matrix: sp.csr_matrix, n: np.int64) -> np.ndarray:
+    rows = np.repeat(np.arange(matrix.shape[0], dtype=np.int64), np.diff(matrix.indptr))
+    return rows * n + matrix.indices
+
+
 class PurchaseHistory(Recommender):
     name = "history"
     Params = HistoryParams
@@ -145,9 +168,7 @@ class PurchaseHistory(Recommender):
             # they bought it, decayed), not by its confidence: that weighs quantities,
             # and volume does not predict a reorder. What they only looked at or put in
             # their cart keeps its confidence.
-            looked = scores - scores.multiply(batch.bought.astype(bool))
-            scores = sp.csr_matrix(looked + batch.bought, dtype=np.float32)
-            scores.eliminate_zeros()
+            scores = with_entries(scores, sp.csr_matrix(batch.bought, dtype=np.float32))
         if self.repeat_rate is not None:
             scores.data *= self.repeat_rate[scores.indices]
         return scores
