@@ -248,3 +248,33 @@ def test_a_fresh_purchase_is_one_more_occasion_in_the_service(tmp_path: Path) ->
     assert first_two([]) == ["a", "b"]
     assert first_two([("b", 0.25, "purchase")]) == ["b", "a"]
     assert first_two([("a", -100.0, "refund")])[0] == "b"
+
+
+def test_fresh_purchases_and_refunds_update_only_the_items_they_touch(tmp_path: Path) -> None:
+    """`_purchases` recomputes only the freshly touched items; its answer equals the
+    whole-catalog definition: stored kept purchases (1 each) plus purchases minus
+    refunds, above 0 kept; occasions as stored plus one for an item bought since."""
+    from recsvc.core.lists import _purchases
+
+    rng = np.random.default_rng(5)
+    rows = [{"user_id": f"u{u}", "item_id": f"i{i}", "event_type": "purchase", "value": 1,
+             "timestamp": T0 + int(d) * DAY}
+            for u in range(6) for i, d in zip(rng.choice(30, 8, replace=False),
+                                              rng.integers(0, 20, 8), strict=True)]
+    config = quick_config(tmp_path / "m", interactions=write_csv(tmp_path / "i.csv", rows))
+    train(config, QUIET)
+    model = load_model(tmp_path / "m")
+    kinds = ["purchase", "refund", "view", "add_to_cart"]
+    for trial in range(40):
+        user = int(rng.integers(-1, model.n_users))
+        fresh = [(int(rng.integers(0, model.n_items)), str(rng.choice(kinds)))
+                 for _ in range(int(rng.integers(0, 12)))]
+        bought, occasions = _purchases(model, user, fresh)
+        stored = model.occasion_rows(np.array([user])).toarray()[0]
+        net = (stored > 0).astype(int)
+        again = np.zeros_like(stored)
+        for item, kind in fresh:
+            net[item] += {"purchase": 1, "refund": -1}.get(kind, 0)
+            again[item] = 1.0 if kind == "purchase" else again[item]
+        assert bought.toarray()[0].tolist() == (net > 0).tolist(), trial
+        assert np.allclose(occasions.toarray()[0], np.where(net > 0, stored + again, 0)), trial

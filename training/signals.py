@@ -172,9 +172,9 @@ def purchase_matrix(users: np.ndarray, items: np.ndarray, net: np.ndarray,
     net_sum = sp.csr_matrix((net[counted], (users[counted], items[counted])), shape=shape,
                             dtype=np.int32)  # duplicates are summed
     kept = sp.csr_matrix(net_sum > 0, dtype=np.float32)
-    bought = net > 0
-    if not bought.any() or kept.nnz == 0:
+    if kept.nnz == 0:
         return sp.csr_matrix(shape, dtype=np.float32)
+    bought = net > 0
     u, i, t = users[bought], items[bought], times[bought]
     day = t // int(SECONDS_PER_DAY)
     order = np.lexsort((-t, day, i, u))  # per (user, item, day): the latest first

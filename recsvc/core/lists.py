@@ -108,12 +108,10 @@ def shopper_list(
                                             in zip(fresh_items, fresh, strict=True)
                                             if i >= 0 and kind != SEARCH])]
     recent = _recent(newer, model.recent_rows(np.array([user]))[0])
-    fresh_kinds = [(int(i), kind) for i, (_, _, kind) in zip(fresh_items, fresh, strict=True)
-                   if i >= 0]
-    bought = _bought(model, user, fresh_kinds)
+    bought, occasions = _purchases(model, user, [
+        (int(i), kind) for i, (_, _, kind) in zip(fresh_items, fresh, strict=True) if i >= 0])
     batch = UserBatch(users=np.array([user if not extra else -1]), history=history,
-                      attributes=attributes, recent=recent,
-                      bought=_occasions(model, user, fresh_kinds, bought))
+                      attributes=attributes, recent=recent, bought=occasions)
 
     weights = variant.weights or model.weights
     fallback = None
@@ -206,37 +204,38 @@ def _recent(newer: list[int], known: np.ndarray) -> np.ndarray:
     return row
 
 
-def _bought(model: RecommenderModel, user: int, fresh: list[tuple[int, str]]
-            ) -> sp.csr_matrix:
-    """1 x items: what the shopper bought and kept, as stored and with their fresh
-    purchases and refunds. A session's items are never bought."""
-    row = model.bought_rows(np.array([user]))
+def _purchases(model: RecommenderModel, user: int, fresh: list[tuple[int, str]]
+               ) -> tuple[sp.csr_matrix, sp.csr_matrix | None]:
+    """1 x items each, from the stored row with the fresh purchases and refunds: what the
+    shopper bought and kept (all a reason may call bought; a session's items never are),
+    and their purchase occasions, one more for each item bought since (None where the
+    model keeps no occasions). Only the freshly touched items are recomputed: no pass
+    over the catalog on the request path."""
+    occasions = model.occasion_rows(np.array([user]))
+    stored = model.bought_rows(np.array([user])) if occasions is None else occasions
     if not fresh:
-        return row
-    net = row.toarray()[0].astype(np.int32)
-    for item, change in zip([i for i, _ in fresh], net_purchases(
-            np.array([kind for _, kind in fresh], dtype=object)), strict=True):
-        net[item] += change
-    return sp.csr_matrix(net[None, :] > 0)
-
-
-def _occasions(model: RecommenderModel, user: int, fresh: list[tuple[int, str]],
-               bought: sp.csr_matrix) -> sp.csr_matrix | None:
-    """1 x items: the shopper's purchase occasions as stored, one more for each item
-    bought since (a fresh occasion, not decayed), none for what they no longer keep
-    (`bought`)."""
-    row = model.occasion_rows(np.array([user]))
-    if row is None or not fresh:
-        return row  # as stored: only what they bought and kept
-    purchased = {item for item, change in zip([i for i, _ in fresh], net_purchases(
-        np.array([kind for _, kind in fresh], dtype=object)), strict=True) if change > 0}
-    if purchased:
-        more = np.zeros((1, model.n_items), dtype=np.float32)
-        more[0, sorted(purchased)] = 1.0
-        row = sp.csr_matrix(row + sp.csr_matrix(more), dtype=np.float32)
-    out = sp.csr_matrix(row.multiply(bought), dtype=np.float32)
-    out.eliminate_zeros()
-    return out
+        return sp.csr_matrix(stored, dtype=bool), occasions
+    items = np.array([i for i, _ in fresh], dtype=np.int64)
+    changes = net_purchases(np.array([kind for _, kind in fresh], dtype=object))
+    touched, at = np.unique(items, return_inverse=True)
+    net = np.zeros(touched.size, dtype=np.int32)
+    np.add.at(net, at, changes)
+    bought_since = np.zeros(touched.size, dtype=bool)
+    bought_since[at[changes > 0]] = True
+    was = np.zeros(touched.size, dtype=np.float32)
+    position = np.searchsorted(stored.indices, touched)  # model rows are sorted
+    found = position < stored.indices.size
+    found[found] = stored.indices[position[found]] == touched[found]
+    was[found] = stored.data[position[found]]
+    untouched = ~np.isin(stored.indices, touched)
+    keep = (was > 0).astype(np.int32) + net > 0
+    columns = np.concatenate([stored.indices[untouched], touched[keep]])
+    values = np.concatenate([np.asarray(stored.data[untouched], np.float32),
+                             (was + bought_since)[keep]])  # a fresh occasion, not decayed
+    order = np.argsort(columns)
+    row = sp.csr_matrix((values[order], columns[order], np.array([0, columns.size])),
+                        shape=(1, model.n_items), dtype=np.float32)
+    return sp.csr_matrix(row, dtype=bool), (None if occasions is None else row)
 
 
 def rank_lists(
